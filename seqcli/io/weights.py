@@ -1,0 +1,311 @@
+"""Weights files (CONTRACT §2): `.safetensors` and `.npz`, read without trusting their headers.
+
+Every declared size is checked against the file before anything is allocated, so a
+hostile file (a lying header, a shape bomb, a zip bomb, pickled objects) is refused
+with a `WeightsError` instead of exhausting memory or running code. Tensors come back
+as float32, C-contiguous, native byte order.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import json
+import math
+import os
+import stat
+import zipfile
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import safetensors
+import safetensors.numpy
+from numpy.lib import format as npy_format
+
+from seqcli.errors import MissingFileError, WeightsError
+from seqcli.io.arrays import MAX_HEADER_SIZE, dtype_problem, read_npy_header
+from seqcli.io.atomic import atomic_output
+
+SUFFIXES = (".safetensors", ".npz")
+MAX_SAFETENSORS_HEADER = 100_000_000  # bytes, the safetensors library's own limit
+MAX_TOTAL_SIZE = 4 * 1024**3  # bytes of tensors declared by one .npz
+MAX_COMPRESSION_RATIO = 1000  # larger is a zip bomb (deflate itself tops out near 1032:1) ...
+MIN_RATIO_CHECKED_SIZE = 1024**2  # ... for members that inflate beyond 1 MiB
+_FLOAT_DTYPES = {"F16": 2, "F32": 4, "F64": 8}  # safetensors dtype -> itemsize
+_EXPECTED_FLOAT = "expected a float16, float32 or float64 tensor"
+
+
+def read_weights(path: Path) -> dict[str, np.ndarray]:
+    """All tensors of a `.safetensors` or `.npz` file, as float32 C-contiguous arrays."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise WeightsError(
+            f"{path}: unsupported weights file type {path.suffix or '(no suffix)'!r}; "
+            "use a .safetensors or .npz file"
+        )
+    size = _readable_size(path)
+    if suffix == ".safetensors":
+        return _read_safetensors(path, size)
+    return _read_npz(path)
+
+
+def _readable_size(path: Path) -> int:
+    """The size of the regular file `path`, or `MissingFileError` if it cannot be read."""
+    try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise MissingFileError(f"{path}: is a directory; pass a weights file")
+        if not stat.S_ISREG(info.st_mode):
+            raise MissingFileError(f"{path}: is not a regular file; pass a weights file")
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError as error:
+        raise MissingFileError(f"{path}: no such weights file; check the path") from error
+    except OSError as error:
+        reason = "permission denied" if isinstance(error, PermissionError) else error.strerror
+        raise MissingFileError(f"{path}: cannot read it: {reason or error}") from error
+    return info.st_size
+
+
+# --- safetensors -------------------------------------------------------------------------
+
+
+def _read_safetensors(path: Path, size: int) -> dict[str, np.ndarray]:
+    keys = _check_safetensors_header(path, size)
+    tensors = {}
+    try:
+        with safetensors.safe_open(str(path), framework="numpy") as file:
+            for key in keys:
+                tensors[key] = _as_float32(path, key, file.get_tensor(key))
+    except WeightsError:
+        raise
+    except Exception as error:  # the library raises its own SafetensorError, and others
+        raise _invalid_safetensors(path, " ".join(str(error).split())) from error
+    return tensors
+
+
+def _invalid_safetensors(path: Path, reason: str) -> WeightsError:
+    return WeightsError(f"{path}: not a valid safetensors file: {reason}")
+
+
+def _check_safetensors_header(path: Path, size: int) -> list[str]:
+    """Check the header against the file size; return the tensor keys in header order.
+
+    Layout: 8-byte little-endian header length N, N bytes of JSON, then the data; each
+    tensor's `data_offsets` [begin, end) are relative to the data and must not overlap.
+    """
+    with open(path, "rb") as file:
+        prefix = file.read(8)
+        if len(prefix) < 8:
+            raise _invalid_safetensors(path, f"the file has {size} bytes, fewer than 8")
+        length = int.from_bytes(prefix, "little")
+        if length > MAX_SAFETENSORS_HEADER:
+            raise _invalid_safetensors(
+                path, f"header length {length} is over the {MAX_SAFETENSORS_HEADER} limit"
+            )
+        if length > size - 8:
+            raise _invalid_safetensors(
+                path, f"header length {length} is beyond the end of the {size}-byte file"
+            )
+        text = file.read(length)
+    try:
+        header = json.loads(text.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise _invalid_safetensors(path, f"the header is not JSON ({error})") from error
+    if not isinstance(header, dict):
+        raise _invalid_safetensors(path, "the header is not a JSON object")
+    data_size = size - 8 - length
+    spans = []
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        begin, end = _check_safetensors_entry(path, key, entry, data_size)
+        spans.append((begin, end, key))
+    spans.sort()
+    for (_, previous_end, previous), (begin, _, key) in itertools.pairwise(spans):
+        if begin < previous_end:
+            raise _invalid_safetensors(path, f"the data of {key} overlaps that of {previous}")
+    return [key for key in header if key != "__metadata__"]
+
+
+def _check_safetensors_entry(path: Path, key: str, entry, data_size: int) -> tuple[int, int]:
+    """The checked `(begin, end)` data offsets of one header entry."""
+    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
+        raise _invalid_safetensors(path, f"the entry of {key} lacks dtype, shape or data_offsets")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(shape, list) or not all(_is_size(size) for size in shape):
+        raise _invalid_safetensors(path, f"{key} has an invalid shape {shape!r}")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_size, offsets))):
+        raise _invalid_safetensors(path, f"{key} has invalid data_offsets {offsets!r}")
+    begin, end = offsets
+    if not begin <= end <= data_size:
+        raise _invalid_safetensors(
+            path, f"{key} has data_offsets {offsets} outside the {data_size} bytes of data"
+        )
+    if dtype not in _FLOAT_DTYPES:
+        raise WeightsError(f"{path}: {key} has dtype {dtype}, {_EXPECTED_FLOAT}")
+    declared = math.prod(shape) * _FLOAT_DTYPES[dtype]
+    if declared != end - begin:
+        raise _invalid_safetensors(
+            path,
+            f"{key} declares shape {tuple(shape)} {dtype} ({declared} bytes) "
+            f"but its data_offsets span {end - begin} bytes",
+        )
+    return begin, end
+
+
+def _is_size(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    keys = [key for key, _ in pairs]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate key {duplicates[0]!r}")
+    return dict(pairs)
+
+
+# --- npz ---------------------------------------------------------------------------------
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = _check_npz_members(path, archive)
+            tensors = {}
+            for key, member in members.items():
+                with archive.open(member) as stream:
+                    array = npy_format.read_array(
+                        stream, allow_pickle=False, max_header_size=MAX_HEADER_SIZE
+                    )
+                tensors[key] = _as_float32(path, key, array)
+    except WeightsError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
+        raise _invalid_npz(path, " ".join(str(error).split())) from error
+    except (NotImplementedError, RuntimeError) as error:  # unknown compression, encryption
+        raise _invalid_npz(path, " ".join(str(error).split())) from error
+    return tensors
+
+
+def _invalid_npz(path: Path, reason: str) -> WeightsError:
+    return WeightsError(f"{path}: not a valid .npz file: {reason}")
+
+
+def _check_npz_members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """Check every member's declared sizes and `.npy` header; nothing big is read yet."""
+    members: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for member in archive.infolist():
+        name = member.filename
+        if not name.endswith(".npy") or name.endswith("/"):
+            raise _invalid_npz(path, f"member {name!r} is not a .npy array")
+        key = name[: -len(".npy")]
+        if key in members:
+            raise _invalid_npz(path, f"member {name!r} appears twice")
+        if member.flag_bits & 0x1:
+            raise _invalid_npz(path, f"member {name!r} is encrypted")
+        total += member.file_size
+        if total > MAX_TOTAL_SIZE:
+            raise WeightsError(
+                f"{path}: the arrays declare more than {MAX_TOTAL_SIZE} bytes in total; "
+                "refused as a likely zip bomb"
+            )
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > MIN_RATIO_CHECKED_SIZE and ratio > MAX_COMPRESSION_RATIO:
+            raise WeightsError(
+                f"{path}: {key} is compressed {ratio:.0f}:1, more than "
+                f"{MAX_COMPRESSION_RATIO}:1; refused as a likely zip bomb "
+                "(save it uncompressed with np.savez, or as .safetensors)"
+            )
+        with archive.open(member) as stream:
+            try:
+                header = read_npy_header(stream)
+            except ValueError as error:
+                raise WeightsError(f"{path}: {key}: {error}") from error
+        problem = dtype_problem(header.dtype, kinds="f")
+        if problem or header.dtype.itemsize not in (2, 4, 8):
+            raise WeightsError(f"{path}: {key} is {problem or header.dtype}; {_EXPECTED_FLOAT}")
+        stored = member.file_size - header.header_size
+        if header.data_size != stored:
+            raise _invalid_npz(
+                path,
+                f"{key} declares shape {header.shape} {header.dtype} ({header.data_size} "
+                f"bytes) but holds {stored} bytes of data",
+            )
+        members[key] = member
+    return members
+
+
+# --- both --------------------------------------------------------------------------------
+
+
+def _as_float32(path: Path, key: str, array: np.ndarray) -> np.ndarray:
+    """`array` as float32 C-contiguous native-endian; refused if not floating or out of range."""
+    if array.dtype.kind != "f" or array.dtype.itemsize not in (2, 4, 8):
+        raise WeightsError(f"{path}: {key} has dtype {array.dtype}, {_EXPECTED_FLOAT}")
+    with np.errstate(over="ignore"):  # writable and owning its memory, unlike a file's buffer
+        result = np.require(array, np.float32, ["C_CONTIGUOUS", "WRITEABLE", "OWNDATA"])
+    if array.dtype.itemsize > 4 and np.any(np.isinf(result) & np.isfinite(array)):
+        raise WeightsError(f"{path}: {key} has values beyond the float32 range (about 3.4e38)")
+    return result
+
+
+def check_weights(
+    expected: Mapping[str, tuple[int, ...]], found: Mapping[str, np.ndarray], source: str
+) -> None:
+    """Raise one `WeightsError` listing every missing, extra, mistyped or misshapen tensor.
+
+    One problem per line, each starting with `source:`, so the first line stands alone.
+    """
+    extra = [key for key in found if key not in expected]
+    problems = []
+    for key, shape in expected.items():
+        shape = tuple(shape)
+        if key not in found:
+            guess = difflib.get_close_matches(key, extra, n=1)
+            hint = f"; did you mean {guess[0]}?" if guess else ""
+            problems.append(f"missing tensor {key} of shape {shape}{hint}")
+            continue
+        array = found[key]
+        if tuple(array.shape) != shape:
+            problems.append(f"{key} has shape {tuple(array.shape)}, expected {shape}")
+        elif array.dtype.kind != "f":
+            problems.append(f"{key} has dtype {array.dtype}, expected float32")
+    for key in extra:
+        problems.append(f"unexpected tensor {key} of shape {tuple(found[key].shape)}")
+    if problems:
+        raise WeightsError("\n".join(f"{source}: {problem}" for problem in problems))
+
+
+def write_safetensors(
+    path: str | Path, weights: Mapping[str, np.ndarray], metadata: dict[str, str] | None = None
+) -> None:
+    """Write `weights` as float32 `.safetensors`, atomically, keys in the given order.
+
+    The bytes come from `safetensors.numpy.save`, which sorts the header; the header is
+    then rewritten with the same entries (and data) in the order of `weights`.
+    """
+    if metadata is not None and not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()
+    ):
+        raise TypeError("safetensors metadata must map str to str")
+    tensors = {key: np.ascontiguousarray(value, dtype=np.float32) for key, value in weights.items()}
+    blob = safetensors.numpy.save(tensors, metadata=metadata)
+    with atomic_output(path, binary=True) as file:
+        file.write(_reorder_header(blob, list(tensors)))
+
+
+def _reorder_header(blob: bytes, keys: list[str]) -> bytes:
+    """`blob` with its JSON header listing `__metadata__`, then `keys`, in that order."""
+    length = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + length])
+    ordered = {"__metadata__": header["__metadata__"]} if "__metadata__" in header else {}
+    ordered.update((key, header[key]) for key in keys)
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # keep the data 8-byte aligned, as the library does
+    return len(text).to_bytes(8, "little") + text + blob[8 + length :]
