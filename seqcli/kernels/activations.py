@@ -1,0 +1,173 @@
+"""Activation kernels (codes from `seqcli.activations`) and the shared bias+activation epilogue."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from seqcli.activations import ACTIVATION_CODES, ACTIVATIONS
+
+# Integer codes as module constants: numba freezes them into the compiled code.
+_LINEAR = ACTIVATION_CODES["linear"]
+_RELU = ACTIVATION_CODES["relu"]
+_RELU6 = ACTIVATION_CODES["relu6"]
+_SIGMOID = ACTIVATION_CODES["sigmoid"]
+_HARD_SIGMOID = ACTIVATION_CODES["hard_sigmoid"]
+_TANH = ACTIVATION_CODES["tanh"]
+_SOFTMAX = ACTIVATION_CODES["softmax"]
+_LOG_SOFTMAX = ACTIVATION_CODES["log_softmax"]
+_ELU = ACTIVATION_CODES["elu"]
+_SELU = ACTIVATION_CODES["selu"]
+_GELU = ACTIVATION_CODES["gelu"]
+_SILU = ACTIVATION_CODES["silu"]
+_HARD_SILU = ACTIVATION_CODES["hard_silu"]
+_SOFTPLUS = ACTIVATION_CODES["softplus"]
+_SOFTSIGN = ACTIVATION_CODES["softsign"]
+_LEAKY_RELU = ACTIVATION_CODES["leaky_relu"]
+_EXPONENTIAL = ACTIVATION_CODES["exponential"]
+_MISH = ACTIVATION_CODES["mish"]
+_N_CODES = len(ACTIVATIONS)
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+_LEAKY_SLOPE = 0.2  # Keras 3 default negative_slope
+_INV_SQRT2 = 0.7071067811865476
+
+# A zero-length bias: "no bias" for `bias_activation_inplace`.
+_NO_BIAS = np.zeros(0, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+
+def _as_f32(x, name: str, ndim: int | None = None) -> np.ndarray:
+    """`x` as a C-contiguous float32 array (no copy if already one); ValueError on wrong rank."""
+    a = np.asarray(x, dtype=np.float32, order="C")  # as np.ascontiguousarray, but keeps 0-d
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
+    return a
+
+
+def _check_code(code) -> int:
+    """`code` as a Python int, ValueError unless it is a known activation code."""
+    c = int(code)
+    if c != code or not 0 <= c < _N_CODES:
+        raise ValueError(f"unknown activation code {code!r} (expected 0..{_N_CODES - 1})")
+    return c
+
+
+def _bias_or_empty(bias, units: int) -> np.ndarray:
+    """`bias` as a float32 (units,) array, or the zero-length "no bias" array if `bias` is None."""
+    if bias is None:
+        return _NO_BIAS
+    b = _as_f32(bias, "bias", 1)
+    if b.shape[0] != units:
+        raise ValueError(f"bias must have shape ({units},), got {b.shape}")
+    return b
+
+
+# ----------------------------------------------------------------------------- jitted kernels
+
+
+@njit(cache=True)
+def _softplus(v):
+    # log(1 + exp(v)) = max(v, 0) + log1p(exp(-|v|)), stable for large |v|
+    return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+
+
+@njit(cache=True)
+def _act(x, code):
+    """One elementwise activation of a scalar, computed in float64 (softmax codes excluded)."""
+    v = np.float64(x)
+    if code == _LINEAR:
+        return v
+    if code == _RELU:
+        return 0.0 if v < 0.0 else v
+    if code == _RELU6:
+        return 0.0 if v < 0.0 else (6.0 if v > 6.0 else v)
+    if code == _SIGMOID:
+        if v >= 0.0:
+            return 1.0 / (1.0 + math.exp(-v))
+        e = math.exp(v)
+        return e / (1.0 + e)
+    if code == _HARD_SIGMOID:
+        t = v + 3.0
+        return (0.0 if t < 0.0 else (6.0 if t > 6.0 else t)) / 6.0
+    if code == _TANH:
+        return math.tanh(v)
+    if code == _ELU:
+        return v if v > 0.0 else math.expm1(v)
+    if code == _SELU:
+        return _SELU_SCALE * (v if v > 0.0 else _SELU_ALPHA * math.expm1(v))
+    if code == _GELU:
+        # 0.5 * x * (1 + erf(x / sqrt 2)), via erfc to keep precision for negative x (as TF/JAX)
+        return 0.5 * v * math.erfc(-v * _INV_SQRT2)
+    if code == _SILU:
+        if v >= 0.0:
+            return v / (1.0 + math.exp(-v))
+        e = math.exp(v)
+        return v * e / (1.0 + e)
+    if code == _HARD_SILU:
+        t = v + 3.0
+        return v * (0.0 if t < 0.0 else (6.0 if t > 6.0 else t)) / 6.0
+    if code == _SOFTPLUS:
+        return _softplus(v)
+    if code == _SOFTSIGN:
+        return v / (1.0 + abs(v))
+    if code == _LEAKY_RELU:
+        return _LEAKY_SLOPE * v if v < 0.0 else v
+    if code == _EXPONENTIAL:
+        return math.exp(v)
+    if code == _MISH:
+        return v * math.tanh(_softplus(v))
+    return v
+
+
+@njit(cache=True, parallel=True)
+def bias_activation_inplace(y, bias, code):
+    """y[i, j] = act(y[i, j] + bias[j]) in place on (M, K); empty bias = none; softmax per row."""
+    if code < 0 or code >= _N_CODES:
+        raise ValueError("unknown activation code")
+    m, k = y.shape
+    has_bias = bias.shape[0] > 0
+    if k == 0 or (code == _LINEAR and not has_bias):
+        return
+    for i in prange(m):
+        if has_bias:
+            for j in range(k):
+                y[i, j] += bias[j]
+        if code in (_SOFTMAX, _LOG_SOFTMAX):
+            # softmax(x)_j = exp(x_j - max) / sum exp(x - max); log_softmax = x_j - max - log(sum)
+            mx = np.float64(y[i, 0])
+            for j in range(1, k):
+                if y[i, j] > mx:
+                    mx = np.float64(y[i, j])
+            total = 0.0
+            for j in range(k):
+                total += math.exp(np.float64(y[i, j]) - mx)
+            if code == _SOFTMAX:
+                for j in range(k):
+                    y[i, j] = math.exp(np.float64(y[i, j]) - mx) / total
+            else:
+                log_total = math.log(total)
+                for j in range(k):
+                    y[i, j] = np.float64(y[i, j]) - mx - log_total
+        elif code != _LINEAR:
+            for j in range(k):
+                y[i, j] = _act(y[i, j], code)
+
+
+# ----------------------------------------------------------------------------- public wrappers
+
+
+def activation_forward(x, code: int) -> np.ndarray:
+    """act(x) for any shape; elementwise, except softmax/log_softmax over the last axis."""
+    code = _check_code(code)
+    out = np.array(x, dtype=np.float32, order="C", copy=True)
+    if out.size == 0:
+        return out
+    last = out.shape[-1] if out.ndim else 1
+    bias_activation_inplace(out.reshape(out.size // last, last), _NO_BIAS, code)  # (M, K) view
+    return out

@@ -1,0 +1,140 @@
+"""Pooling kernels: windowed max/average (padding ignored) and global max/average."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from seqcli.kernels.activations import _as_f32
+from seqcli.kernels.conv import _int_pair, _out_size, _padding
+
+# ----------------------------------------------------------------------------- jitted kernels
+
+
+@njit(cache=True, parallel=True)
+def _max_pool2d(x, out, ph, pw, sh, sw, pt, pl):
+    # (N, H, W, C) -> (N, OH, OW, C), max over the real cells of each window
+    nb, h, w, c_n = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for r in prange(nb * out_h):
+        n = r // out_h
+        oh = r % out_h
+        h0 = max(oh * sh - pt, 0)
+        h1 = min(oh * sh - pt + ph, h)
+        for ow in range(out_w):
+            w0 = max(ow * sw - pl, 0)
+            w1 = min(ow * sw - pl + pw, w)
+            for c in range(c_n):
+                out[n, oh, ow, c] = -np.inf
+            for ih in range(h0, h1):
+                for iw in range(w0, w1):
+                    for c in range(c_n):
+                        v = x[n, ih, iw, c]
+                        if v > out[n, oh, ow, c]:
+                            out[n, oh, ow, c] = v
+
+
+@njit(cache=True, parallel=True)
+def _avg_pool2d(x, out, ph, pw, sh, sw, pt, pl):
+    # (N, H, W, C) -> (N, OH, OW, C), sum over the real cells / their count
+    nb, h, w, c_n = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for r in prange(nb * out_h):
+        n = r // out_h
+        oh = r % out_h
+        h0 = max(oh * sh - pt, 0)
+        h1 = min(oh * sh - pt + ph, h)
+        acc = np.empty(c_n, dtype=np.float64)
+        for ow in range(out_w):
+            w0 = max(ow * sw - pl, 0)
+            w1 = min(ow * sw - pl + pw, w)
+            for c in range(c_n):
+                acc[c] = 0.0
+            for ih in range(h0, h1):
+                for iw in range(w0, w1):
+                    for c in range(c_n):
+                        acc[c] += x[n, ih, iw, c]
+            count = (h1 - h0) * (w1 - w0)
+            for c in range(c_n):
+                out[n, oh, ow, c] = acc[c] / count
+
+
+@njit(cache=True, parallel=True)
+def _global_max_pool(x, out):
+    # (N, S, C) -> (N, C)
+    nb, s_n, c_n = x.shape
+    for n in prange(nb):
+        for c in range(c_n):
+            out[n, c] = x[n, 0, c]
+        for s in range(1, s_n):
+            for c in range(c_n):
+                v = x[n, s, c]
+                if v > out[n, c]:
+                    out[n, c] = v
+
+
+@njit(cache=True, parallel=True)
+def _global_avg_pool(x, out):
+    # (N, S, C) -> (N, C)
+    nb, s_n, c_n = x.shape
+    for n in prange(nb):
+        acc = np.zeros(c_n, dtype=np.float64)
+        for s in range(s_n):
+            for c in range(c_n):
+                acc[c] += x[n, s, c]
+        for c in range(c_n):
+            out[n, c] = acc[c] / s_n
+
+
+# ----------------------------------------------------------------------------- public wrappers
+
+
+def _pool_setup(x, pool, strides, padding):
+    """Validated (x, ph, pw, sh, sw, pt, pl, out) for a 2D pooling; every window hits real cells."""
+    x = _as_f32(x, "x", 4)
+    nb, h, w, c_n = x.shape
+    ph, pw = _int_pair(pool, "pool size", 1)
+    sh, sw = _int_pair(strides, "strides", 1)
+    pt, pb, pl, pr = _padding(padding)
+    if max(pt, pb) >= ph or max(pl, pr) >= pw:
+        raise ValueError(f"pooling padding {padding} must be smaller than the pool {(ph, pw)}")
+    out_h = _out_size(h, pt + pb, ph, sh, "pooling height")
+    out_w = _out_size(w, pl + pr, pw, sw, "pooling width")
+    out = np.empty((nb, out_h, out_w, c_n), dtype=np.float32)
+    return x, ph, pw, sh, sw, pt, pl, out
+
+
+def max_pool2d_forward(x, pool, strides, padding) -> np.ndarray:
+    """y[n,oh,ow,c] = max over real cells x[n, oh*sh-pt+i, ow*sw-pl+j, c], 0<=i<ph, 0<=j<pw."""
+    x, ph, pw, sh, sw, pt, pl, out = _pool_setup(x, pool, strides, padding)
+    _max_pool2d(x, out, ph, pw, sh, sw, pt, pl)  # (N, H, W, C) -> (N, OH, OW, C)
+    return out
+
+
+def avg_pool2d_forward(x, pool, strides, padding) -> np.ndarray:
+    """y[n,oh,ow,c] = mean over the real (non-padded) cells of the window, as TF 'same'."""
+    x, ph, pw, sh, sw, pt, pl, out = _pool_setup(x, pool, strides, padding)
+    _avg_pool2d(x, out, ph, pw, sh, sw, pt, pl)  # (N, H, W, C) -> (N, OH, OW, C)
+    return out
+
+
+def _global_setup(x):
+    """Validated (x, out) for a global pooling over axis 1 of (N, S, C), S >= 1."""
+    x = _as_f32(x, "x", 3)
+    if x.shape[1] < 1:
+        raise ValueError(f"global pooling needs at least one spatial cell, got shape {x.shape}")
+    return x, np.empty((x.shape[0], x.shape[2]), dtype=np.float32)
+
+
+def global_max_pool_forward(x) -> np.ndarray:
+    """y[n, c] = max_s x[n, s, c]; (N, S, C) -> (N, C)."""
+    x, out = _global_setup(x)
+    _global_max_pool(x, out)
+    return out
+
+
+def global_avg_pool_forward(x) -> np.ndarray:
+    """y[n, c] = mean_s x[n, s, c]; (N, S, C) -> (N, C)."""
+    x, out = _global_setup(x)
+    _global_avg_pool(x, out)
+    return out
