@@ -1,0 +1,5 @@
+"""`python -m seqcli`."""
+
+from seqcli.cli import run
+
+run()

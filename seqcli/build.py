@@ -1,0 +1,194 @@
+"""Shape inference and weight bookkeeping for a loaded model, exactly as Keras 3 builds it.
+
+Pure Python: no numpy, no numba, so that `seqcli summary` starts fast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from seqcli.config.load import LoadedModel
+from seqcli.errors import ConfigError, UsageError
+from seqcli.layers.base import Layer
+from seqcli.layers.sequential import Sequential
+from seqcli.shapes import Shape, ShapeError, format_shape
+
+
+@dataclass
+class LayerInfo:
+    """One built layer: where it sits, its shapes, its weights and their trainability."""
+
+    layer: Layer
+    path: str
+    """`name`, or `parent/name` inside a nested model."""
+    input_shape: Shape
+    output_shape: Shape
+    weights: dict[str, Shape] = field(default_factory=dict)
+    """Every weight of the layer (and its sublayers) by full key, in Keras's order."""
+    trainable_keys: frozenset[str] = frozenset()
+    children: list[LayerInfo] = field(default_factory=list)
+    macs: int | None = 0
+    """Multiply-accumulates per sample (None while a dimension is unknown)."""
+
+    @property
+    def name(self) -> str:
+        """The layer's own name."""
+        return self.layer.name
+
+    @property
+    def params(self) -> int:
+        """All weights' sizes."""
+        return sum(math.prod(shape) for shape in self.weights.values())
+
+    @property
+    def trainable_params(self) -> int:
+        """Sizes of the weights a `fit` would update."""
+        return sum(math.prod(s) for k, s in self.weights.items() if k in self.trainable_keys)
+
+    def walk(self):
+        """This layer, then every nested layer, depth first."""
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+@dataclass
+class BuiltModel:
+    """A model with every shape known: the input of `summary`, `init` and the runtime."""
+
+    name: str
+    input_shape: Shape
+    layers: list[LayerInfo]
+
+    @property
+    def output_shape(self) -> Shape:
+        """The last layer's output shape."""
+        return self.layers[-1].output_shape
+
+    @property
+    def weight_shapes(self) -> dict[str, Shape]:
+        """Every weight by key, in order."""
+        return {k: s for info in self.layers for k, s in info.weights.items()}
+
+    @property
+    def trainable_keys(self) -> frozenset[str]:
+        """Keys of the trainable weights."""
+        return frozenset().union(*(info.trainable_keys for info in self.layers))
+
+    @property
+    def total_params(self) -> int:
+        """All weights' sizes."""
+        return sum(info.params for info in self.layers)
+
+    @property
+    def trainable_params(self) -> int:
+        """Sizes of the trainable weights."""
+        return sum(info.trainable_params for info in self.layers)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per sample."""
+        return sum(info.macs for info in self.layers)
+
+    def walk(self):
+        """Every layer, nested ones included, depth first."""
+        for info in self.layers:
+            yield from info.walk()
+
+    def find(self, path: str) -> LayerInfo | None:
+        """The layer at `path` (`head/dense`), or None."""
+        return next((info for info in self.walk() if info.path == path), None)
+
+
+def build(model: LoadedModel, input_shape: Shape | None = None) -> BuiltModel:
+    """Infer every layer's shapes from the model's (or the given) per-sample input shape."""
+    if input_shape is not None and model.input_shape is not None:
+        if not _compatible(tuple(input_shape), tuple(model.input_shape)):
+            raise UsageError(
+                f"--input-shape {format_shape(input_shape, batch=False)} differs from the "
+                f"model's declared input shape {format_shape(model.input_shape, batch=False)}"
+            )
+        input_shape = _merge(tuple(input_shape), tuple(model.input_shape))
+    shape = tuple(input_shape) if input_shape is not None else model.input_shape
+    if shape is None:
+        raise UsageError(
+            f"model '{model.name}' in {model.source} has no input shape yet (deferred build): "
+            "add 'input_shape: [...]' to the file or pass --input-shape, e.g. "
+            "--input-shape 28,28,1"
+        )
+    errors: list[str] = []
+    layers = _build_layers(model.layers, shape, "", errors)
+    if errors:
+        raise ConfigError(errors)
+    return BuiltModel(name=model.name, input_shape=shape, layers=layers)
+
+
+def _build_layers(layers: list[Layer], shape: Shape, prefix: str, errors: list[str]):
+    infos = []
+    for layer in layers:
+        info = _build_layer(layer, shape, prefix, errors)
+        if info is None:
+            return infos
+        infos.append(info)
+        shape = info.output_shape
+    return infos
+
+
+def _build_layer(layer: Layer, shape: Shape, prefix: str, errors: list[str]):
+    path = prefix + layer.name
+    try:
+        if isinstance(layer, Sequential):
+            return _build_nested(layer, shape, path, errors)
+        output = layer.output_shape(shape)
+        weights = {f"{path}/{name}": s for name, s in layer.param_shapes(shape).items()}
+    except ShapeError as exc:
+        errors.append(_where(layer) + f"layer '{path}' ({layer.type}): {exc}")
+        return None
+    trainable = frozenset(
+        key for key in weights
+        if layer.trainable and key.rsplit("/", 1)[1] not in layer.non_trainable_weights
+    )
+    return LayerInfo(layer=layer, path=path, input_shape=shape, output_shape=output,
+                     weights=weights, trainable_keys=trainable,
+                     macs=_macs(layer, shape, output))
+
+
+def _build_nested(layer: Sequential, shape: Shape, path: str, errors: list[str]):
+    declared = layer._input_shape
+    if declared is not None and not _compatible(shape, tuple(declared)):
+        raise ShapeError(
+            f"the nested model expects inputs of shape {format_shape(declared)} but "
+            f"receives {format_shape(shape)}"
+        )
+    children = _build_layers(layer.sublayers, shape, path + "/", errors)
+    if len(children) != len(layer.sublayers):
+        return None
+    info = LayerInfo(layer=layer, path=path, input_shape=shape,
+                     output_shape=children[-1].output_shape, children=children)
+    for child in children:
+        info.weights.update(child.weights)
+    info.trainable_keys = frozenset().union(*(c.trainable_keys for c in children))
+    macs = [child.macs for child in children]
+    info.macs = None if None in macs else sum(macs)
+    return info
+
+
+def _compatible(a: Shape, b: Shape) -> bool:
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def _merge(given: Shape, declared: Shape) -> Shape:
+    return tuple(d if d is not None else g for g, d in zip(given, declared))
+
+
+def _where(layer: Layer) -> str:
+    origin = layer._origin
+    return f"{origin[0]}:{origin[1]}:{origin[2]}: " if origin else ""
+
+
+def _macs(layer: Layer, input_shape: Shape, output_shape: Shape) -> int | None:
+    """The layer's multiply-accumulates per sample; None while a dimension is unknown."""
+    if any(d is None for d in input_shape + output_shape):
+        return None
+    return layer.macs(input_shape, output_shape)

@@ -1,0 +1,368 @@
+"""The `seqcli` command line: thin commands that delegate; errors turned into exit codes here."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from seqcli.errors import EXIT_FAILURE, EXIT_USAGE, SeqcliError, UsageError
+
+app = typer.Typer(
+    name="seqcli",
+    help="Define Keras-style Sequential models in YAML; inspect and run them from the shell.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+ModelArg = Annotated[str, typer.Argument(help="Model file (YAML), or - for stdin.",
+                                         show_default=False)]
+InputShapeOpt = Annotated[str | None, typer.Option(
+    "--input-shape", help="Per-sample input shape for a model without one, e.g. 28,28,1.")]
+WeightsOpt = Annotated[str | None, typer.Option(
+    "--weights", help="Weights file (.safetensors or .npz) instead of the model's own.")]
+AllowOutsideOpt = Annotated[bool, typer.Option(
+    "--allow-outside", help="Allow paths in model files that leave the model's folder.")]
+
+
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """`28,28,1`, `28x28x1` or `[28, 28, 1]` → (28, 28, 1)."""
+    if text is None:
+        return None
+    parts = text.strip().strip("[]()").replace("x", ",").split(",")
+    try:
+        shape = tuple(int(p) for p in parts if p.strip())
+    except ValueError:
+        shape = ()
+    if not shape or any(d <= 0 for d in shape):
+        raise UsageError(f"--input-shape expects positive integers such as 28,28,1. "
+                         f"Received: {text!r}")
+    return shape
+
+
+def _load(model: str, allow_outside: bool):
+    from seqcli.config.load import load_model
+
+    return load_model(model, allow_outside=allow_outside)
+
+
+@app.command()
+def summary(
+    model: ModelArg,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the JSON document.")] = False,
+    show_trainable: Annotated[bool, typer.Option(
+        "--show-trainable", help="Add a column saying whether each layer is trainable.")] = False,
+    expand_nested: Annotated[bool, typer.Option(
+        "--expand-nested", help="Show the layers inside nested models.")] = False,
+    input_shape: InputShapeOpt = None,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", min=1, help="Batch size for the activation memory figure.")] = 1,
+    weights: WeightsOpt = None,
+    allow_outside: AllowOutsideOpt = False,
+) -> None:
+    """Print the Keras-style summary: output shapes, parameters, MACs."""
+    from seqcli.build import build
+    from seqcli.summary import summary_json, summary_text
+
+    loaded = _load(model, allow_outside)
+    built = build(loaded, parse_shape(input_shape))
+    if weights is not None or loaded.weights_path is not None:
+        _check_weights(loaded, built, weights)
+    if json_output:
+        document = summary_json(built, expand_nested=expand_nested, batch_size=batch_size)
+        sys.stdout.write(json.dumps(document) + "\n")
+    else:
+        sys.stdout.write(summary_text(built, expand_nested=expand_nested,
+                                      show_trainable=show_trainable, batch_size=batch_size,
+                                      boxes=sys.stdout.isatty()))
+
+
+@app.command()
+def validate(
+    model: ModelArg,
+    weights: WeightsOpt = None,
+    input_shape: InputShapeOpt = None,
+    allow_outside: AllowOutsideOpt = False,
+) -> None:
+    """Check a model file (and its weights); print OK or every error."""
+    from seqcli.build import build
+
+    loaded = _load(model, allow_outside)
+    shape = parse_shape(input_shape)
+    if loaded.input_shape is None and shape is None:
+        if weights is not None:
+            raise UsageError("checking weights needs an input shape: pass --input-shape")
+        sys.stdout.write(f"OK: {loaded.source}: {len(loaded.layers)} layers; no input shape "
+                         "(built from the first input)\n")
+        return
+    built = build(loaded, shape)
+    if weights is not None or loaded.weights_path is not None:
+        _check_weights(loaded, built, weights)
+    sys.stdout.write(f"OK: {loaded.source}: {len(loaded.layers)} layers, "
+                     f"{built.total_params:,} params, input {list(built.input_shape)}, "
+                     f"output {list(built.output_shape)}\n")
+
+
+def _check_weights(loaded, built, weights: str | None) -> None:
+    from seqcli.runtime.weights import load_model_weights
+
+    load_model_weights(loaded, built, weights)
+
+
+ThreadsOpt = Annotated[int | None, typer.Option(
+    "--threads", min=1, help="Threads for kernels and BLAS (default: all cores).")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per batch.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")]
+
+
+@app.command()
+def predict(
+    model: ModelArg,
+    input: Annotated[str, typer.Argument(help="Input .npy (batch first), or - for stdin.")] = "-",
+    output: Annotated[str, typer.Option(
+        "-o", "--output", help="Output .npy, or - for stdout.")] = "-",
+    weights: WeightsOpt = None,
+    batch_size: BatchSizeOpt = 32,
+    threads: ThreadsOpt = None,
+    argmax: Annotated[bool, typer.Option(
+        "--argmax", help="Print the index of the largest output of each sample.")] = False,
+    top_k: Annotated[int | None, typer.Option(
+        "--top-k", min=1, help="Print the K largest outputs of each sample as index:value.",
+    )] = None,
+    quiet: QuietOpt = False,
+    allow_outside: AllowOutsideOpt = False,
+) -> None:
+    """Run the model on a .npy array; write the outputs as .npy (or text with --argmax/--top-k)."""
+    from seqcli.io.arrays import open_input
+
+    if argmax and top_k is not None:
+        raise UsageError("--argmax and --top-k are alternatives; pass one")
+    runner = _prepare_run(model, weights, threads, quiet, allow_outside)
+    with open_input(input) as data:
+        runner.build(data.shape)
+        rows, sample = data.shape[0], runner.output_shape
+        progress = Progress("predict", rows, enabled=not quiet)
+        outputs = _progressing(runner.run(data.batches(batch_size)), progress)
+        if argmax or top_k is not None:
+            _write_ranking(outputs, output, sample, 1 if argmax else top_k, with_values=not argmax)
+        else:
+            from seqcli.io.arrays import NpyWriter
+
+            with NpyWriter(output, sample, rows) as writer:
+                for batch in outputs:
+                    writer.write(batch)
+        progress.done()
+
+
+@app.command()
+def init(
+    model: ModelArg,
+    output: Annotated[str | None, typer.Option(
+        "-o", "--output", help="Weights file to write (.safetensors or .npz); default: the "
+        "model's 'weights:' path.")] = None,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help="Seed for the initialisers (default: the model's seed, else 0).")] = None,
+    input_shape: InputShapeOpt = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Overwrite the model's existing weights file.")] = False,
+    allow_outside: AllowOutsideOpt = False,
+) -> None:
+    """Write the model's initial weights (Keras initialisers; nested `from:` models keep theirs)."""
+    from seqcli.build import build
+    from seqcli.io.arrays import save_npz
+    from seqcli.io.weights import write_safetensors
+    from seqcli.runtime.weights import load_model_weights
+
+    loaded = _load(model, allow_outside)
+    target = output if output is not None else loaded.weights_path
+    if target is None:
+        raise UsageError("the model declares no weights file: pass -o FILE.safetensors")
+    if output is None and Path(target).exists() and not force:
+        raise UsageError(f"{target} exists (the model's weights); pass --force to replace it "
+                         "or -o to write elsewhere")
+    built = build(loaded, parse_shape(input_shape))
+    loaded.weights_path = None  # initialise: the model's own file is not read
+    arrays = load_model_weights(loaded, built, seed=seed).arrays
+    if str(target).endswith(".npz"):
+        save_npz(target, arrays)
+    elif str(target) == "-" or str(target).endswith(".safetensors"):
+        write_safetensors(target, arrays)
+    else:
+        raise UsageError(f"{target}: weights files end in .safetensors or .npz")
+    if str(target) != "-":
+        print(f"seqcli: wrote {len(arrays)} tensors ({built.total_params:,} params) to {target}",
+              file=sys.stderr)
+
+
+class Runner:
+    """A loaded model ready to run on batches."""
+
+    def __init__(self, loaded, weights: str | None, quiet: bool):
+        from seqcli.runtime.model import Sequential
+
+        self.model = Sequential.from_loaded(loaded, weights)
+        self.loaded = loaded
+        self.quiet = quiet
+
+    def build(self, data_shape: tuple) -> None:
+        """Build from the model's input shape, or from the data's (deferred build)."""
+        from seqcli.runtime.compiled import kernels_cached
+
+        declared = self.loaded.input_shape
+        fits = declared is not None and len(declared) == len(data_shape) - 1 and all(
+            d is None or d == s for d, s in zip(declared, data_shape[1:]))
+        self.model.build(data_shape[1:] if declared is None or fits else None)
+        self.model.check_input_shape(data_shape)
+        if self.model.initialised_weights and not self.quiet:
+            seed = self.model._weights.seed
+            print(f"seqcli: note: {self.loaded.source} has no weights file; using initial "
+                  f"weights (seed {seed})", file=sys.stderr)
+        if not kernels_cached() and not self.quiet:
+            print("seqcli: compiling kernels (first run only; cached afterwards)...",
+                  file=sys.stderr, flush=True)
+
+    @property
+    def output_shape(self) -> tuple:
+        """Per-sample output shape."""
+        return self.model.built_model.output_shape
+
+    def run(self, batches, until: str | None = None):
+        """Outputs batch by batch."""
+        return self.model.predict_batches(batches, until)
+
+
+def _prepare_run(model: str, weights, threads, quiet, allow_outside) -> Runner:
+    from seqcli.runtime.compiled import set_threads
+
+    set_threads(threads)
+    return Runner(_load(model, allow_outside), weights, quiet)
+
+
+def _progressing(batches, progress):
+    for batch in batches:
+        progress.advance(len(batch))
+        yield batch
+
+
+def _write_ranking(outputs, path: str, sample: tuple, k: int, with_values: bool) -> None:
+    """One text line per sample: the k largest indices (with values for --top-k)."""
+    import numpy as np
+
+    from seqcli.io.atomic import atomic_output
+
+    if len(sample) != 1:
+        raise UsageError(f"--argmax and --top-k need one output vector per sample; this model "
+                         f"outputs shape {tuple(sample)} per sample")
+    k = min(k, sample[0])
+    with atomic_output(path, binary=False) as out:
+        for batch in outputs:
+            order = np.argsort(-batch, axis=1, kind="stable")[:, :k]
+            lines = []
+            for row, indices in zip(batch, order):
+                if with_values:
+                    lines.append(" ".join(f"{i}:{row[i]:.6g}" for i in indices))
+                else:
+                    lines.append(str(indices[0]))
+            out.write("\n".join(lines) + "\n")
+
+
+class Progress:
+    """A progress line on stderr, only on a terminal and only for runs longer than ~2 s."""
+
+    def __init__(self, what: str, total: int, enabled: bool = True):
+        import time
+
+        self.what, self.total, self.done_rows = what, total, 0
+        self.enabled = enabled and sys.stderr.isatty()
+        self.start = time.monotonic()
+        self.shown = False
+
+    def advance(self, rows: int) -> None:
+        """Count `rows` more rows done."""
+        import time
+
+        self.done_rows += rows
+        elapsed = time.monotonic() - self.start
+        if self.enabled and elapsed > 2:
+            rate = self.done_rows / elapsed
+            print(f"\r{self.what}: {self.done_rows}/{self.total} rows "
+                  f"({100 * self.done_rows // max(self.total, 1)}%, {rate:.0f} rows/s)",
+                  end="", file=sys.stderr, flush=True)
+            self.shown = True
+
+    def done(self) -> None:
+        """End the progress line."""
+        if self.shown:
+            print(file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    command = typer.main.get_command(app)
+    debug = os.environ.get("SEQCLI_DEBUG") == "1"
+    try:
+        command.main(args=argv, prog_name="seqcli", standalone_mode=False)
+        sys.stdout.flush()
+        return 0
+    except SeqcliError as exc:
+        if debug:
+            raise
+        _print_error(str(exc))
+        return exc.exit_code
+    except typer.TyperException as exc:  # click's usage errors (bad option, missing argument)
+        if debug:
+            raise
+        message = exc.format_message()
+        command_name = getattr(getattr(exc, "ctx", None), "command_path", "seqcli")
+        _print_error(f"{message} (see '{command_name} --help')")
+        return getattr(exc, "exit_code", EXIT_USAGE)
+    except (typer.Exit, typer.Abort) as exc:
+        if isinstance(exc, typer.Abort):
+            _print_error("interrupted")
+            return 130
+        return exc.exit_code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        _print_error("interrupted")
+        return 130
+    except Exception as exc:  # a bug or an unexpected environment problem: one line, code 1
+        if debug:
+            raise
+        _print_error(f"internal error: {type(exc).__name__}: {exc} "
+                     "(set SEQCLI_DEBUG=1 for the traceback)")
+        return EXIT_FAILURE
+
+
+def _print_error(message: str) -> None:
+    for line in message.splitlines() or [""]:
+        prefixed = line if _has_position(line) else f"seqcli: error: {line}"
+        print(prefixed, file=sys.stderr)
+
+
+def _has_position(line: str) -> bool:
+    """True for `FILE:LINE:COL: message` lines."""
+    parts = line.split(":", 3)
+    return len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit()
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe, stop Python from complaining when it flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+

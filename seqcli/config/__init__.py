@@ -1,0 +1,1 @@
+"""Reading model files: safe YAML with positions, then the pydantic schemas."""

@@ -1,0 +1,353 @@
+"""Load a model file: read, parse safely, validate, resolve names, `from:` and input shapes.
+
+Every problem becomes a `FILE:LINE:COL: message` line; all of a file's problems are
+collected into one ConfigError.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from seqcli.config.yamlsafe import Document, Mark, YamlError, parse_yaml
+from seqcli.errors import ConfigError, MissingFileError
+from seqcli.layers.base import Layer
+from seqcli.layers.sequential import (
+    LAYER_TYPES,
+    Input,
+    ModelFile,
+    Sequential,
+    snake_case,
+)
+
+MAX_MODEL_FILE_BYTES = 4 * 1024 * 1024
+"""Model files are small; anything larger is refused before parsing."""
+MAX_NESTING = 32
+"""How deep `from:` and inline nesting may go."""
+
+
+@dataclass
+class LoadedModel:
+    """A validated model file with names, trainability, input shape and paths resolved."""
+
+    name: str
+    layers: list[Layer]
+    input_shape: tuple | None
+    source: str
+    """The file as users named it (`-` shows as `<stdin>`)."""
+    base_dir: Path
+    """Folder against which the file's relative paths resolve."""
+    weights_path: Path | None = None
+    seed: int | None = None
+    origin: tuple[str, int, int] = ("", 1, 1)
+    """Where `input_shape` was declared, for errors."""
+
+
+@dataclass
+class _Context:
+    """State shared while loading one file and the files it pulls in with `from:`."""
+
+    allow_outside: bool
+    stack: list[Path] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def read_model_text(path: str) -> tuple[str, str, Path]:
+    """Read a model file (or stdin for `-`): (text, display name, base folder)."""
+    if path == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            from seqcli.errors import UsageError
+
+            raise UsageError("refusing to read a model file from a terminal; pipe one in "
+                             "or name a file")
+        data = sys.stdin.buffer.read(MAX_MODEL_FILE_BYTES + 1)
+        return _decode(data, "<stdin>"), "<stdin>", Path.cwd()
+    file = Path(path)
+    if file.is_dir():
+        raise MissingFileError(f"{path}: is a folder, not a model file")
+    try:
+        with open(file, "rb") as handle:
+            data = handle.read(MAX_MODEL_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise MissingFileError(f"{path}: no such model file") from None
+    except OSError as exc:
+        raise MissingFileError(f"{path}: cannot read the model file: "
+                               f"{exc.strerror or exc}") from None
+    return _decode(data, path), path, file.resolve().parent
+
+
+def _decode(data: bytes, name: str) -> str:
+    if len(data) > MAX_MODEL_FILE_BYTES:
+        raise ConfigError(f"{name}:1:1: model file is larger than "
+                          f"{MAX_MODEL_FILE_BYTES // (1024 * 1024)} MB; is this a model file?")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{name}:1:1: model file is not UTF-8 text "
+                          f"(byte {exc.start} is invalid)") from None
+
+
+def load_model(path: str, *, allow_outside: bool = False) -> LoadedModel:
+    """Load and validate a model file (`-` for stdin); raises ConfigError with every problem."""
+    text, source, base_dir = read_model_text(path)
+    context = _Context(allow_outside=allow_outside)
+    if path != "-":
+        context.stack.append(Path(path).resolve())
+    model = _load_text(text, source, base_dir, context)
+    if context.errors:
+        raise ConfigError(context.errors)
+    return model
+
+
+def load_model_text(text: str, source: str, base_dir: Path, *,
+                    allow_outside: bool = False) -> LoadedModel:
+    """Load a model from text already read (used by tests and the Python API)."""
+    context = _Context(allow_outside=allow_outside)
+    model = _load_text(text, source, base_dir, context)
+    if context.errors:
+        raise ConfigError(context.errors)
+    return model
+
+
+def _load_text(text: str, source: str, base_dir: Path, context: _Context) -> LoadedModel | None:
+    def error(mark: Mark, message: str) -> None:
+        context.errors.append(f"{source}:{mark.line}:{mark.column}: {message}")
+
+    try:
+        doc = parse_yaml(text)
+    except YamlError as exc:
+        error(exc.mark, exc.message)
+        return None
+    if not isinstance(doc.data, dict):
+        what = "empty" if doc.data is None else f"a {_kind(doc.data)}"
+        error(doc.mark(()), f"a model file is a mapping with a 'layers:' list; this one is {what}")
+        return None
+    try:
+        spec = ModelFile.model_validate(doc.data)
+    except ValidationError as exc:
+        for mark, message in _validation_messages(exc, doc):
+            error(mark, message)
+        return None
+
+    weights_path = None
+    if spec.weights is not None:
+        weights_path = _resolve_path(spec.weights, base_dir, doc.mark(("weights",)), error,
+                                     context, "weights file")
+    layers, input_shape, shape_path = _resolve_layers(spec.layers, ("layers",), doc, source,
+                                                      base_dir, error, context)
+    if spec.input_shape is not None:
+        if input_shape is not None:
+            error(doc.mark(shape_path),
+                  "the input shape is given twice (top-level 'input_shape' and here); "
+                  "keep one")
+        input_shape, shape_path = spec.input_shape, ("input_shape",)
+    mark = doc.mark(shape_path) if shape_path else doc.mark(())
+    return LoadedModel(name=spec.name, layers=layers, input_shape=input_shape, source=source,
+                       base_dir=base_dir, weights_path=weights_path, seed=spec.seed,
+                       origin=(source, mark.line, mark.column))
+
+
+def _resolve_layers(entries, path, doc: Document, source, base_dir, error, context,
+                    depth: int = 0):
+    """Strip `Input`, name every layer, resolve nested models; returns (layers, input_shape,
+    where the input shape was written)."""
+    input_shape, shape_path = None, None
+    layers: list[Layer] = []
+    for index, entry in enumerate(entries):
+        entry_path = path + (index,)
+        if isinstance(entry, Input):
+            if index != 0:
+                error(doc.mark(entry_path), "an Input entry must come first in 'layers'")
+            else:
+                input_shape, shape_path = entry.sample_shape, entry_path
+            continue
+        mark = doc.mark(entry_path)
+        entry._origin = (source, mark.line, mark.column)
+        if entry.input_shape is not None:
+            if layers:
+                error(doc.mark(entry_path + ("input_shape",), key=True),
+                      f"'input_shape' is only allowed on the first layer, not on "
+                      f"{entry.type}; declare it once at the top")
+            elif input_shape is not None:
+                error(doc.mark(entry_path + ("input_shape",), key=True),
+                      "the input shape is given twice (Input entry and 'input_shape'); "
+                      "keep one")
+            else:
+                input_shape, shape_path = entry.input_shape, entry_path + ("input_shape",)
+        layers.append(entry)
+        if isinstance(entry, Sequential):
+            _resolve_nested(entry, entry_path, doc, source, base_dir, error, context, depth)
+    if not layers:
+        error(doc.mark(path), "a model needs at least one layer (an Input is not a layer)")
+    _assign_names(layers, path, doc, error)
+    return layers, input_shape, shape_path
+
+
+def _resolve_nested(entry: Sequential, entry_path, doc, source, base_dir, error, context,
+                    depth):
+    if depth >= MAX_NESTING:
+        error(doc.mark(entry_path), f"models are nested more than {MAX_NESTING} levels deep")
+        entry.layers = []
+        return
+    if entry.from_ is None:
+        nested, shape, _ = _resolve_layers(entry.layers, entry_path + ("layers",), doc, source,
+                                           base_dir, error, context, depth + 1)
+        entry.layers = nested
+        entry._input_shape = shape
+    else:
+        _load_from(entry, entry_path, doc, base_dir, error, context, depth)
+    if not entry.trainable:
+        freeze(entry)
+
+
+def _load_from(entry: Sequential, entry_path, doc, base_dir, error, context, depth):
+    mark = doc.mark(entry_path + ("from",))
+    target = _resolve_path(entry.from_, base_dir, mark, error, context, "model file")
+    entry.layers = []
+    if target is None:
+        return
+    if target in context.stack:
+        chain = " -> ".join(p.name for p in context.stack + [target])
+        error(mark, f"'from' makes a cycle between model files: {chain}")
+        return
+    if depth + len(context.stack) >= MAX_NESTING:
+        error(mark, f"models are nested more than {MAX_NESTING} levels deep")
+        return
+    try:
+        text, shown, nested_dir = read_model_text(str(target))
+    except (MissingFileError, ConfigError) as exc:
+        error(mark, f"'from: {entry.from_}': {exc}")
+        return
+    context.stack.append(target)
+    try:
+        nested = _load_text(text, str(target), nested_dir, context)
+    finally:
+        context.stack.pop()
+    if nested is None:
+        return
+    entry.layers = nested.layers
+    entry._input_shape = nested.input_shape
+    entry._weights_path = nested.weights_path
+    if entry.name is None and nested.name != "sequential":
+        entry.name = nested.name
+
+
+def freeze(layer: Layer) -> None:
+    """Set `trainable = False` on a layer and, for a nested model, everything inside it."""
+    layer.trainable = False
+    for child in getattr(layer, "sublayers", []):
+        freeze(child)
+
+
+def _assign_names(layers: list[Layer], path, doc: Document, error) -> None:
+    """Keras names: explicit first; else snake_case of the type, `_1`, `_2`... per level."""
+    counts: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    for layer in layers:
+        if layer.name is None:
+            base = snake_case(layer.type)
+            count = counts.get(base, 0)
+            counts[base] = count + 1
+            layer.name = base if count == 0 else f"{base}_{count}"
+        elif not layer.name or "/" in layer.name:
+            origin = layer._origin
+            error(Mark(origin[1], origin[2]),
+                  f"layer name {layer.name!r} must be non-empty and contain no '/'")
+    for index, layer in enumerate(layers):
+        if layer.name in seen:
+            origin = layer._origin
+            error(Mark(origin[1], origin[2]),
+                  f"duplicate layer name '{layer.name}' (layer {seen[layer.name] + 1} has it "
+                  f"too); names must be unique within a model")
+        else:
+            seen[layer.name] = index
+
+
+def _resolve_path(relative: str, base_dir: Path, mark: Mark, error, context, what: str):
+    from seqcli.io.paths import resolve_relative
+
+    try:
+        return resolve_relative(base_dir, relative, allow_outside=context.allow_outside,
+                                what=what)
+    except ValueError as exc:
+        error(mark, str(exc))
+        return None
+
+
+def _kind(value) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+        type(value), type(value).__name__)
+
+
+# ---------------------------------------------------------------- pydantic errors → lines
+
+
+def _validation_messages(exc: ValidationError, doc: Document):
+    """Turn pydantic's errors into (mark, message) pairs pointing into the YAML."""
+    seen = set()
+    for item in exc.errors(include_url=False):
+        data_path, owner = _data_path(item["loc"], doc.data)
+        message = _message(item, data_path, owner, doc)
+        key_error = item["type"] == "extra_forbidden"
+        mark = doc.mark(data_path, key=key_error)
+        if (mark, message) not in seen:
+            seen.add((mark, message))
+            yield mark, message
+
+
+def _data_path(loc, data):
+    """Drop the union tags pydantic puts in `loc`; returns (path into the data, owning type)."""
+    path, node, owner = [], data, "model file"
+    for part in loc:
+        if isinstance(node, dict) and part not in node and part == node.get("type"):
+            owner = part
+            continue
+        path.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(path), owner
+
+
+def _message(item, path, owner, doc: Document) -> str:
+    kind, msg = item["type"], item["msg"]
+    field_name = next((p for p in reversed(path) if isinstance(p, str)), None)
+    where = owner if owner != "model file" else "model file"
+    if kind == "extra_forbidden":
+        cls = LAYER_TYPES.get(owner, ModelFile)
+        known = sorted({f.alias or n for n, f in cls.model_fields.items()} - {"type"})
+        close = difflib.get_close_matches(field_name, known, n=1, cutoff=0.6)
+        hint = f" Did you mean '{close[0]}'?" if close else f" Known keys: {', '.join(known)}."
+        return f"unknown key '{field_name}' for {where}.{hint}"
+    if kind == "missing":
+        return f"{where} needs '{field_name}'"
+    if kind == "union_tag_invalid":
+        tag = item["ctx"]["tag"]
+        names = sorted(LAYER_TYPES)
+        by_lower = {n.lower(): n for n in names}
+        close = difflib.get_close_matches(str(tag).lower(), list(by_lower), n=1, cutoff=0.6)
+        hint = (f" Did you mean '{by_lower[close[0]]}'?" if close
+                else f" Known types: {', '.join(names)}.")
+        return f"unknown layer type '{tag}'.{hint}"
+    if kind == "union_tag_not_found":
+        return "a layer entry needs 'type' (a Keras layer class name such as 'Dense')"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "expected a mapping of keys (such as 'type: Dense')"
+    if kind == "list_type":
+        return f"{field_name}: expected a list" if field_name else "expected a list"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    elif msg.startswith("Assertion failed, "):
+        msg = msg[len("Assertion failed, "):]
+    received = "" if kind == "value_error" or field_name is None else \
+        f". Received: {field_name}={item.get('input')!r}"
+    prefix = f"{where} {field_name}: " if field_name else f"{where}: "
+    return f"{prefix}{msg[0].lower() + msg[1:] if msg else msg}{received}"
+

@@ -1,0 +1,193 @@
+"""What every layer shares: Keras's common keys, field types, and the layer protocol."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PrivateAttr,
+    ValidationInfo,
+)
+
+from seqcli.activations import canonical_activation
+from seqcli.shapes import Shape, ShapeError
+
+INITIALIZERS = (
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "zeros",
+    "ones",
+)
+_INITIALIZER_CLASS_NAMES = {
+    "GlorotUniform": "glorot_uniform",
+    "GlorotNormal": "glorot_normal",
+    "HeUniform": "he_uniform",
+    "HeNormal": "he_normal",
+    "LecunUniform": "lecun_uniform",
+    "LecunNormal": "lecun_normal",
+    "Zeros": "zeros",
+    "Ones": "ones",
+}
+
+
+def _did_you_mean(value: str, known) -> str:
+    close = difflib.get_close_matches(value, list(known), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else f" Known: {', '.join(known)}."
+
+
+def _check_activation(value):
+    if value is not None and not isinstance(value, str):
+        raise ValueError("expected an activation name such as 'relu'")
+    return canonical_activation(value)
+
+
+def _check_initializer(value):
+    if not isinstance(value, str):
+        raise ValueError("expected an initializer name such as 'glorot_uniform'")
+    value = _INITIALIZER_CLASS_NAMES.get(value, value)
+    if value not in INITIALIZERS:
+        raise ValueError(f"unknown initializer '{value}'.{_did_you_mean(value, INITIALIZERS)}")
+    return value
+
+
+def _check_padding(value):
+    if not isinstance(value, str) or value.lower() not in ("valid", "same"):
+        raise ValueError(f"expected 'valid' or 'same'. Received: padding={value!r}")
+    return value.lower()
+
+
+def _check_data_format(value):
+    if value not in (None, "channels_last"):
+        raise ValueError(
+            f"only data_format 'channels_last' is supported (seqcli arrays are channels-last). "
+            f"Received: data_format={value!r}"
+        )
+    return "channels_last"
+
+
+def int_tuple(value, rank: int, name: str, minimum: int = 1) -> tuple[int, ...]:
+    """An int or a list of `rank` ints, each at least `minimum`, as a tuple (Keras's
+    `standardize_tuple`)."""
+    values = [value] * rank if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(values, (list, tuple)) or len(values) != rank or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in values
+    ):
+        raise ValueError(
+            f"expected an int or a list of {rank} ints. Received: {name}={value!r}"
+        )
+    if any(v < minimum for v in values):
+        bound = "positive" if minimum == 1 else f"at least {minimum}"
+        raise ValueError(f"every value must be {bound}. Received: {name}={value!r}")
+    return tuple(values)
+
+
+def _positive(value, info: ValidationInfo):
+    if value <= 0:
+        raise ValueError(f"expected a strictly positive value. Received: {info.field_name}={value}")
+    return value
+
+
+def IntTuple(rank: int, minimum: int = 1):  # noqa: N802 (a type factory)
+    """The type of a size such as `kernel_size`: an int or a list of `rank` ints."""
+
+    def check(value, info: ValidationInfo):
+        return int_tuple(value, rank, info.field_name, minimum)
+
+    return Annotated[tuple, BeforeValidator(check)]
+
+
+Count = Annotated[int, AfterValidator(_positive)]
+"""A strictly positive int, such as `units` or `filters`."""
+
+
+Activation = Annotated[str, BeforeValidator(_check_activation)]
+Initializer = Annotated[str, BeforeValidator(_check_initializer)]
+Padding = Annotated[Literal["valid", "same"], BeforeValidator(_check_padding)]
+DataFormat = Annotated[Literal["channels_last"], BeforeValidator(_check_data_format)]
+
+
+def _check_shape(value):
+    if not isinstance(value, (list, tuple)) or not all(
+        v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in value
+    ):
+        raise ValueError(f"expected a list of positive ints (or null). Received: {value!r}")
+    if any(v is not None and v <= 0 for v in value):
+        raise ValueError(f"every dimension must be positive. Received: {value!r}")
+    return tuple(value)
+
+
+InputShape = Annotated[tuple, BeforeValidator(_check_shape)]
+
+
+class Layer(BaseModel):
+    """A layer's settings (Keras keys and defaults) and its shape, weight and forward rules."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=False)
+
+    name: str | None = None
+    """The layer's name; by default the snake_case of its type, numbered per nesting level."""
+    trainable: bool = True
+    """False freezes the layer's weights (and, for a nested Sequential, everything inside)."""
+    dtype: Literal["float32"] | None = None
+    """Only float32 is supported."""
+    input_shape: InputShape | None = None
+    """Per-sample input shape; allowed on the first layer only (a Keras 2 spelling)."""
+
+    # weight names that are never trainable (BatchNormalization's moving statistics)
+    non_trainable_weights: ClassVar[tuple[str, ...]] = ()
+    # where the layer was written: (file, line, column), set by the loader
+    _origin: tuple[str, int, int] | None = PrivateAttr(default=None)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        """The per-sample output shape for a per-sample input shape."""
+        return input_shape
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        """The weights' names and shapes, in Keras's order."""
+        return {}
+
+    def weight_initializers(self) -> dict[str, str]:
+        """The initializer of each weight, by weight name."""
+        return {}
+
+    def macs(self, input_shape: Shape, output_shape: Shape) -> int:
+        """Multiply-accumulates per sample (0 for layers without a weight product)."""
+        return 0
+
+    def forward(self, weights: dict, x):
+        """Run the layer on a batch `x` of shape (N, *input_shape)."""
+        raise NotImplementedError(f"{self.type} has no forward pass")
+
+
+def require_rank(layer: Layer, input_shape: Shape, rank: int, what: str) -> None:
+    """Raise ShapeError unless the per-sample input has `rank` dimensions."""
+    if len(input_shape) != rank:
+        raise ShapeError(
+            f"{layer.type} expects {what} (a per-sample rank of {rank}, {rank + 1} with the "
+            f"batch axis). Received: input_shape={_fmt(input_shape)}"
+        )
+
+
+def require_known(layer: Layer, value, what: str, input_shape: Shape) -> int:
+    """Raise ShapeError when a dimension the weights depend on is unknown."""
+    if value is None:
+        raise ShapeError(
+            f"the {what} of the input to {layer.type} must be defined. "
+            f"Received: input_shape={_fmt(input_shape)}"
+        )
+    return value
+
+
+def _fmt(shape: Shape) -> str:
+    from seqcli.shapes import format_shape
+
+    return format_shape(shape)

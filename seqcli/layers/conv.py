@@ -1,0 +1,248 @@
+"""Conv1D, Conv2D, DepthwiseConv2D and SeparableConv2D (channels-last, Keras 3 semantics)."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BeforeValidator, model_validator
+
+from seqcli.activations import activation_code
+from seqcli.layers.base import (
+    Activation,
+    Count,
+    DataFormat,
+    Initializer,
+    IntTuple,
+    Layer,
+    Padding,
+    require_known,
+    require_rank,
+)
+from seqcli.shapes import Shape, ShapeError, conv_output_length, format_shape, paddings
+
+
+def _check_padding_1d(value):
+    if not isinstance(value, str) or value.lower() not in ("valid", "same", "causal"):
+        raise ValueError(f"expected 'valid', 'same' or 'causal'. Received: padding={value!r}")
+    return value.lower()
+
+
+class _Windowed(Layer):
+    """Shared rules of the layers that slide a window over the spatial axes."""
+
+    rank: ClassVar[int] = 2
+    kernel_size: IntTuple(2)
+    strides: IntTuple(2) = (1, 1)
+    padding: Padding = "valid"
+    dilation_rate: IntTuple(2) = (1, 1)
+    data_format: DataFormat = "channels_last"
+
+    @model_validator(mode="after")
+    def _strides_with_dilation(self):
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(
+                "`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+                f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}"
+            )
+        return self
+
+    def _spatial_output(self, input_shape: Shape) -> tuple:
+        require_rank(self, input_shape, self.rank + 1,
+                     "inputs of shape (steps, channels)" if self.rank == 1
+                     else "inputs of shape (height, width, channels)")
+        out = tuple(
+            conv_output_length(n, k, s, self.padding, d)
+            for n, k, s, d in zip(input_shape[:-1], self.kernel_size, self.strides,
+                                  self.dilation_rate)
+        )
+        if any(n is not None and n <= 0 for n in out):
+            raise ShapeError(
+                f"computed output size would be zero or negative: output_shape="
+                f"{format_shape(out + (self._channels_out(input_shape),))} from "
+                f"input_shape={format_shape(input_shape)}, kernel_size={self.kernel_size}, "
+                f"strides={self.strides}, dilation_rate={self.dilation_rate}, "
+                f"padding='{self.padding}'"
+            )
+        return out
+
+    def _channels_out(self, input_shape: Shape):
+        raise NotImplementedError
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return self._spatial_output(input_shape) + (self._channels_out(input_shape),)
+
+    def _pads(self, spatial) -> tuple:
+        return paddings(spatial, self.kernel_size, self.strides, self.padding,
+                        self.dilation_rate)
+
+    def _as_2d(self, x, weights):
+        """Run 1-D layers as 2-D ones with height 1."""
+        if self.rank == 2:
+            return x, weights
+        x2 = x.reshape(x.shape[0], 1, x.shape[1], x.shape[2])
+        w2 = {k: (v.reshape((1,) + v.shape) if v.ndim == 3 else v) for k, v in weights.items()}
+        return x2, w2
+
+
+class Conv2D(_Windowed):
+    """2-D convolution (cross-correlation): kernel (kh, kw, in/groups, filters), bias (filters)."""
+
+    type: Literal["Conv2D"] = "Conv2D"
+    filters: Count
+    groups: Count = 1
+    activation: Activation = "linear"
+    use_bias: bool = True
+    kernel_initializer: Initializer = "glorot_uniform"
+    bias_initializer: Initializer = "zeros"
+
+    @model_validator(mode="after")
+    def _filters_divisible(self):
+        if self.filters % self.groups:
+            raise ValueError(
+                "the number of filters must be evenly divisible by the number of groups. "
+                f"Received: groups={self.groups}, filters={self.filters}"
+            )
+        return self
+
+    def _input_channels(self, input_shape: Shape) -> int:
+        channels = require_known(self, input_shape[-1], "channel dimension", input_shape)
+        if channels % self.groups:
+            raise ShapeError(
+                "the number of input channels must be evenly divisible by the number of "
+                f"groups. Received groups={self.groups}, but the input has {channels} channels "
+                f"(input_shape={format_shape(input_shape)})"
+            )
+        return channels
+
+    def _channels_out(self, input_shape: Shape):
+        return self.filters
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        shape = super().output_shape(input_shape)
+        self._input_channels(input_shape)
+        return shape
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        channels = self._input_channels(input_shape)
+        shapes = {"kernel": self.kernel_size + (channels // self.groups, self.filters)}
+        if self.use_bias:
+            shapes["bias"] = (self.filters,)
+        return shapes
+
+    def weight_initializers(self) -> dict[str, str]:
+        return {"kernel": self.kernel_initializer, "bias": self.bias_initializer}
+
+    def macs(self, input_shape: Shape, output_shape: Shape) -> int:
+        window = math.prod(self.kernel_size) * (input_shape[-1] // self.groups)
+        return math.prod(output_shape[:-1]) * self.filters * window
+
+    def forward(self, weights, x):
+        from seqcli.kernels.conv import conv2d_forward
+
+        pads = self._pads(x.shape[1:-1])
+        x2, w2 = self._as_2d(x, weights)
+        if self.rank == 1:
+            pads = ((0, 0),) + pads
+        strides = (1,) * (2 - self.rank) + self.strides
+        dilation = (1,) * (2 - self.rank) + self.dilation_rate
+        y = conv2d_forward(x2, w2["kernel"], w2.get("bias"), strides, dilation, pads,
+                           self.groups, activation_code(self.activation))
+        return y.reshape((x.shape[0],) + y.shape[3 - self.rank:]) if self.rank == 1 else y
+
+
+class Conv1D(Conv2D):
+    """1-D convolution over (steps, channels): kernel (k, in/groups, filters), bias (filters)."""
+
+    rank: ClassVar[int] = 1
+    type: Literal["Conv1D"] = "Conv1D"
+    kernel_size: IntTuple(1)
+    strides: IntTuple(1) = (1,)
+    padding: Annotated[Literal["valid", "same", "causal"],
+                       BeforeValidator(_check_padding_1d)] = "valid"
+    dilation_rate: IntTuple(1) = (1,)
+
+
+class DepthwiseConv2D(_Windowed):
+    """Per-channel 2-D convolution: kernel (kh, kw, in, depth_multiplier), bias (in·dm);
+    output channel c·dm + m."""
+
+    type: Literal["DepthwiseConv2D"] = "DepthwiseConv2D"
+    depth_multiplier: Count = 1
+    activation: Activation = "linear"
+    use_bias: bool = True
+    depthwise_initializer: Initializer = "glorot_uniform"
+    bias_initializer: Initializer = "zeros"
+
+    def _channels_out(self, input_shape: Shape):
+        channels = input_shape[-1] if input_shape else None
+        return None if channels is None else channels * self.depth_multiplier
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        channels = require_known(self, input_shape[-1], "channel dimension", input_shape)
+        shapes = {"kernel": self.kernel_size + (channels, self.depth_multiplier)}
+        if self.use_bias:
+            shapes["bias"] = (channels * self.depth_multiplier,)
+        return shapes
+
+    def weight_initializers(self) -> dict[str, str]:
+        return {"kernel": self.depthwise_initializer, "bias": self.bias_initializer}
+
+    def macs(self, input_shape: Shape, output_shape: Shape) -> int:
+        return math.prod(output_shape) * math.prod(self.kernel_size)
+
+    def forward(self, weights, x):
+        from seqcli.kernels.conv import depthwise_conv2d_forward
+
+        return depthwise_conv2d_forward(
+            x, weights["kernel"], weights.get("bias"), self.strides, self.dilation_rate,
+            self._pads(x.shape[1:-1]), activation_code(self.activation))
+
+
+class SeparableConv2D(_Windowed):
+    """Depthwise then pointwise 2-D convolution: depthwise_kernel (kh, kw, in, dm),
+    pointwise_kernel (1, 1, in·dm, filters), bias (filters)."""
+
+    type: Literal["SeparableConv2D"] = "SeparableConv2D"
+    filters: Count
+    depth_multiplier: Count = 1
+    activation: Activation = "linear"
+    use_bias: bool = True
+    depthwise_initializer: Initializer = "glorot_uniform"
+    pointwise_initializer: Initializer = "glorot_uniform"
+    bias_initializer: Initializer = "zeros"
+
+    def _channels_out(self, input_shape: Shape):
+        return self.filters
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        channels = require_known(self, input_shape[-1], "channel dimension", input_shape)
+        middle = channels * self.depth_multiplier
+        shapes = {
+            "depthwise_kernel": self.kernel_size + (channels, self.depth_multiplier),
+            "pointwise_kernel": (1, 1, middle, self.filters),
+        }
+        if self.use_bias:
+            shapes["bias"] = (self.filters,)
+        return shapes
+
+    def weight_initializers(self) -> dict[str, str]:
+        return {"depthwise_kernel": self.depthwise_initializer,
+                "pointwise_kernel": self.pointwise_initializer,
+                "bias": self.bias_initializer}
+
+    def macs(self, input_shape: Shape, output_shape: Shape) -> int:
+        middle = input_shape[-1] * self.depth_multiplier
+        positions = math.prod(output_shape[:-1])
+        return positions * middle * (math.prod(self.kernel_size) + self.filters)
+
+    def forward(self, weights, x):
+        from seqcli.kernels.conv import conv2d_forward, depthwise_conv2d_forward
+
+        linear = activation_code("linear")
+        middle = depthwise_conv2d_forward(
+            x, weights["depthwise_kernel"], None, self.strides, self.dilation_rate,
+            self._pads(x.shape[1:-1]), linear)
+        return conv2d_forward(middle, weights["pointwise_kernel"], weights.get("bias"),
+                              (1, 1), (1, 1), ((0, 0), (0, 0)), 1,
+                              activation_code(self.activation))

@@ -1,0 +1,152 @@
+"""Dense, Activation, Dropout, Flatten, Reshape and Rescaling."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import field_validator
+
+from seqcli.activations import activation_code
+from seqcli.layers.base import (
+    Activation,
+    Count,
+    DataFormat,
+    Initializer,
+    Layer,
+    require_known,
+)
+from seqcli.shapes import Shape, ShapeError, format_shape, num_elements
+
+
+class Dense(Layer):
+    """`activation(x @ kernel + bias)` on the last axis of an input of any rank."""
+
+    type: Literal["Dense"] = "Dense"
+    units: Count
+    activation: Activation = "linear"
+    use_bias: bool = True
+    kernel_initializer: Initializer = "glorot_uniform"
+    bias_initializer: Initializer = "zeros"
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) < 1:
+            raise ShapeError(f"Dense needs at least one feature axis. "
+                             f"Received: input_shape={format_shape(input_shape)}")
+        return input_shape[:-1] + (self.units,)
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        features = require_known(self, input_shape[-1], "last dimension", input_shape)
+        shapes = {"kernel": (features, self.units)}
+        if self.use_bias:
+            shapes["bias"] = (self.units,)
+        return shapes
+
+    def weight_initializers(self) -> dict[str, str]:
+        return {"kernel": self.kernel_initializer, "bias": self.bias_initializer}
+
+    def macs(self, input_shape: Shape, output_shape: Shape) -> int:
+        return (num_elements(input_shape) or 0) * self.units
+
+    def forward(self, weights, x):
+        from seqcli.kernels.dense import dense_forward
+
+        flat = x.reshape(-1, x.shape[-1])
+        y = dense_forward(flat, weights["kernel"], weights.get("bias"),
+                          activation_code(self.activation))
+        return y.reshape(x.shape[:-1] + (self.units,))
+
+
+class ActivationLayer(Layer):
+    """Applies an activation function by name."""
+
+    type: Literal["Activation"] = "Activation"
+    activation: Activation
+
+    def forward(self, weights, x):
+        from seqcli.kernels.activations import activation_forward
+
+        return activation_forward(x, activation_code(self.activation))
+
+
+class Dropout(Layer):
+    """Randomly zeroes inputs while training; the identity at inference."""
+
+    type: Literal["Dropout"] = "Dropout"
+    rate: float
+    noise_shape: list[int | None] | None = None
+    seed: int | None = None
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, value):
+        if not 0 <= value <= 1:
+            raise ValueError(f"expected a float between 0 and 1. Received: rate={value}")
+        return value
+
+    def forward(self, weights, x):
+        return x
+
+
+class Flatten(Layer):
+    """Flattens each sample to one axis."""
+
+    type: Literal["Flatten"] = "Flatten"
+    data_format: DataFormat = "channels_last"
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return (num_elements(input_shape),)
+
+    def forward(self, weights, x):
+        return x.reshape(x.shape[0], -1)
+
+
+class Reshape(Layer):
+    """Reshapes each sample to `target_shape`; one entry may be -1."""
+
+    type: Literal["Reshape"] = "Reshape"
+    target_shape: list[int]
+
+    @field_validator("target_shape")
+    @classmethod
+    def _target(cls, value):
+        if value.count(-1) > 1:
+            raise ValueError(f"at most one -1 is allowed. Received: target_shape={value}")
+        if any(v == 0 or v < -1 for v in value):
+            raise ValueError(f"dimensions must be positive or -1. Received: target_shape={value}")
+        return value
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        size = num_elements(input_shape)
+        target = tuple(self.target_shape)
+        known = math.prod(v for v in target if v != -1)
+        if -1 in target:
+            if size is None:
+                return tuple(None if v == -1 else v for v in target)
+            if size % known:
+                raise ShapeError(self._mismatch(input_shape))
+            return tuple(size // known if v == -1 else v for v in target)
+        if size is not None and size != known:
+            raise ShapeError(self._mismatch(input_shape))
+        return target
+
+    def _mismatch(self, input_shape: Shape) -> str:
+        return (f"total size of the new array must be unchanged: "
+                f"input_shape={format_shape(input_shape, batch=False)}, "
+                f"target_shape={tuple(self.target_shape)}")
+
+    def forward(self, weights, x):
+        return x.reshape((x.shape[0],) + tuple(self.target_shape))
+
+
+class Rescaling(Layer):
+    """`x * scale + offset`."""
+
+    type: Literal["Rescaling"] = "Rescaling"
+    scale: float
+    offset: float = 0.0
+
+    def forward(self, weights, x):
+        from seqcli.kernels.reshaping import rescale_forward
+
+        return rescale_forward(x, self.scale, self.offset)

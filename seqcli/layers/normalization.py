@@ -1,0 +1,137 @@
+"""BatchNormalization (inference: moving statistics) and LayerNormalization."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+from pydantic import field_validator
+
+from seqcli.layers.base import Initializer, Layer, require_known
+from seqcli.shapes import Shape, ShapeError, format_shape
+
+
+def sample_axis(axis: int, input_shape: Shape, layer: Layer) -> int:
+    """The per-sample index (no batch axis) of a Keras axis given with the batch axis."""
+    rank = len(input_shape)
+    full = axis + rank + 1 if axis < 0 else axis
+    if not 1 <= full <= rank:
+        batch = " (axis 0 is the batch axis)" if full == 0 else ""
+        raise ShapeError(f"{layer.type} axis {axis} is out of range for inputs of shape "
+                         f"{format_shape(input_shape)}{batch}")
+    return full - 1
+
+
+def _check_epsilon(value):
+    if value < 0:
+        raise ValueError(f"expected a non-negative value. Received: epsilon={value}")
+    return value
+
+
+class BatchNormalization(Layer):
+    """`(x - moving_mean) / sqrt(moving_variance + epsilon) * gamma + beta` along `axis`
+    (inference form; the moving statistics are never trainable)."""
+
+    type: Literal["BatchNormalization"] = "BatchNormalization"
+    axis: int = -1
+    momentum: float = 0.99
+    epsilon: float = 1e-3
+    center: bool = True
+    scale: bool = True
+    synchronized: bool = False
+    beta_initializer: Initializer = "zeros"
+    gamma_initializer: Initializer = "ones"
+    moving_mean_initializer: Initializer = "zeros"
+    moving_variance_initializer: Initializer = "ones"
+
+    non_trainable_weights: ClassVar[tuple[str, ...]] = ("moving_mean", "moving_variance")
+    _epsilon = field_validator("epsilon")(classmethod(lambda cls, v: _check_epsilon(v)))
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        axis = sample_axis(self.axis, input_shape, self)
+        size = require_known(self, input_shape[axis], f"axis {self.axis}", input_shape)
+        names = (["gamma"] if self.scale else []) + (["beta"] if self.center else [])
+        return {name: (size,) for name in names + ["moving_mean", "moving_variance"]}
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        sample_axis(self.axis, input_shape, self)
+        return input_shape
+
+    def weight_initializers(self) -> dict[str, str]:
+        return {"gamma": self.gamma_initializer, "beta": self.beta_initializer,
+                "moving_mean": self.moving_mean_initializer,
+                "moving_variance": self.moving_variance_initializer}
+
+    def forward(self, weights, x):
+        import numpy as np
+
+        from seqcli.kernels.normalization import batch_norm_forward
+
+        axis = sample_axis(self.axis, x.shape[1:], self) + 1
+        size = x.shape[axis]
+        gamma = weights.get("gamma", np.ones(size, np.float32))
+        beta = weights.get("beta", np.zeros(size, np.float32))
+        x3 = x.reshape(math.prod(x.shape[:axis]), size, -1)
+        y = batch_norm_forward(x3, gamma, beta, weights["moving_mean"],
+                               weights["moving_variance"], self.epsilon)
+        return y.reshape(x.shape)
+
+
+class LayerNormalization(Layer):
+    """Per sample: `(x - mean) / sqrt(var + epsilon) * gamma + beta` over `axis`."""
+
+    type: Literal["LayerNormalization"] = "LayerNormalization"
+    axis: int | list[int] = -1
+    epsilon: float = 1e-3
+    center: bool = True
+    scale: bool = True
+    beta_initializer: Initializer = "zeros"
+    gamma_initializer: Initializer = "ones"
+
+    _epsilon = field_validator("epsilon")(classmethod(lambda cls, v: _check_epsilon(v)))
+
+    @field_validator("axis")
+    @classmethod
+    def _axes(cls, value):
+        axes = value if isinstance(value, list) else [value]
+        if not axes or len(set(axes)) != len(axes):
+            raise ValueError(f"expected distinct axes. Received: axis={value}")
+        return value
+
+    def _axes_of(self, input_shape: Shape) -> list[int]:
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        found = [sample_axis(a, input_shape, self) for a in axes]
+        if len(set(found)) != len(found):
+            raise ShapeError(f"LayerNormalization axis {self.axis} names an axis twice for "
+                             f"inputs of shape {format_shape(input_shape)}")
+        return found
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        self._axes_of(input_shape)
+        return input_shape
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        shape = tuple(require_known(self, input_shape[a], f"axis {a + 1}", input_shape)
+                      for a in self._axes_of(input_shape))
+        names = (["gamma"] if self.scale else []) + (["beta"] if self.center else [])
+        return {name: shape for name in names}
+
+    def weight_initializers(self) -> dict[str, str]:
+        return {"gamma": self.gamma_initializer, "beta": self.beta_initializer}
+
+    def forward(self, weights, x):
+        import numpy as np
+
+        from seqcli.kernels.normalization import layer_norm_forward
+
+        axes = [a + 1 for a in self._axes_of(x.shape[1:])]
+        ordered = sorted(axes)
+        kept = [a for a in range(x.ndim) if a not in axes]
+        moved = np.ascontiguousarray(np.transpose(x, kept + ordered))
+        size = math.prod(x.shape[a] for a in ordered)
+        # Keras reshapes gamma/beta to the broadcast shape, i.e. into sorted-axis order.
+        gamma = weights["gamma"].reshape(-1) if "gamma" in weights else np.ones(size, np.float32)
+        beta = weights["beta"].reshape(-1) if "beta" in weights else np.zeros(size, np.float32)
+        y = layer_norm_forward(moved.reshape(-1, size), gamma, beta, self.epsilon)
+        y = y.reshape(moved.shape)
+        return np.ascontiguousarray(np.transpose(y, np.argsort(kept + ordered)))

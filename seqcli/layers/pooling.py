@@ -1,0 +1,137 @@
+"""Max and average pooling, windowed (1D/2D) and global (1D/2D)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import model_validator
+
+from seqcli.layers.base import DataFormat, IntTuple, Layer, Padding, require_rank
+from seqcli.shapes import Shape, ShapeError, conv_output_length, format_shape, paddings
+
+
+class _Pooling(Layer):
+    """A window of `pool_size` moved by `strides` (default: the pool size)."""
+
+    rank: ClassVar[int] = 2
+    mode: ClassVar[str] = "max"
+    pool_size: IntTuple(2) = (2, 2)
+    strides: IntTuple(2) | None = None
+    padding: Padding = "valid"
+    data_format: DataFormat = "channels_last"
+
+    @model_validator(mode="after")
+    def _default_strides(self):
+        if self.strides is None:
+            self.strides = self.pool_size
+        return self
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        require_rank(self, input_shape, self.rank + 1,
+                     "inputs of shape (steps, channels)" if self.rank == 1
+                     else "inputs of shape (height, width, channels)")
+        out = tuple(conv_output_length(n, k, s, self.padding)
+                    for n, k, s in zip(input_shape[:-1], self.pool_size, self.strides))
+        if any(n is not None and n <= 0 for n in out):
+            raise ShapeError(
+                f"computed output size would be zero or negative: the pooling window "
+                f"pool_size={self.pool_size} does not fit input_shape="
+                f"{format_shape(input_shape)} with padding='{self.padding}'"
+            )
+        return out + (input_shape[-1],)
+
+    def forward(self, weights, x):
+        from seqcli.kernels.pooling import avg_pool2d_forward, max_pool2d_forward
+
+        kernel = max_pool2d_forward if self.mode == "max" else avg_pool2d_forward
+        pads = paddings(x.shape[1:-1], self.pool_size, self.strides, self.padding,
+                        (1,) * self.rank)
+        if self.rank == 2:
+            return kernel(x, self.pool_size, self.strides, pads)
+        y = kernel(x.reshape(x.shape[0], 1, x.shape[1], x.shape[2]), (1,) + self.pool_size,
+                   (1,) + self.strides, ((0, 0),) + pads)
+        return y.reshape(y.shape[0], y.shape[2], y.shape[3])
+
+
+class MaxPooling2D(_Pooling):
+    """The maximum over each window; padded cells are ignored."""
+
+    type: Literal["MaxPooling2D"] = "MaxPooling2D"
+
+
+class AveragePooling2D(_Pooling):
+    """The mean over each window's real (unpadded) cells."""
+
+    mode: ClassVar[str] = "average"
+    type: Literal["AveragePooling2D"] = "AveragePooling2D"
+
+
+class MaxPooling1D(_Pooling):
+    """The maximum over each window of steps; padded cells are ignored."""
+
+    rank: ClassVar[int] = 1
+    type: Literal["MaxPooling1D"] = "MaxPooling1D"
+    pool_size: IntTuple(1) = (2,)
+    strides: IntTuple(1) | None = None
+
+
+class AveragePooling1D(_Pooling):
+    """The mean over each window's real (unpadded) steps."""
+
+    rank: ClassVar[int] = 1
+    mode: ClassVar[str] = "average"
+    type: Literal["AveragePooling1D"] = "AveragePooling1D"
+    pool_size: IntTuple(1) = (2,)
+    strides: IntTuple(1) | None = None
+
+
+class _GlobalPooling(Layer):
+    """Reduces all spatial axes, keeping the channels (and the axes, with keepdims)."""
+
+    rank: ClassVar[int] = 2
+    mode: ClassVar[str] = "max"
+    keepdims: bool = False
+    data_format: DataFormat = "channels_last"
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        require_rank(self, input_shape, self.rank + 1,
+                     "inputs of shape (steps, channels)" if self.rank == 1
+                     else "inputs of shape (height, width, channels)")
+        if self.keepdims:
+            return (1,) * self.rank + (input_shape[-1],)
+        return (input_shape[-1],)
+
+    def forward(self, weights, x):
+        from seqcli.kernels.pooling import global_avg_pool_forward, global_max_pool_forward
+
+        kernel = global_max_pool_forward if self.mode == "max" else global_avg_pool_forward
+        y = kernel(x.reshape(x.shape[0], -1, x.shape[-1]))
+        return y.reshape((x.shape[0],) + self.output_shape(x.shape[1:]))
+
+
+class GlobalMaxPooling2D(_GlobalPooling):
+    """The maximum over height and width."""
+
+    type: Literal["GlobalMaxPooling2D"] = "GlobalMaxPooling2D"
+
+
+class GlobalAveragePooling2D(_GlobalPooling):
+    """The mean over height and width."""
+
+    mode: ClassVar[str] = "average"
+    type: Literal["GlobalAveragePooling2D"] = "GlobalAveragePooling2D"
+
+
+class GlobalMaxPooling1D(_GlobalPooling):
+    """The maximum over steps."""
+
+    rank: ClassVar[int] = 1
+    type: Literal["GlobalMaxPooling1D"] = "GlobalMaxPooling1D"
+
+
+class GlobalAveragePooling1D(_GlobalPooling):
+    """The mean over steps."""
+
+    rank: ClassVar[int] = 1
+    mode: ClassVar[str] = "average"
+    type: Literal["GlobalAveragePooling1D"] = "GlobalAveragePooling1D"

@@ -1,0 +1,79 @@
+"""ZeroPadding2D and UpSampling2D."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, field_validator
+
+from seqcli.layers.base import DataFormat, IntTuple, Layer, require_rank
+from seqcli.shapes import Shape
+
+
+def _check_zero_padding(value):
+    """1 → ((1, 1), (1, 1)); [h, w] → ((h, h), (w, w)); [[t, b], [l, r]] as given."""
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if is_int(value):
+        pads = ((value, value), (value, value))
+    elif isinstance(value, list) and len(value) == 2 and all(is_int(v) for v in value):
+        pads = ((value[0], value[0]), (value[1], value[1]))
+    elif isinstance(value, list) and len(value) == 2 and all(
+        isinstance(v, list) and len(v) == 2 and all(is_int(u) for u in v) for v in value
+    ):
+        pads = (tuple(value[0]), tuple(value[1]))
+    else:
+        raise ValueError("expected an int, [height, width] or [[top, bottom], [left, right]]. "
+                         f"Received: padding={value!r}")
+    if any(p < 0 for pair in pads for p in pair):
+        raise ValueError(f"padding must be non-negative. Received: padding={value!r}")
+    return pads
+
+
+class ZeroPadding2D(Layer):
+    """Adds rows and columns of zeros around each image."""
+
+    type: Literal["ZeroPadding2D"] = "ZeroPadding2D"
+    padding: Annotated[tuple, BeforeValidator(_check_zero_padding)] = ((1, 1), (1, 1))
+    data_format: DataFormat = "channels_last"
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        require_rank(self, input_shape, 3, "inputs of shape (height, width, channels)")
+        (top, bottom), (left, right) = self.padding
+        height, width, channels = input_shape
+        return (None if height is None else height + top + bottom,
+                None if width is None else width + left + right, channels)
+
+    def forward(self, weights, x):
+        from seqcli.kernels.reshaping import zero_pad2d_forward
+
+        return zero_pad2d_forward(x, self.padding)
+
+
+class UpSampling2D(Layer):
+    """Repeats each row `size[0]` times and each column `size[1]` times (nearest)."""
+
+    type: Literal["UpSampling2D"] = "UpSampling2D"
+    size: IntTuple(2) = (2, 2)
+    interpolation: str = "nearest"
+    data_format: DataFormat = "channels_last"
+
+    @field_validator("interpolation")
+    @classmethod
+    def _nearest_only(cls, value):
+        if value != "nearest":
+            raise ValueError(f"only interpolation 'nearest' is supported. "
+                             f"Received: interpolation={value!r}")
+        return value
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        require_rank(self, input_shape, 3, "inputs of shape (height, width, channels)")
+        height, width, channels = input_shape
+        return (None if height is None else height * self.size[0],
+                None if width is None else width * self.size[1], channels)
+
+    def forward(self, weights, x):
+        from seqcli.kernels.reshaping import upsample2d_nearest_forward
+
+        return upsample2d_nearest_forward(x, self.size)
