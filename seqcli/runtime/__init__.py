@@ -1,0 +1,1 @@
+"""Running models: weights, initialisers, the forward pass, streaming prediction."""

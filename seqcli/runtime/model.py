@@ -1,0 +1,219 @@
+"""The Python API: a Keras-like `Sequential` over model-file layers, run by numba kernels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from seqcli.build import BuiltModel, LayerInfo, build
+from seqcli.config.load import LoadedModel, load_model
+from seqcli.errors import InputDataError, UsageError
+from seqcli.layers.base import Layer
+from seqcli.layers.sequential import Sequential as NestedSequential
+from seqcli.runtime.weights import ModelWeights, load_model_weights
+from seqcli.shapes import format_shape
+
+
+def forward(infos: list[LayerInfo], weights: dict[str, np.ndarray], x: np.ndarray,
+            until: str | None = None, collect: Callable[[str, np.ndarray], None] | None = None):
+    """Run `x` (N, *input_shape) through the layers; stop after the layer at path `until`;
+    `collect(path, output)` sees every layer's output."""
+    for info in infos:
+        if info.children:
+            x = forward(info.children, weights, x, until, collect)
+        else:
+            own = {key.rsplit("/", 1)[1]: weights[key] for key in info.weights}
+            x = info.layer.forward(own, x)
+        if collect is not None:
+            collect(info.path, x)
+        if until is not None and (info.path == until or until.startswith(info.path + "/")):
+            return x
+    return x
+
+
+class Sequential:
+    """A stack of layers with Keras's `Sequential` API: `layers`, `add`, `pop`, `get_layer`,
+    `summary`, `weights`, calling on an array, `predict`. Weights arrive on the first build."""
+
+    def __init__(self, layers: list[Layer] | None = None, name: str = "sequential",
+                 input_shape: tuple | None = None, seed: int | None = None):
+        self._loaded = LoadedModel(name=name, layers=[],
+                                   input_shape=tuple(input_shape) if input_shape else None,
+                                   source="<python>", base_dir=Path.cwd(), seed=seed)
+        self._built: BuiltModel | None = None
+        self._weights: ModelWeights | None = None
+        self._override: str | None = None
+        for layer in layers or []:
+            self.add(layer)
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, weights: str | None = None) -> Sequential:
+        """Wrap a loaded model file; `weights` overrides the file's weights path."""
+        model = cls.__new__(cls)
+        model._loaded, model._built, model._weights, model._override = loaded, None, None, weights
+        return model
+
+    # ------------------------------------------------------------------ structure
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        return self._loaded.name
+
+    @property
+    def layers(self) -> list[Layer]:
+        """The top-level layers, in order (an Input is not a layer)."""
+        return list(self._loaded.layers)
+
+    def add(self, layer: Layer) -> None:
+        """Append a layer; it gets Keras's automatic name if it has none."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"expected a seqcli layer such as Dense(units=3). Received: {layer!r}")
+        if layer.name is None:
+            from seqcli.layers.sequential import snake_case
+
+            base = snake_case(layer.type)
+            taken = {existing.name for existing in self._loaded.layers}
+            count = 0
+            while (candidate := base if count == 0 else f"{base}_{count}") in taken:
+                count += 1
+            layer.name = candidate
+        if any(existing.name == layer.name for existing in self._loaded.layers):
+            raise ValueError(f"a layer named '{layer.name}' is already in the model; "
+                             "names must be unique")
+        self._loaded.layers.append(layer)
+        self._invalidate()
+
+    def pop(self) -> Layer:
+        """Remove and return the last layer."""
+        if not self._loaded.layers:
+            raise IndexError("there are no layers in the model to pop")
+        layer = self._loaded.layers.pop()
+        self._invalidate()
+        return layer
+
+    def get_layer(self, name: str) -> Layer:
+        """The layer with this name, or at this path (`head/dense`)."""
+        layers = self._loaded.layers
+        parts = name.split("/")
+        for depth, part in enumerate(parts):
+            match = next((layer for layer in layers if layer.name == part), None)
+            if match is None:
+                raise ValueError(f"no layer named '{name}'. Layers: "
+                                 f"{', '.join(self.layer_paths())}")
+            if depth == len(parts) - 1:
+                return match
+            layers = match.sublayers if isinstance(match, NestedSequential) else []
+        raise ValueError(f"no layer named '{name}'")  # pragma: no cover
+
+    def layer_paths(self) -> list[str]:
+        """Every layer's path, nested ones included (needs the model built)."""
+        if self._built is not None:
+            return [info.path for info in self._built.walk()]
+        return [layer.name for layer in self._loaded.layers]
+
+    def _invalidate(self) -> None:
+        self._built, self._weights = None, None
+
+    # ------------------------------------------------------------------ building
+
+    @property
+    def built(self) -> bool:
+        """True once shapes and weights are known."""
+        return self._weights is not None
+
+    def build(self, input_shape: tuple | None = None) -> None:
+        """Infer shapes from `input_shape` (per sample) and materialise the weights."""
+        self._built = build(self._loaded, tuple(input_shape) if input_shape else None)
+        self._weights = load_model_weights(self._loaded, self._built, self._override)
+
+    def _require_built(self, what: str) -> BuiltModel:
+        if self._built is None:
+            if self._loaded.input_shape is None:
+                raise UsageError(f"model '{self.name}' has no input shape yet, so it has no "
+                                 f"{what}: call it on data, or build(input_shape) first")
+            self.build()
+        return self._built
+
+    @property
+    def input_shape(self) -> tuple:
+        """(None, *per-sample input shape)."""
+        return (None, *self._require_built("input shape").input_shape)
+
+    @property
+    def output_shape(self) -> tuple:
+        """(None, *per-sample output shape)."""
+        return (None, *self._require_built("output shape").output_shape)
+
+    @property
+    def weights(self) -> dict[str, np.ndarray]:
+        """Every weight by key (`head/dense/kernel`), in Keras's order."""
+        self._require_built("weights")
+        return dict(self._weights.arrays)
+
+    @property
+    def initialised_weights(self) -> list[str]:
+        """Keys of weights that came from the initialisers rather than a file."""
+        self._require_built("weights")
+        return list(self._weights.initialised)
+
+    @property
+    def built_model(self) -> BuiltModel:
+        """Shapes and parameter counts of every layer."""
+        return self._require_built("shapes")
+
+    def summary(self, print_fn: Callable[[str], None] = print, **options) -> None:
+        """Print the Keras-style table (options: expand_nested, show_trainable)."""
+        from seqcli.summary import summary_text
+
+        print_fn(summary_text(self._require_built("summary"), **options).rstrip("\n"))
+
+    # ------------------------------------------------------------------ running
+
+    def _prepare(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiub" or x.dtype.names is not None:
+            raise InputDataError(f"input arrays must be numeric; received dtype {x.dtype}")
+        if x.ndim == 0:
+            raise InputDataError("input is a single number; expected (batch, *input_shape)")
+        if self._built is None:
+            self.build(self._loaded.input_shape or x.shape[1:])
+        self.check_input_shape(x.shape)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def check_input_shape(self, shape: tuple) -> None:
+        """Raise InputDataError unless (batch, *sample) fits the model's input shape."""
+        expected = self._built.input_shape
+        sample = tuple(shape[1:])
+        if len(sample) != len(expected) or any(
+            e is not None and e != s for e, s in zip(expected, sample)
+        ):
+            raise InputDataError(f"input has shape {tuple(shape)}, but the model expects "
+                                 f"{format_shape(expected)} (batch first)")
+
+    def __call__(self, x) -> np.ndarray:
+        """The model's output for a batch, as one array."""
+        x = self._prepare(x)
+        return forward(self._built.layers, self._weights.arrays, x)
+
+    def predict(self, x, batch_size: int = 32) -> np.ndarray:
+        """The outputs for all rows of `x`, computed `batch_size` rows at a time."""
+        x = np.asarray(x)
+        if self._built is None:
+            self._prepare(x[:1])
+        outputs = [self(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
+        if not outputs:
+            return np.empty((0, *self._built.output_shape), np.float32)
+        return np.concatenate(outputs)
+
+    def predict_batches(self, batches: Iterator[np.ndarray], until: str | None = None):
+        """Yield the outputs (or the output of layer `until`) of each batch in turn."""
+        for batch in batches:
+            yield forward(self._built.layers, self._weights.arrays, batch, until)
+
+
+def load(path: str | Path, weights: str | None = None, *, allow_outside: bool = False):
+    """Load a model file as a `Sequential` (`weights` overrides the file's weights path)."""
+    return Sequential.from_loaded(load_model(str(path), allow_outside=allow_outside), weights)

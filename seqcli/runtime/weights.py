@@ -1,0 +1,75 @@
+"""A built model's weights: from its weights file, from nested `from:` files, or initialised."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seqcli.build import BuiltModel
+from seqcli.config.load import LoadedModel
+from seqcli.io.weights import check_weights, read_weights
+from seqcli.layers.sequential import Sequential
+from seqcli.runtime.initializers import initial_weights
+
+DEFAULT_SEED = 0
+"""Seed of the initial weights when a model file gives none: runs are reproducible."""
+
+
+@dataclass
+class ModelWeights:
+    """The weights of every key of a built model, and where they came from."""
+
+    arrays: dict[str, np.ndarray]
+    initialised: list[str]
+    """Keys that no file provided and were drawn from the initialisers."""
+    seed: int
+
+
+def initializer_specs(built: BuiltModel) -> dict[str, tuple[tuple[int, ...], str]]:
+    """{key: (shape, initializer name)} for every weight of the model."""
+    specs = {}
+    for info in built.walk():
+        if info.children:
+            continue
+        initializers = info.layer.weight_initializers()
+        for key, shape in info.weights.items():
+            specs[key] = (shape, initializers[key.rsplit("/", 1)[1]])
+    return specs
+
+
+def _nested_weights(built: BuiltModel) -> dict[str, np.ndarray]:
+    """Weights brought by `from:` models, prefixed with their path; shallower files win."""
+    found = []
+    for info in built.walk():
+        layer = info.layer
+        if isinstance(layer, Sequential) and layer._weights_path is not None:
+            found.append((info.path.count("/"), info.path, layer._weights_path))
+    merged: dict[str, np.ndarray] = {}
+    for _, path, file in sorted(found, reverse=True):
+        for key, array in read_weights(file).items():
+            merged[f"{path}/{key}"] = array
+    return merged
+
+
+def load_model_weights(loaded: LoadedModel, built: BuiltModel, override: str | None = None,
+                       seed: int | None = None) -> ModelWeights:
+    """Every weight of `built`: the model's weights file (or `override`) must hold all that
+    nested `from:` files do not; without any file, missing weights are initialised."""
+    expected = built.weight_shapes
+    arrays = _nested_weights(built)
+    main_file = Path(override) if override is not None else loaded.weights_path
+    seed = seed if seed is not None else (loaded.seed if loaded.seed is not None
+                                          else DEFAULT_SEED)
+    if main_file is not None:
+        arrays.update(read_weights(main_file))
+        check_weights(expected, arrays, str(override if override is not None else main_file))
+        return ModelWeights(arrays={k: arrays[k] for k in expected}, initialised=[], seed=seed)
+    missing = {k: v for k, v in initializer_specs(built).items() if k not in arrays}
+    if arrays:
+        check_weights({k: s for k, s in expected.items() if k not in missing}, arrays,
+                      "nested model weights")
+    arrays.update(initial_weights(missing, seed))
+    return ModelWeights(arrays={k: arrays[k] for k in expected}, initialised=list(missing),
+                        seed=seed)
