@@ -12,6 +12,14 @@ import typer
 
 from seqcli.errors import EXIT_FAILURE, EXIT_USAGE, SeqcliError, UsageError
 
+def _version(value: bool) -> None:
+    if value:
+        from seqcli import __version__
+
+        print(f"seqcli {__version__}")
+        raise typer.Exit()
+
+
 app = typer.Typer(
     name="seqcli",
     help="Define Keras-style Sequential models in YAML; inspect and run them from the shell.",
@@ -21,14 +29,22 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-ModelArg = Annotated[str, typer.Argument(help="Model file (YAML), or - for stdin.",
-                                         show_default=False)]
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", show_default=False,
+                                         help="Model file (YAML), or - for stdin.")]
 InputShapeOpt = Annotated[str | None, typer.Option(
     "--input-shape", help="Per-sample input shape for a model without one, e.g. 28,28,1.")]
 WeightsOpt = Annotated[str | None, typer.Option(
     "--weights", help="Weights file (.safetensors or .npz) instead of the model's own.")]
 AllowOutsideOpt = Annotated[bool, typer.Option(
     "--allow-outside", help="Allow paths in model files that leave the model's folder.")]
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Define Keras-style Sequential models in YAML; inspect and run them from the shell."""
 
 
 def parse_shape(text: str | None) -> tuple[int, ...] | None:
@@ -124,7 +140,8 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or no
 @app.command()
 def predict(
     model: ModelArg,
-    input: Annotated[str, typer.Argument(help="Input .npy (batch first), or - for stdin.")] = "-",
+    input: Annotated[str, typer.Argument(
+        metavar="INPUT", help="Input .npy (batch first); - or omitted: stdin.")] = "-",
     output: Annotated[str, typer.Option(
         "-o", "--output", help="Output .npy, or - for stdout.")] = "-",
     weights: WeightsOpt = None,
@@ -319,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         message = exc.format_message()
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `seqcli`: the help, as is
+            print(message, file=sys.stderr)
+            return EXIT_USAGE
         command_name = getattr(getattr(exc, "ctx", None), "command_path", "seqcli")
         _print_error(f"{message} (see '{command_name} --help')")
         return getattr(exc, "exit_code", EXIT_USAGE)

@@ -38,15 +38,6 @@ class _Windowed(Layer):
     dilation_rate: IntTuple(2) = (1, 1)
     data_format: DataFormat = "channels_last"
 
-    @model_validator(mode="after")
-    def _strides_with_dilation(self):
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(
-                "`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
-                f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}"
-            )
-        return self
-
     def _spatial_output(self, input_shape: Shape) -> tuple:
         require_rank(self, input_shape, self.rank + 1,
                      "inputs of shape (steps, channels)" if self.rank == 1
@@ -95,6 +86,16 @@ class Conv2D(_Windowed):
     use_bias: bool = True
     kernel_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+
+    @model_validator(mode="after")
+    def _strides_with_dilation(self):
+        # Keras's rule for Conv1D/Conv2D (its depthwise and separable layers allow both)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(
+                "`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+                f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _filters_divisible(self):
