@@ -6,6 +6,7 @@ substring; hostile files are built small, in `tmp_path`.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import io
 import json
@@ -63,6 +64,35 @@ def _permissions_are_bypassed() -> bool:
 
 
 PERMISSIONS_BYPASSED = _permissions_are_bypassed()
+
+
+@pytest.fixture
+def deny(monkeypatch):
+    """`deny(path, mode)`: chmod `path`; where permissions are not enforced (root), also make
+    opening anything under it fail with EACCES, as it would for an ordinary user."""
+    def apply(path: Path, mode: int) -> None:
+        path.chmod(mode)
+        if not PERMISSIONS_BYPASSED:
+            return
+        real_open, real_os_open = builtins.open, os.open
+
+        def refused(target) -> bool:
+            return isinstance(target, (str, os.PathLike)) and Path(target).is_relative_to(path)
+
+        def fake_open(target, *args, **kwargs):
+            if refused(target):
+                raise PermissionError(errno.EACCES, "Permission denied", str(target))
+            return real_open(target, *args, **kwargs)
+
+        def fake_os_open(target, *args, **kwargs):
+            if refused(target):
+                raise PermissionError(errno.EACCES, "Permission denied", str(target))
+            return real_os_open(target, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", fake_open)
+        monkeypatch.setattr(os, "open", fake_os_open)
+
+    return apply
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -220,11 +250,10 @@ def test_parent_that_is_a_file_is_output_error(tmp_path):
             pass
 
 
-@pytest.mark.skipif(PERMISSIONS_BYPASSED, reason="file permissions are not enforced (root)")
-def test_read_only_folder_is_output_error(tmp_path):
+def test_read_only_folder_is_output_error(tmp_path, deny):
     folder = tmp_path / "locked"
     folder.mkdir()
-    folder.chmod(0o500)
+    deny(folder, 0o500)
     try:
         with pytest.raises(OutputError, match="permission denied"):
             with atomic_output(folder / "out.npy"):
@@ -534,11 +563,10 @@ def test_missing_or_unreadable_weights(tmp_path):
         read_weights(tmp_path / "dir.npz")
 
 
-@pytest.mark.skipif(PERMISSIONS_BYPASSED, reason="file permissions are not enforced (root)")
-def test_unreadable_weights(tmp_path):
+def test_unreadable_weights(tmp_path, deny):
     path = tmp_path / "w.npz"
     np.savez(path, a=np.ones(1))
-    path.chmod(0)
+    deny(path, 0)
     with pytest.raises(MissingFileError, match="permission denied"):
         read_weights(path)
 
@@ -886,11 +914,10 @@ def test_missing_input_file(tmp_path):
         open_input(str(tmp_path))
 
 
-@pytest.mark.skipif(PERMISSIONS_BYPASSED, reason="file permissions are not enforced (root)")
-def test_unreadable_input_file(tmp_path):
+def test_unreadable_input_file(tmp_path, deny):
     path = tmp_path / "x.npy"
     np.save(path, np.ones(2))
-    path.chmod(0)
+    deny(path, 0)
     with pytest.raises(MissingFileError, match="permission denied"):
         open_input(str(path))
 
