@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_INPUT := $(or $(TMPDIR),/tmp)/seqcli-demo-$(shell echo $$PPID).npy
 
 .PHONY: install demo test lint bench clean
 
@@ -18,8 +19,10 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/seqcli summary configs/guide_convnet.yaml
 	$(BIN)/seqcli summary configs/transfer_learning.yaml --show-trainable --expand-nested
-	$(BIN)/python -c "import numpy as np; np.save('/tmp/seqcli-demo-input.npy', np.random.default_rng(0).random((2, 4), dtype=np.float32))"
-	$(BIN)/seqcli predict configs/dense_stack.yaml /tmp/seqcli-demo-input.npy --top-k 2
+	$(BIN)/python -c "import numpy as np; np.save('$(DEMO_INPUT)', np.random.default_rng(0).random((8, 250, 250, 3), dtype=np.float32) * 255)"
+	@echo "# the guide's convnet on 8 generated 250x250 RGB images: the 3 highest scores of each"
+	$(BIN)/seqcli predict configs/guide_convnet.yaml $(DEMO_INPUT) --top-k 3
+	rm -f $(DEMO_INPUT)
 
 test: install
 	$(BIN)/python -m pytest

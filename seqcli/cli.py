@@ -12,6 +12,7 @@ import typer
 
 from seqcli.errors import EXIT_FAILURE, EXIT_USAGE, SeqcliError, UsageError
 
+
 def _version(value: bool) -> None:
     if value:
         from seqcli import __version__

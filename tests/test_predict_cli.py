@@ -225,3 +225,34 @@ def test_python_api_mirrors_keras(tmp_path):
     lines = []
     model.summary(print_fn=lines.append)
     assert "Total params: 10 + 9 + 28" not in lines[0] and "dense_2 (Dense)" in lines[0]
+
+
+def _peak_rss_kb(*args) -> int:
+    """Peak resident memory of one `seqcli` run, in KiB (via a wrapper process)."""
+    import subprocess
+    import sys
+
+    code = ("import resource, subprocess, sys; "
+            "subprocess.run(sys.argv[1:], check=True); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    done = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "seqcli", *args],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout)
+
+
+def test_memory_stays_bounded_whatever_the_input_size(tmp_path):
+    """A 400 MB input costs no more resident memory than a tiny one (pages are released)."""
+    model = tmp_path / "m.yaml"
+    model.write_text("input_shape: [128, 128, 3]\nlayers:\n  - {type: MaxPooling2D, pool_size: 4}\n"
+                     "  - {type: GlobalAveragePooling2D}\n")
+    big = np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype=np.float32,
+                                    shape=(2048, 128, 128, 3))
+    big[:] = 1.0
+    big.flush()
+    del big
+    np.save(tmp_path / "small.npy", np.ones((2, 128, 128, 3), np.float32))
+    small_rss = _peak_rss_kb("predict", model, tmp_path / "small.npy", "-o", tmp_path / "a.npy")
+    big_rss = _peak_rss_kb("predict", model, tmp_path / "big.npy", "-o", tmp_path / "b.npy")
+    assert big_rss < small_rss + 100_000, (small_rss, big_rss)
+    assert np.load(tmp_path / "b.npy", mmap_mode="r").shape == (2048, 3)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import mmap
 import os
 import re
 import stat
@@ -165,7 +166,9 @@ class InputArray:
 
     def _batches_from_array(self, array: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
         for start in range(0, self.rows, batch_size):
-            yield np.array(array[start : start + batch_size], dtype=np.float32, order="C")
+            batch = np.array(array[start : start + batch_size], dtype=np.float32, order="C")
+            _release_pages(array, (start + batch_size) * (array.nbytes // max(self.rows, 1)))
+            yield batch
 
     def _batches_from_stream(self, batch_size: int) -> Iterator[np.ndarray]:
         try:
@@ -202,6 +205,21 @@ class InputArray:
                 f"{offset + len(data)} bytes"
             )
         return data
+
+
+def _release_pages(array: np.ndarray, consumed: int) -> None:
+    """Drop the pages of a memory-mapped input that have been read, so that resident memory
+    stays bounded by the batch size however large the file (Fortran-order arrays are read
+    all over, so all of their pages are dropped)."""
+    mapping = getattr(array, "_mmap", None)
+    if mapping is None or not hasattr(mapping, "madvise"):
+        return
+    start_in_map = array.offset % mmap.ALLOCATIONGRANULARITY
+    end = len(mapping) if array.flags.f_contiguous and array.ndim > 1 else min(
+        start_in_map + consumed, len(mapping))
+    end -= end % mmap.PAGESIZE
+    if end > 0:
+        mapping.madvise(mmap.MADV_DONTNEED, 0, end)
 
 
 def open_input(path: str) -> InputArray:
