@@ -387,3 +387,7 @@ def run() -> None:
     """Console-script entry point."""
     sys.exit(main())
 
+
+# Commands defined in their own modules register themselves on `app` when imported.
+# (one import per module, below this line)
+
