@@ -164,6 +164,7 @@ def predict(
     runner = _prepare_run(model, weights, threads, quiet, allow_outside)
     with open_input(input) as data:
         runner.build(data.shape)
+        runner.announce()
         rows, sample = data.shape[0], runner.output_shape
         progress = Progress("predict", rows, enabled=not quiet)
         outputs = _progressing(runner.run(data.batches(batch_size)), progress)
@@ -218,6 +219,94 @@ def init(
               file=sys.stderr)
 
 
+@app.command()
+def extract(
+    model: ModelArg,
+    input: Annotated[str, typer.Argument(
+        metavar="INPUT", help="Input .npy (batch first); - or omitted: stdin.")] = "-",
+    layer: Annotated[list[str] | None, typer.Option(
+        "--layer", help="A layer name or nested path (base/conv2d); repeat for several.")] = None,
+    all_layers: Annotated[bool, typer.Option(
+        "--all", help="Every top-level layer, as the Keras guide's [layer.output ...].")] = False,
+    output: Annotated[str, typer.Option(
+        "-o", "--output", help="Output: .npy for one layer, .npz for several; - is stdout.")] = "-",
+    weights: WeightsOpt = None,
+    batch_size: BatchSizeOpt = 32,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+    allow_outside: AllowOutsideOpt = False,
+) -> None:
+    """Write intermediate layers' outputs: one layer as .npy, several as .npz keyed by path."""
+    from seqcli.io.arrays import NpyWriter, NpzWriter, open_input
+    from seqcli.runtime.extract import choose_layers, extract_batches
+
+    runner = _prepare_run(model, weights, threads, quiet, allow_outside)
+    with open_input(input) as data:
+        runner.build(data.shape)
+        built = runner.model.built_model
+        paths = choose_layers(built, layer or [], all_layers)
+        runner.announce()
+        rows = data.shape[0]
+        progress = Progress("extract", rows, enabled=not quiet)
+        results = extract_batches(built, runner.model._weights.arrays, paths,
+                                  _progressing(data.batches(batch_size), progress))
+        shapes = {path: built.find(path).output_shape for path in paths}
+        if len(paths) == 1 and not all_layers:
+            with NpyWriter(output, shapes[paths[0]], rows) as writer:
+                for found in results:
+                    writer.write(found[paths[0]])
+        else:
+            with NpzWriter(output, shapes, rows) as writer:
+                for found in results:
+                    for path, array in found.items():
+                        writer.write(path, array)
+        progress.done()
+
+
+@app.command()
+def freeze(
+    model: ModelArg,
+    layer: Annotated[list[str] | None, typer.Option(
+        "--layer", help="Layer name, nested path or glob (conv2d*) to freeze; repeatable.")] = None,
+    all_but_last: Annotated[bool, typer.Option(
+        "--all-but-last", help="Freeze every top-level layer but the last.")] = False,
+    up_to: Annotated[str | None, typer.Option(
+        "--up-to", help="Freeze the top-level layers up to and including this one.")] = None,
+    unfreeze: Annotated[list[str] | None, typer.Option(
+        "--unfreeze", help="Layer name, path or glob to make trainable again; repeatable.")] = None,
+    output: Annotated[str, typer.Option(
+        "-o", "--output", help="Write the model file here (default: stdout).")] = "-",
+    in_place: Annotated[bool, typer.Option(
+        "--in-place", help="Rewrite MODEL itself (atomically).")] = False,
+    allow_outside: AllowOutsideOpt = False,
+) -> None:
+    """Write the model file with `trainable` set; comments and formatting are kept."""
+    from seqcli.config.freeze import FreezeRequest, frozen_ancestor, plan, rewrite
+    from seqcli.config.load import load_model_text, read_model_text
+    from seqcli.config.yamlsafe import parse_yaml
+    from seqcli.io.atomic import atomic_output
+
+    if in_place and (model == "-" or output != "-"):
+        raise UsageError("--in-place rewrites MODEL itself: it needs a file, and no -o")
+    if not (layer or all_but_last or up_to or unfreeze):
+        raise UsageError("say what to freeze: --layer NAME, --all-but-last, --up-to NAME "
+                         "or --unfreeze NAME")
+    text, source, base_dir = read_model_text(model)
+    loaded = load_model_text(text, source, base_dir, allow_outside=allow_outside)
+    request = FreezeRequest(layers=layer or [], all_but_last=all_but_last, up_to=up_to,
+                            unfreeze=unfreeze)
+    changes = plan(loaded, request)
+    for path, trainable in changes.items():
+        ancestor = frozen_ancestor(loaded, path)
+        if trainable and ancestor and changes.get(ancestor) is not True:
+            print(f"seqcli: warning: '{path}' stays frozen while its nested model "
+                  f"'{ancestor}' is frozen", file=sys.stderr)
+    new_text = rewrite(text, parse_yaml(text), loaded, changes)
+    load_model_text(new_text, source, base_dir, allow_outside=allow_outside)  # still valid
+    with atomic_output(model if in_place else output, binary=False) as out:
+        out.write(new_text)
+
+
 class Runner:
     """A loaded model ready to run on batches."""
 
@@ -230,17 +319,25 @@ class Runner:
 
     def build(self, data_shape: tuple) -> None:
         """Build from the model's input shape, or from the data's (deferred build)."""
-        from seqcli.runtime.compiled import kernels_cached
-
         declared = self.loaded.input_shape
         fits = declared is not None and len(declared) == len(data_shape) - 1 and all(
             d is None or d == s for d, s in zip(declared, data_shape[1:]))
         self.model.build(data_shape[1:] if declared is None or fits else None)
         self.model.check_input_shape(data_shape)
-        if self.model.initialised_weights and not self.quiet:
+
+    def announce(self) -> None:
+        """Say on stderr what the user may not expect: initial weights, a compile ahead."""
+        from seqcli.runtime.compiled import kernels_cached
+
+        initialised = self.model.initialised_weights
+        if initialised and not self.quiet:
             seed = self.model._weights.seed
-            print(f"seqcli: note: {self.loaded.source} has no weights file; using initial "
-                  f"weights (seed {seed})", file=sys.stderr)
+            if len(initialised) == len(self.model.weights):
+                note = "no weights file; using initial weights"
+            else:
+                shown = ", ".join(initialised[:4]) + (", ..." if len(initialised) > 4 else "")
+                note = f"no weights file provides {shown}; using initial values"
+            print(f"seqcli: note: {self.loaded.source}: {note} (seed {seed})", file=sys.stderr)
         if not kernels_cached() and not self.quiet:
             print("seqcli: compiling kernels (first run only; cached afterwards)...",
                   file=sys.stderr, flush=True)

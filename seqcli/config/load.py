@@ -167,6 +167,7 @@ def _resolve_layers(entries, path, doc: Document, source, base_dir, error, conte
             continue
         mark = doc.mark(entry_path)
         entry._origin = (source, mark.line, mark.column)
+        entry._data_path = entry_path
         if entry.input_shape is not None:
             if layers:
                 error(doc.mark(entry_path + ("input_shape",), key=True),

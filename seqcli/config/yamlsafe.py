@@ -25,6 +25,16 @@ class Mark:
     column: int
 
 
+@dataclass(frozen=True)
+class Span:
+    """Where a node sits in the text: character offsets [start, end), and whether it is a
+    flow collection (`{...}` or `[...]`)."""
+
+    start: int
+    end: int
+    flow: bool = False
+
+
 @dataclass
 class Document:
     """Parsed YAML data with the position of each value and each mapping key."""
@@ -32,6 +42,8 @@ class Document:
     data: object
     values: dict[Path, Mark] = field(default_factory=dict)
     keys: dict[Path, Mark] = field(default_factory=dict)
+    spans: dict[Path, Span] = field(default_factory=dict)
+    """Character spans of every value, for edits that keep the rest of the text."""
 
     def mark(self, path: Path, *, key: bool = False) -> Mark:
         """The closest known position of `path` (its key's if `key`), walking up to the root."""
@@ -123,6 +135,8 @@ def _scalar(node: ScalarNode):
 
 def _convert(node, path: Path, doc: Document):
     doc.values[path] = _mark(node.start_mark)
+    doc.spans[path] = Span(node.start_mark.index, node.end_mark.index,
+                           bool(getattr(node, "flow_style", False)))
     if isinstance(node, ScalarNode):
         return _scalar(node)
     if isinstance(node, SequenceNode):

@@ -24,8 +24,9 @@ from typing import BinaryIO
 import numpy as np
 from numpy.lib import format as npy_format
 
-from seqcli.errors import InputDataError, MissingFileError, UsageError
-from seqcli.io.atomic import atomic_output
+from seqcli.errors import InputDataError, MissingFileError, OutputError, UsageError
+from seqcli.io import atomic
+from seqcli.io.atomic import STDOUT, atomic_output
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
@@ -376,3 +377,74 @@ def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
                 data = np.ascontiguousarray(array, dtype="<f4")
                 with archive.open(member, mode="w", force_zip64=True) as stream:
                     npy_format.write_array(stream, data, allow_pickle=False)
+
+
+class NpzWriter:
+    """Writes several float32 arrays of `rows` rows into one `.npz`, batch by batch.
+
+    Each member streams into its own temporary `.npy` beside the target (so memory stays
+    bounded by the batch), and on success they are stored, uncompressed, in one archive
+    written atomically (`-`: stdout). Members are named by key, e.g. `head/dense`.
+    """
+
+    def __init__(self, path: str, members: dict[str, tuple[int, ...]], rows: int):
+        for key in members:
+            if not key or key.startswith("/") or "\\" in key or _UNSAFE_KEY.search(key):
+                raise ValueError(f"unsafe .npz key {key!r}")
+        self.path, self.members, self.rows = path, dict(members), rows
+        self._folder: str | None = None
+        self._writers: dict[str, NpyWriter] = {}
+
+    def __enter__(self) -> NpzWriter:
+        import tempfile
+
+        if self.path == STDOUT and sys.stdout is not None and sys.stdout.isatty():
+            raise UsageError(atomic.TERMINAL_REFUSAL)
+        parent = None if self.path == STDOUT else (Path(self.path).parent or Path("."))
+        if parent is not None and not parent.is_dir():
+            raise OutputError(f"{self.path}: cannot create the file: its folder does not exist")
+        try:
+            self._folder = tempfile.mkdtemp(prefix=".seqcli-", dir=parent)
+        except OSError as error:
+            raise OutputError(f"{self.path}: cannot create the file: "
+                              f"{error.strerror or error}") from error
+        try:
+            for index, (key, shape) in enumerate(self.members.items()):
+                writer = NpyWriter(os.path.join(self._folder, f"{index}.npy"), shape, self.rows)
+                self._writers[key] = writer.__enter__()
+        except BaseException:
+            self._cleanup()
+            raise
+        return self
+
+    def write(self, key: str, batch: np.ndarray) -> None:
+        """Append the rows of `batch` to member `key`."""
+        self._writers[key].write(batch)
+
+    def __exit__(self, exc_type, exc, traceback) -> bool:
+        import shutil
+
+        try:
+            for writer in self._writers.values():
+                writer.__exit__(exc_type, exc, traceback)
+            if exc is None:
+                with atomic_output(self.path, binary=True) as file:
+                    with zipfile.ZipFile(file, mode="w", compression=zipfile.ZIP_STORED) as zf:
+                        for index, key in enumerate(self.members):
+                            member = zipfile.ZipInfo(key + ".npy",
+                                                     date_time=(1980, 1, 1, 0, 0, 0))
+                            member.external_attr = 0o644 << 16
+                            source = os.path.join(self._folder, f"{index}.npy")
+                            with open(source, "rb") as data, zf.open(
+                                    member, mode="w", force_zip64=True) as stream:
+                                shutil.copyfileobj(data, stream, 1 << 20)
+        finally:
+            self._cleanup()
+        return False
+
+    def _cleanup(self) -> None:
+        import shutil
+
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None

@@ -146,6 +146,8 @@ class Layer(BaseModel):
     non_trainable_weights: ClassVar[tuple[str, ...]] = ()
     # where the layer was written: (file, line, column), set by the loader
     _origin: tuple[str, int, int] | None = PrivateAttr(default=None)
+    # where the layer's mapping sits in that file's data: ("layers", 2, "layers", 0)
+    _data_path: tuple | None = PrivateAttr(default=None)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         """The per-sample output shape for a per-sample input shape."""

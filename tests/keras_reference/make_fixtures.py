@@ -288,8 +288,15 @@ def make(stem, path):
             np.savez(f, **weights)
         write_npy(HERE / "inputs" / f"{stem}.npy", x)
         write_npy(HERE / "expected" / f"{stem}.output.npy", y)
+        # The guide's feature extraction: every top-level layer's output.
+        extractor = keras.Model(model.inputs, [layer.output for layer in model.layers])
+        outputs = extractor.predict(x, batch_size=BATCH, verbose=0)
+        outputs = outputs if isinstance(outputs, list) else [outputs]
+        with open(HERE / "expected" / f"{stem}.layers.npz", "wb") as f:
+            np.savez(f, **{layer.name: np.asarray(o, dtype="float32")
+                           for layer, o in zip(model.layers, outputs)})
         files.update(weights=f"weights/{stem}.npz", input=f"inputs/{stem}.npy",
-                     output=f"expected/{stem}.output.npy")
+                     output=f"expected/{stem}.output.npy", layers=f"expected/{stem}.layers.npz")
         entry["output_shape"] = list(y.shape)
         entry["output_range"] = [float(y.min()), float(y.max())]
 
