@@ -1,0 +1,1 @@
+"""Training: Keras's losses, optimizers and `fit` loop over the trainable layers."""

@@ -1,0 +1,69 @@
+"""Losses, their gradients and optimizer steps against values recorded from Keras 3
+(tests/training_reference/make_loss_optimizer_fixtures.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqcli.training.losses import get_loss
+from seqcli.training.optimizers import get_optimizer
+
+KERAS = np.load(Path(__file__).parent / "training_reference" / "losses_optimizers.npz")
+LOSS_CASES = sorted({key.split("/")[0] for key in KERAS.files if key.endswith("/value")})
+
+
+def _loss(case: str):
+    name = case.removesuffix("_logits").removesuffix("_rank3")
+    return get_loss(name, from_logits=case.endswith("_logits"))
+
+
+@pytest.mark.parametrize("case", LOSS_CASES)
+def test_loss_value_and_gradient_equal_keras(case):
+    loss = _loss(case)
+    y_true, y_pred = KERAS[f"{case}/y_true"], KERAS[f"{case}/y_pred"]
+    assert loss.value(y_true, y_pred) == pytest.approx(float(KERAS[f"{case}/value"]), rel=1e-5)
+    np.testing.assert_allclose(loss.gradient(y_true, y_pred), KERAS[f"{case}/gradient"],
+                               rtol=1e-4, atol=1e-7)
+
+
+def test_every_loss_has_a_keras_case():
+    from seqcli.training.losses import LOSSES
+
+    assert set(LOSSES) <= {c.removesuffix("_logits").removesuffix("_rank3") for c in LOSS_CASES}
+
+
+def test_accuracy_counts():
+    loss = get_loss("sparse_categorical_crossentropy")
+    probabilities = np.array([[0.1, 0.9], [0.8, 0.2], [0.4, 0.6]], np.float32)
+    assert loss.correct(np.array([1, 1, 1]), probabilities) == (2, 3)
+    binary = get_loss("binary_crossentropy", from_logits=True)
+    assert binary.correct(np.array([[1.0], [0.0]]), np.array([[0.3], [0.2]], np.float32)) == (1, 2)
+
+
+def test_unknown_loss_suggests():
+    with pytest.raises(ValueError, match="Did you mean 'mse'"):
+        get_loss("mss")
+
+
+OPTIMIZER_CASES = {
+    "sgd": dict(name="sgd"),
+    "sgd_momentum": dict(name="sgd", learning_rate=0.1, momentum=0.9),
+    "sgd_nesterov": dict(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=True),
+    "adam": dict(name="adam"),
+    "adam_lr": dict(name="adam", learning_rate=0.05),
+    "rmsprop": dict(name="rmsprop"),
+    "rmsprop_momentum": dict(name="rmsprop", learning_rate=0.01, momentum=0.5),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OPTIMIZER_CASES))
+def test_optimizer_steps_equal_keras(case):
+    optimizer = get_optimizer(**OPTIMIZER_CASES[case])
+    weights = {"w": KERAS["optimizer/start"].copy()}
+    for step in range(3):
+        optimizer.apply(weights, {"w": KERAS[f"optimizer/gradient_{step}"]})
+        np.testing.assert_allclose(weights["w"], KERAS[f"optimizer/{case}/step_{step}"],
+                                   rtol=1e-6, atol=1e-7)
