@@ -488,3 +488,4 @@ def run() -> None:
 # Commands defined in their own modules register themselves on `app` when imported.
 # (one import per module, below this line)
 
+from seqcli import cli_onnx  # noqa: E402,F401

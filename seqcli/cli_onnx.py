@@ -1,0 +1,48 @@
+"""`seqcli export-onnx`: the model as an ONNX graph that onnxruntime runs (needs `onnx`)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from seqcli.cli import (
+    AllowOutsideOpt,
+    InputShapeOpt,
+    ModelArg,
+    QuietOpt,
+    WeightsOpt,
+    app,
+    parse_shape,
+)
+
+
+@app.command("export-onnx")
+def export_onnx(
+    model: ModelArg,
+    output: Annotated[str, typer.Option(
+        "-o", "--output", show_default=False,
+        help="ONNX file to write, or - for stdout (never a terminal).")],
+    weights: WeightsOpt = None,
+    input_shape: InputShapeOpt = None,
+    opset: Annotated[int | None, typer.Option(
+        "--opset", show_default=False,
+        help="ONNX opset of the graph (default 17; 17 up to the installed onnx's newest).")] = None,
+    quiet: QuietOpt = False,
+    allow_outside: AllowOutsideOpt = False,
+) -> None:
+    """Write the model as an ONNX graph: input (batch, *input_shape) channels last, as seqcli's."""
+    from seqcli.interop.onnx_export import convert_model_file, refuse_terminal, write_onnx
+
+    refuse_terminal(output)
+    exported = convert_model_file(model, weights, parse_shape(input_shape), opset,
+                                  allow_outside=allow_outside)
+    write_onnx(exported, output)
+    if not quiet and output != "-":
+        shape = ", ".join(map(str, exported.input_shape))
+        print(f"seqcli: wrote {output}: opset {exported.opset}, {exported.node_count} nodes, "
+              f"input 'input' (batch, {shape})", file=sys.stderr)
+    if not quiet and exported.initialised:
+        print(f"seqcli: note: {exported.source} has no weights file; exported initial weights "
+              f"(seed {exported.seed})", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Interchange with other frameworks: Keras files and ONNX graphs."""
