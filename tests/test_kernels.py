@@ -78,9 +78,12 @@ def _act_for(i: int) -> str:
 
 
 def _public_kernel_functions():
-    """(qualified name, object) of each public function defined in a seqcli.kernels submodule."""
+    """(qualified name, object) of each public function defined in a seqcli.kernels forward
+    module (the grad_* modules have their own table in tests/test_grad_kernels.py)."""
     found = []
     for info in pkgutil.iter_modules(seqcli.kernels.__path__):
+        if info.name.startswith("grad_"):
+            continue
         module = importlib.import_module(f"seqcli.kernels.{info.name}")
         for name, obj in vars(module).items():
             func = getattr(obj, "py_func", obj)  # numba dispatchers wrap a Python function

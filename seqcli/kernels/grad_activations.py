@@ -1,0 +1,170 @@
+"""Activation gradients: dx = dy * act'(x), softmax/log_softmax per row; kinks as jax.grad.
+
+`activation_backward(x, y, dy, code)` reads the forward's output y for the codes in
+`OUTPUT_ACTIVATION_CODES` (sigmoid, tanh, softmax, log_softmax, exponential; recomputed from x
+when y is None) and its input x for all others; linear reads neither. At the kinks it returns
+what jax.grad of Keras 3's activations gives: relu'(0) = 0; relu6' = 1 only on (0, 6);
+hard_sigmoid' = 1/6 only where 0 < float32(x + 3) < 6, so 0 at -3 and 3 (hard_silu likewise:
+0 at -3, 1 at 3); leaky_relu'(0) = 1; elu'(0) = 1; selu'(0) = scale * alpha.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from seqcli.activations import ACTIVATION_CODES
+from seqcli.kernels.activations import _as_f32, _check_code, activation_forward
+
+_LINEAR = ACTIVATION_CODES["linear"]
+_RELU = ACTIVATION_CODES["relu"]
+_RELU6 = ACTIVATION_CODES["relu6"]
+_SIGMOID = ACTIVATION_CODES["sigmoid"]
+_HARD_SIGMOID = ACTIVATION_CODES["hard_sigmoid"]
+_TANH = ACTIVATION_CODES["tanh"]
+_SOFTMAX = ACTIVATION_CODES["softmax"]
+_LOG_SOFTMAX = ACTIVATION_CODES["log_softmax"]
+_ELU = ACTIVATION_CODES["elu"]
+_SELU = ACTIVATION_CODES["selu"]
+_GELU = ACTIVATION_CODES["gelu"]
+_SILU = ACTIVATION_CODES["silu"]
+_HARD_SILU = ACTIVATION_CODES["hard_silu"]
+_SOFTPLUS = ACTIVATION_CODES["softplus"]
+_SOFTSIGN = ACTIVATION_CODES["softsign"]
+_LEAKY_RELU = ACTIVATION_CODES["leaky_relu"]
+_EXPONENTIAL = ACTIVATION_CODES["exponential"]
+_MISH = ACTIVATION_CODES["mish"]
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+_LEAKY_SLOPE = 0.2
+_INV_SQRT2 = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
+
+# Codes differentiated from the forward's output y (as JAX does); all others need the input x.
+OUTPUT_ACTIVATION_CODES = frozenset(
+    {_SIGMOID, _TANH, _SOFTMAX, _LOG_SOFTMAX, _EXPONENTIAL}
+)
+_EMPTY = np.zeros((0, 0), dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- jitted kernels
+
+
+@njit(cache=True)
+def _sigmoid(v):
+    if v >= 0.0:
+        return 1.0 / (1.0 + math.exp(-v))
+    e = math.exp(v)
+    return e / (1.0 + e)
+
+
+@njit(cache=True)
+def _act_grad(x, y, code):
+    """act'(x) for one element in float64; sigmoid, tanh and exponential read y = act(x)."""
+    v = np.float64(x)
+    if code == _RELU:
+        return 1.0 if v > 0.0 else 0.0  # relu'(0) = 0
+    if code == _RELU6:
+        return 1.0 if 0.0 < v < 6.0 else 0.0  # 0 at both kinks
+    if code == _HARD_SIGMOID or code == _HARD_SILU:
+        # JAX: relu6(x + 3) / 6 with x + 3 rounded to float32, slope only strictly inside
+        t = np.float64(np.float32(x) + np.float32(3.0))
+        inside = 1.0 if 0.0 < t < 6.0 else 0.0
+        if code == _HARD_SIGMOID:
+            return inside / 6.0
+        return min(max(t, 0.0), 6.0) / 6.0 + v * inside / 6.0
+    if code == _SIGMOID:
+        s = np.float64(y)
+        return s * (1.0 - s)
+    if code == _TANH:
+        t = np.float64(y)
+        return 1.0 - t * t
+    if code == _EXPONENTIAL:
+        return np.float64(y)
+    if code == _ELU:
+        return 1.0 if v > 0.0 else math.exp(v)
+    if code == _SELU:
+        return _SELU_SCALE if v > 0.0 else _SELU_SCALE * _SELU_ALPHA * math.exp(v)
+    if code == _GELU:
+        # Phi(x) + x phi(x)
+        return 0.5 * math.erfc(-v * _INV_SQRT2) + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v)
+    if code == _SILU:
+        s = _sigmoid(v)
+        return s + v * s * (1.0 - s)
+    if code == _SOFTPLUS:
+        return _sigmoid(v)
+    if code == _SOFTSIGN:
+        d = 1.0 + abs(v)
+        return 1.0 / (d * d)
+    if code == _LEAKY_RELU:
+        return 1.0 if v >= 0.0 else _LEAKY_SLOPE  # leaky_relu'(0) = 1
+    if code == _MISH:
+        # tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2), sp = softplus(x)
+        t = math.tanh(max(v, 0.0) + math.log1p(math.exp(-abs(v))))
+        return t + v * _sigmoid(v) * (1.0 - t * t)
+    return 1.0
+
+
+@njit(cache=True, parallel=True)
+def _activation_backward(x, y, dy, dx, code):
+    # (M, K) -> (M, K); x or y may be (0, 0) when the code does not read it
+    m, k = dy.shape
+    for i in prange(m):
+        if code == _SOFTMAX:
+            # dx_j = y_j (dy_j - sum_k dy_k y_k)
+            dot = 0.0
+            for j in range(k):
+                dot += np.float64(dy[i, j]) * y[i, j]
+            for j in range(k):
+                dx[i, j] = y[i, j] * (dy[i, j] - dot)
+        elif code == _LOG_SOFTMAX:
+            # dx_j = dy_j - exp(y_j) sum_k dy_k
+            total = 0.0
+            for j in range(k):
+                total += dy[i, j]
+            for j in range(k):
+                dx[i, j] = dy[i, j] - math.exp(np.float64(y[i, j])) * total
+        elif code in (_SIGMOID, _TANH, _EXPONENTIAL):
+            for j in range(k):
+                dx[i, j] = dy[i, j] * _act_grad(0.0, y[i, j], code)
+        else:
+            for j in range(k):
+                dx[i, j] = dy[i, j] * _act_grad(x[i, j], 0.0, code)
+
+
+# ----------------------------------------------------------------------------- public wrappers
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """(M, K) view of `a` over its last axis (a scalar is (1, 1))."""
+    last = a.shape[-1] if a.ndim else 1
+    return a.reshape(a.size // last if last else 0, last)
+
+
+def activation_backward(x, y, dy, code: int) -> np.ndarray:
+    """dx = dy act'(x); softmax: y (dy - sum dy y), log_softmax: dy - exp(y) sum dy (last axis)."""
+    code = _check_code(code)
+    dy = _as_f32(dy, "dy")
+    if code == _LINEAR:
+        return dy.copy()
+    if code in OUTPUT_ACTIVATION_CODES:
+        if y is None:
+            if x is None:
+                raise ValueError("activation_backward needs the input x or the output y")
+            y = activation_forward(x, code)
+        source, name = _as_f32(y, "y"), "y"
+    else:
+        if x is None:
+            raise ValueError(f"activation code {code} is differentiated from its input x")
+        source, name = _as_f32(x, "x"), "x"
+    if source.shape != dy.shape:
+        raise ValueError(f"{name} {source.shape} and dy {dy.shape} must have the same shape")
+    dx = np.empty_like(dy)
+    if dy.size == 0:
+        return dx
+    xs, ys = (_EMPTY, _rows(source)) if name == "y" else (_rows(source), _EMPTY)
+    _activation_backward(xs, ys, _rows(dy), _rows(dx), code)
+    return dx
