@@ -422,8 +422,12 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     debug = os.environ.get("SEQCLI_DEBUG") == "1"
     try:
-        command.main(args=argv, prog_name="seqcli", standalone_mode=False)
+        result = command.main(args=argv, prog_name="seqcli", standalone_mode=False)
         sys.stdout.flush()
+        if isinstance(result, int) and result:  # typer.Exit(code), or Ctrl-C as 130
+            if result == 130:
+                _print_error("interrupted")
+            return result
         return 0
     except SeqcliError as exc:
         if debug:
@@ -489,3 +493,4 @@ def run() -> None:
 # (one import per module, below this line)
 
 from seqcli import cli_onnx  # noqa: E402,F401
+from seqcli import cli_fit  # noqa: E402,F401

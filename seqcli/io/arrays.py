@@ -147,6 +147,14 @@ class InputArray:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
+    def as_array(self) -> np.ndarray:
+        """All rows, memory-mapped, with the file's dtype (files only: a stream has no rows
+        to come back to)."""
+        if self._array is None:
+            raise UsageError(f"{self.source}: this command reads its arrays from files, "
+                             "not from a pipe")
+        return self._array
+
     @property
     def rows(self) -> int:
         """The number of samples (the size of the batch axis)."""

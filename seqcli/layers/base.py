@@ -169,6 +169,15 @@ class Layer(BaseModel):
         """Run the layer on a batch `x` of shape (N, *input_shape)."""
         raise NotImplementedError(f"{self.type} has no forward pass")
 
+    def forward_train(self, weights: dict, x, rng):
+        """Training-mode forward: (output, what `backward` needs). `rng` drives Dropout."""
+        return self.forward(weights, x), x
+
+    def backward(self, weights: dict, cache, dy, input_grad: bool = True):
+        """(dx, {weight name: gradient}) for the upstream gradient `dy`; dx is None when
+        `input_grad` is False (no trainable layer before this one)."""
+        return (dy.reshape(cache.shape) if input_grad else None), {}
+
 
 def require_rank(layer: Layer, input_shape: Shape, rank: int, what: str) -> None:
     """Raise ShapeError unless the per-sample input has `rank` dimensions."""

@@ -67,6 +67,23 @@ class _Windowed(Layer):
         return paddings(spatial, self.kernel_size, self.strides, self.padding,
                         self.dilation_rate)
 
+    def _geometry(self, x):
+        """(strides, dilation, padding) of the 2-D kernel call for input batch `x`."""
+        pads = self._pads(x.shape[1:-1])
+        lead = (1,) * (2 - self.rank)
+        return (lead + self.strides, lead + self.dilation_rate,
+                ((0, 0),) * (2 - self.rank) + pads)
+
+    def _activate_train(self, z):
+        from seqcli.kernels.activations import activation_forward
+
+        return activation_forward(z, activation_code(self.activation))
+
+    def _activation_grad(self, z, y, dy):
+        from seqcli.kernels.grad_activations import activation_backward
+
+        return activation_backward(z, y, dy, activation_code(self.activation))
+
     def _as_2d(self, x, weights):
         """Run 1-D layers as 2-D ones with height 1."""
         if self.rank == 2:
@@ -139,17 +156,37 @@ class Conv2D(_Windowed):
         return math.prod(output_shape[:-1]) * self.filters * window
 
     def forward(self, weights, x):
+        return self._conv(weights, x, self.activation)
+
+    def _conv(self, weights, x, activation):
         from seqcli.kernels.conv import conv2d_forward
 
-        pads = self._pads(x.shape[1:-1])
+        strides, dilation, pads = self._geometry(x)
         x2, w2 = self._as_2d(x, weights)
-        if self.rank == 1:
-            pads = ((0, 0),) + pads
-        strides = (1,) * (2 - self.rank) + self.strides
-        dilation = (1,) * (2 - self.rank) + self.dilation_rate
         y = conv2d_forward(x2, w2["kernel"], w2.get("bias"), strides, dilation, pads,
-                           self.groups, activation_code(self.activation))
-        return y.reshape((x.shape[0],) + y.shape[3 - self.rank:]) if self.rank == 1 else y
+                           self.groups, activation_code(activation))
+        return y.reshape(y.shape[0], y.shape[2], y.shape[3]) if self.rank == 1 else y
+
+    def forward_train(self, weights, x, rng):
+        z = self._conv(weights, x, "linear")
+        y = self._activate_train(z)
+        return y, (x, z, y)
+
+    def backward(self, weights, cache, dy, input_grad=True):
+        from seqcli.kernels.grad_conv import conv2d_backward
+
+        x, z, y = cache
+        dz = self._activation_grad(z, y, dy)
+        strides, dilation, pads = self._geometry(x)
+        x2, w2 = self._as_2d(x, weights)
+        dx, dkernel, dbias = conv2d_backward(x2, w2["kernel"], strides, dilation, pads,
+                                             self.groups, dz.reshape(
+                                                 (dz.shape[0], 1) + dz.shape[1:])
+                                             if self.rank == 1 else dz, input_grad=input_grad)
+        grads = {"kernel": dkernel.reshape(weights["kernel"].shape)}
+        if self.use_bias:
+            grads["bias"] = dbias
+        return (dx.reshape(x.shape) if dx is not None else None), grads
 
 
 class Conv1D(Conv2D):
@@ -193,11 +230,30 @@ class DepthwiseConv2D(_Windowed):
         return math.prod(output_shape) * math.prod(self.kernel_size)
 
     def forward(self, weights, x):
+        return self._depthwise(weights, x, self.activation)
+
+    def _depthwise(self, weights, x, activation):
         from seqcli.kernels.conv import depthwise_conv2d_forward
 
         return depthwise_conv2d_forward(
             x, weights["kernel"], weights.get("bias"), self.strides, self.dilation_rate,
-            self._pads(x.shape[1:-1]), activation_code(self.activation))
+            self._pads(x.shape[1:-1]), activation_code(activation))
+
+    def forward_train(self, weights, x, rng):
+        z = self._depthwise(weights, x, "linear")
+        y = self._activate_train(z)
+        return y, (x, z, y)
+
+    def backward(self, weights, cache, dy, input_grad=True):
+        from seqcli.kernels.grad_conv import depthwise_conv2d_backward
+
+        x, z, y = cache
+        dz = self._activation_grad(z, y, dy)
+        dx, dkernel, dbias = depthwise_conv2d_backward(
+            x, weights["kernel"], self.strides, self.dilation_rate, self._pads(x.shape[1:-1]),
+            dz, input_grad=input_grad)
+        grads = {"kernel": dkernel, "bias": dbias} if self.use_bias else {"kernel": dkernel}
+        return dx, grads
 
 
 class SeparableConv2D(_Windowed):
@@ -238,12 +294,35 @@ class SeparableConv2D(_Windowed):
         return positions * middle * (math.prod(self.kernel_size) + self.filters)
 
     def forward(self, weights, x):
+        return self._separable(weights, x, self.activation)[1]
+
+    def _separable(self, weights, x, activation):
+        """(depthwise output, pointwise output with bias and `activation`)."""
         from seqcli.kernels.conv import conv2d_forward, depthwise_conv2d_forward
 
-        linear = activation_code("linear")
         middle = depthwise_conv2d_forward(
             x, weights["depthwise_kernel"], None, self.strides, self.dilation_rate,
-            self._pads(x.shape[1:-1]), linear)
-        return conv2d_forward(middle, weights["pointwise_kernel"], weights.get("bias"),
-                              (1, 1), (1, 1), ((0, 0), (0, 0)), 1,
-                              activation_code(self.activation))
+            self._pads(x.shape[1:-1]), activation_code("linear"))
+        return middle, conv2d_forward(middle, weights["pointwise_kernel"], weights.get("bias"),
+                                      (1, 1), (1, 1), ((0, 0), (0, 0)), 1,
+                                      activation_code(activation))
+
+    def forward_train(self, weights, x, rng):
+        middle, z = self._separable(weights, x, "linear")
+        y = self._activate_train(z)
+        return y, (x, middle, z, y)
+
+    def backward(self, weights, cache, dy, input_grad=True):
+        from seqcli.kernels.grad_conv import conv2d_backward, depthwise_conv2d_backward
+
+        x, middle, z, y = cache
+        dz = self._activation_grad(z, y, dy)
+        dmiddle, dpointwise, dbias = conv2d_backward(
+            middle, weights["pointwise_kernel"], (1, 1), (1, 1), ((0, 0), (0, 0)), 1, dz)
+        dx, ddepthwise, _ = depthwise_conv2d_backward(
+            x, weights["depthwise_kernel"], self.strides, self.dilation_rate,
+            self._pads(x.shape[1:-1]), dmiddle, input_grad=input_grad)
+        grads = {"depthwise_kernel": ddepthwise, "pointwise_kernel": dpointwise}
+        if self.use_bias:
+            grads["bias"] = dbias
+        return dx, grads

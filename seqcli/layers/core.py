@@ -56,6 +56,26 @@ class Dense(Layer):
                           activation_code(self.activation))
         return y.reshape(x.shape[:-1] + (self.units,))
 
+    def forward_train(self, weights, x, rng):
+        from seqcli.kernels.activations import activation_forward
+        from seqcli.kernels.dense import dense_forward
+
+        flat = x.reshape(-1, x.shape[-1])
+        z = dense_forward(flat, weights["kernel"], weights.get("bias"), activation_code("linear"))
+        y = activation_forward(z, activation_code(self.activation))
+        return y.reshape(x.shape[:-1] + (self.units,)), (x.shape, flat, z, y)
+
+    def backward(self, weights, cache, dy, input_grad=True):
+        from seqcli.kernels.grad_dense import dense_backward
+
+        shape, flat, z, y = cache
+        dx, dkernel, dbias = dense_backward(flat, weights["kernel"], z, y,
+                                            dy.reshape(-1, self.units),
+                                            activation_code(self.activation),
+                                            input_grad=input_grad)
+        grads = {"kernel": dkernel, "bias": dbias} if self.use_bias else {"kernel": dkernel}
+        return (dx.reshape(shape) if dx is not None else None), grads
+
 
 class ActivationLayer(Layer):
     """Applies an activation function by name."""
@@ -67,6 +87,16 @@ class ActivationLayer(Layer):
         from seqcli.kernels.activations import activation_forward
 
         return activation_forward(x, activation_code(self.activation))
+
+    def forward_train(self, weights, x, rng):
+        y = self.forward(weights, x)
+        return y, (x, y)
+
+    def backward(self, weights, cache, dy, input_grad=True):
+        from seqcli.kernels.grad_activations import activation_backward
+
+        x, y = cache
+        return activation_backward(x, y, dy, activation_code(self.activation)), {}
 
 
 class Dropout(Layer):
@@ -86,6 +116,23 @@ class Dropout(Layer):
 
     def forward(self, weights, x):
         return x
+
+    def forward_train(self, weights, x, rng):
+        """Inverted dropout: keep each value with probability 1 - rate, scaled by 1/(1 - rate)."""
+        import numpy as np
+
+        if self.rate == 0:
+            return x, None
+        if self.rate == 1:
+            return np.zeros_like(x), np.zeros_like(x)
+        shape = x.shape if self.noise_shape is None else tuple(  # Keras's: batch axis first
+            d if n is None else n for n, d in zip(self.noise_shape, x.shape))
+        scale = np.float32(1 / (1 - self.rate))
+        mask = (rng.random(shape) >= self.rate).astype(np.float32) * scale
+        return x * mask, mask
+
+    def backward(self, weights, cache, dy, input_grad=True):
+        return (dy if cache is None else dy * cache) if input_grad else None, {}
 
 
 class Flatten(Layer):
@@ -150,3 +197,8 @@ class Rescaling(Layer):
         from seqcli.kernels.reshaping import rescale_forward
 
         return rescale_forward(x, self.scale, self.offset)
+
+    def backward(self, weights, cache, dy, input_grad=True):
+        from seqcli.kernels.grad_reshaping import rescale_backward
+
+        return (rescale_backward(self.scale, dy) if input_grad else None), {}

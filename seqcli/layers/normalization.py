@@ -62,19 +62,62 @@ class BatchNormalization(Layer):
                 "moving_mean": self.moving_mean_initializer,
                 "moving_variance": self.moving_variance_initializer}
 
-    def forward(self, weights, x):
+    def _prepared(self, weights, x):
+        """(x as (A, C, B) with the normalised axis in the middle, gamma, beta)."""
         import numpy as np
-
-        from seqcli.kernels.normalization import batch_norm_forward
 
         axis = sample_axis(self.axis, x.shape[1:], self) + 1
         size = x.shape[axis]
         gamma = weights.get("gamma", np.ones(size, np.float32))
         beta = weights.get("beta", np.zeros(size, np.float32))
-        x3 = x.reshape(math.prod(x.shape[:axis]), size, -1)
+        return x.reshape(math.prod(x.shape[:axis]), size, -1), gamma, beta
+
+    def forward(self, weights, x):
+        from seqcli.kernels.normalization import batch_norm_forward
+
+        x3, gamma, beta = self._prepared(weights, x)
         y = batch_norm_forward(x3, gamma, beta, weights["moving_mean"],
                                weights["moving_variance"], self.epsilon)
         return y.reshape(x.shape)
+
+    def forward_train(self, weights, x, rng):
+        """A frozen layer runs in inference mode (Keras 3); a trainable one normalises with
+        the batch's statistics and moves its moving statistics towards them."""
+        from seqcli.kernels.grad_normalization import (
+            batch_norm_moving_update,
+            batch_norm_train_forward,
+        )
+
+        if not self.trainable:
+            return self.forward(weights, x), ("inference", x)
+        x3, gamma, beta = self._prepared(weights, x)
+        y, mean, variance, inverse = batch_norm_train_forward(x3, gamma, beta, self.epsilon)
+        moving_mean, moving_variance = batch_norm_moving_update(
+            weights["moving_mean"], weights["moving_variance"], mean, variance, self.momentum)
+        weights["moving_mean"][...] = moving_mean
+        weights["moving_variance"][...] = moving_variance
+        return y.reshape(x.shape), ("batch", x, mean, inverse)
+
+    def backward(self, weights, cache, dy, input_grad=True):
+        from seqcli.kernels.grad_normalization import (
+            batch_norm_backward_inference,
+            batch_norm_train_backward,
+        )
+
+        mode, x, *statistics = cache
+        x3, gamma, _ = self._prepared(weights, x)
+        dy3 = dy.reshape(x3.shape)
+        if mode == "inference":  # frozen: the statistics are constants, no weight gradients
+            dx, _, _ = batch_norm_backward_inference(
+                x3, gamma, weights["moving_mean"], weights["moving_variance"], self.epsilon, dy3)
+            return (dx.reshape(x.shape) if input_grad else None), {}
+        dx, dgamma, dbeta = batch_norm_train_backward(x3, gamma, *statistics, dy3)
+        grads = {}
+        if self.scale:
+            grads["gamma"] = dgamma
+        if self.center:
+            grads["beta"] = dbeta
+        return dx.reshape(x.shape), grads
 
 
 class LayerNormalization(Layer):
@@ -119,19 +162,42 @@ class LayerNormalization(Layer):
     def weight_initializers(self) -> dict[str, str]:
         return {"gamma": self.gamma_initializer, "beta": self.beta_initializer}
 
-    def forward(self, weights, x):
+    def _rows(self, weights, x):
+        """(x as rows (M, K) over the normalised axes, the axis order used, gamma, beta)."""
         import numpy as np
-
-        from seqcli.kernels.normalization import layer_norm_forward
 
         axes = [a + 1 for a in self._axes_of(x.shape[1:])]
         ordered = sorted(axes)
-        kept = [a for a in range(x.ndim) if a not in axes]
-        moved = np.ascontiguousarray(np.transpose(x, kept + ordered))
+        order = [a for a in range(x.ndim) if a not in axes] + ordered
+        moved = np.ascontiguousarray(np.transpose(x, order))
         size = math.prod(x.shape[a] for a in ordered)
         # Keras reshapes gamma/beta to the broadcast shape, i.e. into sorted-axis order.
         gamma = weights["gamma"].reshape(-1) if "gamma" in weights else np.ones(size, np.float32)
         beta = weights["beta"].reshape(-1) if "beta" in weights else np.zeros(size, np.float32)
-        y = layer_norm_forward(moved.reshape(-1, size), gamma, beta, self.epsilon)
-        y = y.reshape(moved.shape)
-        return np.ascontiguousarray(np.transpose(y, np.argsort(kept + ordered)))
+        return moved.reshape(-1, size), (order, moved.shape), gamma, beta
+
+    @staticmethod
+    def _unrows(rows, layout):
+        import numpy as np
+
+        order, moved_shape = layout
+        return np.ascontiguousarray(np.transpose(rows.reshape(moved_shape), np.argsort(order)))
+
+    def forward(self, weights, x):
+        from seqcli.kernels.normalization import layer_norm_forward
+
+        rows, layout, gamma, beta = self._rows(weights, x)
+        return self._unrows(layer_norm_forward(rows, gamma, beta, self.epsilon), layout)
+
+    def backward(self, weights, cache, dy, input_grad=True):
+        from seqcli.kernels.grad_normalization import layer_norm_backward
+
+        rows, layout, gamma, _ = self._rows(weights, cache)
+        dy_rows, _, _, _ = self._rows(weights, dy)
+        dx, dgamma, dbeta = layer_norm_backward(rows, gamma, self.epsilon, dy_rows)
+        grads = {}
+        if self.scale:
+            grads["gamma"] = dgamma.reshape(weights["gamma"].shape)
+        if self.center:
+            grads["beta"] = dbeta.reshape(weights["beta"].shape)
+        return (self._unrows(dx, layout) if input_grad else None), grads

@@ -40,17 +40,34 @@ class _Pooling(Layer):
             )
         return out + (input_shape[-1],)
 
+    def _geometry(self, x):
+        """(input as 4-D, pool, strides, padding) of the 2-D kernel call for batch `x`."""
+        pads = paddings(x.shape[1:-1], self.pool_size, self.strides, self.padding,
+                        (1,) * self.rank)
+        if self.rank == 2:
+            return x, self.pool_size, self.strides, pads
+        return (x.reshape(x.shape[0], 1, x.shape[1], x.shape[2]), (1,) + self.pool_size,
+                (1,) + self.strides, ((0, 0),) + pads)
+
     def forward(self, weights, x):
         from seqcli.kernels.pooling import avg_pool2d_forward, max_pool2d_forward
 
         kernel = max_pool2d_forward if self.mode == "max" else avg_pool2d_forward
-        pads = paddings(x.shape[1:-1], self.pool_size, self.strides, self.padding,
-                        (1,) * self.rank)
-        if self.rank == 2:
-            return kernel(x, self.pool_size, self.strides, pads)
-        y = kernel(x.reshape(x.shape[0], 1, x.shape[1], x.shape[2]), (1,) + self.pool_size,
-                   (1,) + self.strides, ((0, 0),) + pads)
-        return y.reshape(y.shape[0], y.shape[2], y.shape[3])
+        y = kernel(*self._geometry(x))
+        return y.reshape(y.shape[0], y.shape[2], y.shape[3]) if self.rank == 1 else y
+
+    def backward(self, weights, cache, dy, input_grad=True):
+        from seqcli.kernels.grad_pooling import avg_pool2d_backward, max_pool2d_backward
+
+        if not input_grad:
+            return None, {}
+        x4, pool, strides, pads = self._geometry(cache)
+        dy4 = dy.reshape((dy.shape[0], 1) + dy.shape[1:]) if self.rank == 1 else dy
+        if self.mode == "max":
+            dx = max_pool2d_backward(x4, pool, strides, pads, dy4)
+        else:
+            dx = avg_pool2d_backward(x4.shape, pool, strides, pads, dy4)
+        return dx.reshape(cache.shape), {}
 
 
 class MaxPooling2D(_Pooling):
@@ -107,6 +124,19 @@ class _GlobalPooling(Layer):
         kernel = global_max_pool_forward if self.mode == "max" else global_avg_pool_forward
         y = kernel(x.reshape(x.shape[0], -1, x.shape[-1]))
         return y.reshape((x.shape[0],) + self.output_shape(x.shape[1:]))
+
+    def backward(self, weights, cache, dy, input_grad=True):
+        from seqcli.kernels.grad_pooling import global_avg_pool_backward, global_max_pool_backward
+
+        if not input_grad:
+            return None, {}
+        x3 = cache.reshape(cache.shape[0], -1, cache.shape[-1])
+        dy2 = dy.reshape(dy.shape[0], dy.shape[-1])
+        if self.mode == "max":
+            dx = global_max_pool_backward(x3, dy2)
+        else:
+            dx = global_avg_pool_backward(x3.shape, dy2)
+        return dx.reshape(cache.shape), {}
 
 
 class GlobalMaxPooling2D(_GlobalPooling):

@@ -50,6 +50,11 @@ class ZeroPadding2D(Layer):
 
         return zero_pad2d_forward(x, self.padding)
 
+    def backward(self, weights, cache, dy, input_grad=True):
+        from seqcli.kernels.grad_reshaping import zero_pad2d_backward
+
+        return (zero_pad2d_backward(self.padding, dy) if input_grad else None), {}
+
 
 class UpSampling2D(Layer):
     """Repeats each row `size[0]` times and each column `size[1]` times (nearest)."""
@@ -77,3 +82,8 @@ class UpSampling2D(Layer):
         from seqcli.kernels.reshaping import upsample2d_nearest_forward
 
         return upsample2d_nearest_forward(x, self.size)
+
+    def backward(self, weights, cache, dy, input_grad=True):
+        from seqcli.kernels.grad_reshaping import upsample2d_nearest_backward
+
+        return (upsample2d_nearest_backward(self.size, dy) if input_grad else None), {}

@@ -100,19 +100,19 @@ class Loss:
             grad = (-weighted + (weighted * q).sum(axis=-1, keepdims=True)) / total
         return (grad / count).astype(np.float32)
 
-    def correct(self, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[int, int]:
-        """(correct predictions, predictions) for Keras's `accuracy` of this loss."""
-        if self.name == "binary_crossentropy":
-            threshold = 0.0 if self.from_logits else 0.5
-            hits = (y_pred > threshold) == (y_true.reshape(y_pred.shape) > 0.5)
-            return int(hits.sum()), hits.size
-        predicted = y_pred.argmax(axis=-1)
-        if self.name == "sparse_categorical_crossentropy":
-            actual = y_true.reshape(y_pred.shape[:-1]).astype(np.int64)
-        else:
-            actual = y_true.reshape(y_pred.shape).argmax(axis=-1)
-        hits = predicted == actual
-        return int(hits.sum()), hits.size
+
+def accuracy_counts(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[int, int]:
+    """(hits, predictions) of Keras's `accuracy`, whose kind follows the shapes as in
+    `compile_utils.get_metric`: binary when the output has one unit (threshold 0.5), sparse
+    when the targets are labels, categorical (argmax against argmax) otherwise."""
+    if y_pred.shape[-1] == 1:
+        hits = (y_pred > 0.5).astype(np.float32) == y_true.reshape(y_pred.shape)
+    elif y_true.ndim < y_pred.ndim or y_true.shape[-1] == 1:
+        labels = y_true.reshape(y_pred.shape[:-1])
+        hits = y_pred.argmax(axis=-1) == labels
+    else:
+        hits = y_pred.argmax(axis=-1) == y_true.reshape(y_pred.shape).argmax(axis=-1)
+    return int(hits.sum()), hits.size
 
 
 def get_loss(name: str, from_logits: bool = False) -> Loss:

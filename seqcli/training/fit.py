@@ -1,0 +1,125 @@
+"""Keras's `fit` over a built model: training-mode forward, backward through every layer,
+one optimizer step per batch on the trainable weights only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from seqcli.build import BuiltModel, LayerInfo
+from seqcli.runtime.model import forward
+from seqcli.training.losses import Loss, accuracy_counts
+from seqcli.training.optimizers import Optimizer
+
+
+@dataclass
+class History:
+    """Per-epoch metrics, as Keras's `History.history`."""
+
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, metrics: dict[str, float]) -> None:
+        """Append one epoch's metrics."""
+        for name, value in metrics.items():
+            self.history.setdefault(name, []).append(value)
+
+
+def _leaves(built: BuiltModel) -> list[LayerInfo]:
+    """The layers that compute, in execution order (nested models are their layers)."""
+    return [info for info in built.walk() if not info.children]
+
+
+def _own(info: LayerInfo, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {key.rsplit("/", 1)[1]: weights[key] for key in info.weights}
+
+
+def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
+               loss: Loss, optimizer: Optimizer, rng: np.random.Generator):
+    """One batch: forward in training mode, loss, backward, update. Returns (loss, accuracy
+    hits, predictions); frozen weights are never written."""
+    leaves = _leaves(built)
+    caches = []
+    h = x
+    for info in leaves:
+        h, cache = info.layer.forward_train(_own(info, weights), h, rng)
+        caches.append(cache)
+    value = loss.value(y, h)
+    hits, predictions = accuracy_counts(y, h) if loss.classification else (0, 0)
+    # a layer needs its input gradient only if some layer before it has trainable weights
+    trainable_before = [False] * len(leaves)
+    seen = False
+    for index, info in enumerate(leaves):
+        trainable_before[index] = seen
+        seen = seen or bool(info.trainable_keys)
+    gradients: dict[str, np.ndarray] = {}
+    grad = loss.gradient(y, h)
+    for index in range(len(leaves) - 1, -1, -1):
+        info = leaves[index]
+        if not trainable_before[index] and not info.trainable_keys:
+            break  # nothing at or before this layer learns
+        grad, layer_grads = info.layer.backward(_own(info, weights), caches[index], grad,
+                                                input_grad=trainable_before[index])
+        prefix = info.path + "/"
+        for name, value_grad in layer_grads.items():
+            if prefix + name in info.trainable_keys:
+                gradients[prefix + name] = value_grad
+    ordered = {key: gradients[key] for key in built.weight_shapes if key in gradients}
+    optimizer.apply(weights, ordered)
+    return value, hits, predictions
+
+
+def evaluate(built: BuiltModel, weights: dict[str, np.ndarray], x, y, loss: Loss,
+             batch_size: int) -> dict[str, float]:
+    """Loss (and accuracy) in inference mode, averaged over samples as Keras does."""
+    total, correct, count = 0.0, 0, 0
+    for start in range(0, len(x), batch_size):
+        xb = np.ascontiguousarray(x[start:start + batch_size], dtype=np.float32)
+        yb = np.asarray(y[start:start + batch_size])
+        out = forward(built.layers, weights, xb)
+        total += loss.value(yb, out) * len(xb)
+        if loss.classification:
+            hits, predictions = accuracy_counts(yb, out)
+            correct += hits
+            count += predictions
+    metrics = {"loss": total / max(len(x), 1)}
+    if loss.classification:
+        metrics["accuracy"] = correct / max(count, 1)
+    return metrics
+
+
+def fit(built: BuiltModel, weights: dict[str, np.ndarray], x, y, *, loss: Loss,
+        optimizer: Optimizer, epochs: int, batch_size: int, shuffle: bool, seed: int,
+        validation: tuple | None = None,
+        on_epoch_end: Callable[[int, dict[str, float], float], None] | None = None) -> History:
+    """Keras's `fit`: `epochs` passes over (x, y) in batches (reshuffled each epoch unless
+    `shuffle` is False); `on_epoch_end(epoch, metrics, seconds)` after each."""
+    import time
+
+    rng = np.random.default_rng(seed)
+    history = History()
+    rows = len(x)
+    for epoch in range(epochs):
+        start_time = time.monotonic()
+        order = rng.permutation(rows) if shuffle else np.arange(rows)
+        total, correct, count = 0.0, 0, 0
+        for start in range(0, rows, batch_size):
+            index = order[start:start + batch_size]
+            xb = np.ascontiguousarray(x[index], dtype=np.float32)
+            yb = np.asarray(y[index])
+            value, hits, predictions = train_step(built, weights, xb, yb, loss, optimizer, rng)
+            total += value * len(index)
+            correct += hits
+            count += predictions
+        metrics = {"loss": total / max(rows, 1)}
+        if loss.classification:
+            metrics["accuracy"] = correct / max(count, 1)
+        if validation is not None:
+            for name, value in evaluate(built, weights, *validation, loss, batch_size).items():
+                metrics[f"val_{name}"] = value
+        history.add(metrics)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, metrics, time.monotonic() - start_time)
+    return history
+

@@ -1,0 +1,179 @@
+"""`seqcli fit` against Keras 3's own training (tests/training_reference/make_fit_fixtures.py):
+one full-batch SGD step on every reference model, and short fits with each loss and
+optimizer; frozen weights stay bit-identical."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqcli.io.weights import read_weights
+
+HERE = Path(__file__).parent
+REFERENCE = HERE / "keras_reference"
+TRAINING = HERE / "training_reference"
+KERAS = np.load(TRAINING / "fit.npz")
+PLAN = json.loads((TRAINING / "fit.json").read_text())
+MANIFEST = {m["stem"]: m for m in json.loads((REFERENCE / "manifest.json").read_text())["models"]}
+
+
+def _close(got: dict, expected: dict, rtol: float) -> None:
+    assert sorted(got) == sorted(expected)
+    for key, want in expected.items():
+        scale = max(float(np.abs(want).max()), 1e-3)
+        error = float(np.abs(got[key] - want).max())
+        assert error <= rtol * scale, (key, error, scale)
+
+
+@pytest.mark.parametrize("stem", PLAN["sgd_steps"])
+def test_one_sgd_step_equals_keras_train_on_batch(cli, stem, tmp_path):
+    entry = MANIFEST[stem]
+    files = entry["files"]
+    np.save(tmp_path / "y.npy", KERAS[f"sgd/{stem}/y"])
+    x = np.load(REFERENCE / files["input"])
+    out = tmp_path / "trained.safetensors"
+    result = cli("fit", REFERENCE / entry["model"], REFERENCE / files["input"], tmp_path / "y.npy",
+                 "--weights", REFERENCE / files["weights"], "--loss", "mse",
+                 "--optimizer", "sgd", "--learning-rate", "0.1", "--epochs", "1",
+                 "--batch-size", str(len(x)), "--no-shuffle", "-o", out, "-q")
+    assert result.code == 0, result
+    prefix = f"sgd/{stem}/after/"
+    expected = {k[len(prefix):]: KERAS[k] for k in KERAS.files if k.startswith(prefix)}
+    got = read_weights(out)
+    _close(got, expected, 2e-4)
+    before = dict(np.load(REFERENCE / files["weights"]))
+    for key, value in before.items():  # frozen (and unused) weights: bit-identical
+        if np.array_equal(expected[key], value):
+            assert np.array_equal(got[key], value), key
+
+
+OPTIONS = {
+    "sgd": lambda c: ["--optimizer", "sgd", "--learning-rate", str(c.get("learning_rate", 0.01)),
+                      "--momentum", str(c.get("momentum", 0.0))]
+    + (["--nesterov"] if c.get("nesterov") else []),
+    "adam": lambda c: ["--optimizer", "adam", "--learning-rate",
+                       str(c.get("learning_rate", 0.001))],
+    "rmsprop": lambda c: ["--optimizer", "rmsprop", "--learning-rate",
+                          str(c.get("learning_rate", 0.001)), "--momentum",
+                          str(c.get("momentum", 0.0))],
+}
+
+
+@pytest.mark.parametrize("case", PLAN["fits"], ids=[f["key"] for f in PLAN["fits"]])
+def test_fit_equals_keras(cli, case, tmp_path):
+    key = case["key"]
+    np.save(tmp_path / "x.npy", KERAS[f"{key}/x"])
+    np.save(tmp_path / "y.npy", KERAS[f"{key}/y"])
+    before = {k.split("/before/")[1]: KERAS[k] for k in KERAS.files
+              if k.startswith(f"{key}/before/")}
+    np.savez(tmp_path / "before.npz", **before)
+    optimizer = case["optimizer"]
+    args = ["fit", TRAINING / case["model"], tmp_path / "x.npy", tmp_path / "y.npy",
+            "--weights", tmp_path / "before.npz", "--loss", case["loss"],
+            *OPTIONS[optimizer["class_name"]](optimizer["config"]),
+            "--epochs", str(case["epochs"]), "--batch-size", str(case["batch_size"]),
+            "--no-shuffle", "--history", tmp_path / "history.json", "-o", tmp_path / "w.npz",
+            "-q"]
+    if case["from_logits"]:
+        args.append("--from-logits")
+    result = cli(*args)
+    assert result.code == 0, result
+    expected = {k.split("/after/")[1]: KERAS[k] for k in KERAS.files
+                if k.startswith(f"{key}/after/")}
+    _close(read_weights(tmp_path / "w.npz"), expected, 1e-3)
+    history = json.loads((tmp_path / "history.json").read_text())
+    for metric in ("loss", "accuracy"):
+        if f"{key}/history/{metric}" in KERAS.files:
+            np.testing.assert_allclose(history[metric], KERAS[f"{key}/history/{metric}"],
+                                       rtol=1e-4, atol=1e-6)
+
+
+def test_dropout_is_active_in_training_only():
+    from seqcli.layers import Dropout
+
+    layer = Dropout(rate=0.5)
+    x = np.ones((200, 50), np.float32)
+    y, mask = layer.forward_train({}, x, np.random.default_rng(0))
+    assert set(np.unique(y)) == {0.0, 2.0}  # kept values scaled by 1 / (1 - rate)
+    assert abs(float((y == 0).mean()) - 0.5) < 0.02
+    dx, grads = layer.backward({}, mask, np.ones_like(x))
+    np.testing.assert_array_equal(dx, y)  # the same mask routes the gradient
+    assert grads == {}
+    np.testing.assert_array_equal(layer.forward({}, x), x)  # inference: the identity
+
+
+def _regression_files(tmp_path, rows=12):
+    model = tmp_path / "m.yaml"
+    model.write_text("input_shape: [3]\nseed: 2\nlayers:\n"
+                     "  - {type: Dense, units: 4, activation: relu, trainable: false}\n"
+                     "  - {type: Dense, units: 1}\n")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", (x.sum(axis=1, keepdims=True) * 0.5).astype(np.float32))
+    return model
+
+
+def test_validation_split_checkpoint_history_and_frozen_layers(cli, tmp_path):
+    import seqcli
+
+    model = _regression_files(tmp_path)
+    result = cli("fit", model, tmp_path / "x.npy", tmp_path / "y.npy", "--optimizer", "sgd",
+                 "--epochs", "3", "--batch-size", "4", "--validation-split", "0.25",
+                 "--checkpoint", "--history", tmp_path / "h.json", "-o", tmp_path / "w.safetensors")
+    assert result.code == 0, result
+    epochs = [line for line in result.err.splitlines() if line.startswith("Epoch ")]
+    assert len(epochs) == 3 and "val_loss" in epochs[0]
+    history = json.loads((tmp_path / "h.json").read_text())
+    assert sorted(history) == ["loss", "val_loss"] and len(history["loss"]) == 3
+    trained = read_weights(tmp_path / "w.safetensors")
+    initial = seqcli.load(model).weights
+    np.testing.assert_array_equal(trained["dense/kernel"], initial["dense/kernel"])  # frozen
+    assert not np.array_equal(trained["dense_1/kernel"], initial["dense_1/kernel"])
+    # Keras holds out the last quarter: val_loss is the trained model's loss on rows 9..11
+    held_out = seqcli.load(model, weights=str(tmp_path / "w.safetensors"))
+    x, y = np.load(tmp_path / "x.npy")[9:], np.load(tmp_path / "y.npy")[9:]
+    mse = float(np.mean((held_out(x) - y) ** 2))
+    assert history["val_loss"][-1] == pytest.approx(mse, rel=1e-5)
+
+
+def test_interrupted_fit_keeps_the_last_checkpoint(cli, tmp_path, monkeypatch):
+    from seqcli.training import fit as fit_module
+
+    model = _regression_files(tmp_path)
+    real_step, calls = fit_module.train_step, []
+
+    def interrupt_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # 3 batches per epoch: the first batch of epoch 2
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "train_step", interrupt_in_epoch_two)
+    result = cli("fit", model, tmp_path / "x.npy", tmp_path / "y.npy", "--epochs", "5",
+                 "--batch-size", "4", "--checkpoint", "-o", tmp_path / "w.npz")
+    assert result.code == 130
+    assert (tmp_path / "w.npz").exists()  # epoch 1's weights
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_fit_refusals(cli, tmp_path):
+    model = _regression_files(tmp_path)
+    np.save(tmp_path / "short.npy", np.zeros((5, 1), np.float32))
+    cases = [
+        (["--loss", "mse"], tmp_path / "short.npy", 65, "rows"),
+        (["--loss", "mss"], tmp_path / "y.npy", 2, "Did you mean 'mse'"),
+        (["--optimizer", "adamw"], tmp_path / "y.npy", 2, "unknown optimizer"),
+        (["--loss", "sparse_categorical_crossentropy"], tmp_path / "y.npy", 65, "labels"),
+        (["--validation-split", "0.2", "--validation-data", str(tmp_path / "x.npy"),
+          str(tmp_path / "y.npy")], tmp_path / "y.npy", 2, "alternatives"),
+    ]
+    for options, targets, code, message in cases:
+        result = cli("fit", model, tmp_path / "x.npy", targets, *options,
+                     "-o", tmp_path / "w.npz")
+        assert result.code == code, (options, result)
+        assert message in result.err, (options, result.err)
+    assert not (tmp_path / "w.npz").exists()
