@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_INPUT := $(or $(TMPDIR),/tmp)/seqcli-demo-$(shell echo $$PPID).npy
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench digits clean
 
 install: $(STAMP)
 
@@ -26,6 +26,9 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+digits: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" examples/digits/run.sh $(or $(WORK),digits-run)
 
 lint: install
 	$(BIN)/ruff check seqcli tests

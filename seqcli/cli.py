@@ -188,11 +188,15 @@ def init(
     seed: Annotated[int | None, typer.Option(
         "--seed", help="Seed for the initialisers (default: the model's seed, else 0).")] = None,
     input_shape: InputShapeOpt = None,
+    weights_from: Annotated[str | None, typer.Option(
+        "--weights-from", help="Take every tensor this weights file has under the same key "
+        "and shape (Keras's load_weights by name); initialise the rest.")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Overwrite the model's existing weights file.")] = False,
     allow_outside: AllowOutsideOpt = False,
 ) -> None:
-    """Write the model's initial weights (Keras initialisers; nested `from:` models keep theirs)."""
+    """Write the model's initial weights (Keras initialisers; nested `from:` models keep theirs;
+    --weights-from reuses trained tensors)."""
     from seqcli.build import build
     from seqcli.io.arrays import save_npz
     from seqcli.io.weights import write_safetensors
@@ -208,6 +212,13 @@ def init(
     built = build(loaded, parse_shape(input_shape))
     loaded.weights_path = None  # initialise: the model's own file is not read
     arrays = load_model_weights(loaded, built, seed=seed).arrays
+    if weights_from is not None:
+        from seqcli.runtime.weights import take_matching
+
+        taken, unused = take_matching(arrays, weights_from)
+        print(f"seqcli: took {len(taken)} tensors from {weights_from}; initialised "
+              f"{len(arrays) - len(taken)}" + (f"; not used: {', '.join(unused)}" if unused
+                                                else ""), file=sys.stderr)
     if str(target).endswith(".npz"):
         save_npz(target, arrays)
     elif str(target) == "-" or str(target).endswith(".safetensors"):

@@ -185,6 +185,10 @@ def _resolve_layers(entries, path, doc: Document, source, base_dir, error, conte
     if not layers:
         error(doc.mark(path), "a model needs at least one layer (an Input is not a layer)")
     _assign_names(layers, path, doc, error)
+    if input_shape is None and layers and isinstance(layers[0], Sequential) and \
+            layers[0]._input_shape is not None:
+        # a nested model that declares its input shape, first in the stack, declares ours
+        input_shape, shape_path = layers[0]._input_shape, path + (0,)
     return layers, input_shape, shape_path
 
 

@@ -73,3 +73,25 @@ def load_model_weights(loaded: LoadedModel, built: BuiltModel, override: str | N
     arrays.update(initial_weights(missing, seed))
     return ModelWeights(arrays={k: arrays[k] for k in expected}, initialised=list(missing),
                         seed=seed)
+
+
+def take_matching(arrays: dict[str, np.ndarray], source: str) -> tuple[list[str], list[str]]:
+    """Replace, in place, every array whose key `source` also holds (same shape required);
+    returns (keys taken, keys of `source` the model has no use for)."""
+    from seqcli.errors import WeightsError
+
+    found = read_weights(Path(source))
+    taken, unused = [], []
+    for key, array in found.items():
+        if key not in arrays:
+            unused.append(key)
+        elif array.shape != arrays[key].shape:
+            raise WeightsError(f"{source}: {key} has shape {array.shape}, but the model's "
+                               f"{key} has shape {arrays[key].shape}")
+        else:
+            arrays[key] = array
+            taken.append(key)
+    if not taken:
+        raise WeightsError(f"{source}: none of its tensors matches a weight of the model; "
+                           f"its keys start {', '.join(list(found)[:3])}")
+    return taken, unused
