@@ -223,3 +223,13 @@ def test_billion_laughs_refused_at_first_anchor():
     text = 'a: &a ["lol","lol"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: [*b,*b,*b,*b,*b,*b]\n'
     with pytest.raises(ConfigError, match="1:4: YAML anchors are not allowed"):
         model_from(text, source="x.yaml")
+
+
+def test_a_first_nested_model_gives_the_input_shape(tmp_path):
+    (tmp_path / "base.yaml").write_text("input_shape: [6]\nlayers:\n  - {type: Dense, units: 3}\n")
+    model = built_from("layers:\n  - {type: Sequential, name: base, from: base.yaml}\n"
+                       "  - {type: Dense, units: 2}\n", base_dir=tmp_path)
+    assert model.input_shape == (6,)
+    inline = built_from("layers:\n  - type: Sequential\n    layers:\n"
+                        "      - {type: Input, shape: [5]}\n      - {type: Dense, units: 2}\n")
+    assert inline.input_shape == (5,)

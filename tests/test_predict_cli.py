@@ -256,3 +256,22 @@ def test_memory_stays_bounded_whatever_the_input_size(tmp_path):
     big_rss = _peak_rss_kb("predict", model, tmp_path / "big.npy", "-o", tmp_path / "b.npy")
     assert big_rss < small_rss + 100_000, (small_rss, big_rss)
     assert np.load(tmp_path / "b.npy", mmap_mode="r").shape == (2048, 3)
+
+
+def test_init_weights_from_a_pretrained_file(cli, tmp_path):
+    model = tmp_path / "m.yaml"
+    model.write_text("input_shape: [4]\nlayers:\n  - {type: Dense, units: 3, name: base}\n"
+                     "  - {type: Dense, units: 2, name: new_head}\n")
+    trained = {"base/kernel": np.full((4, 3), 0.5), "base/bias": np.ones(3),
+               "old_head/kernel": np.zeros((3, 7))}
+    np.savez(tmp_path / "pre.npz", **trained)
+    result = cli("init", model, "--weights-from", tmp_path / "pre.npz", "-o", tmp_path / "w.npz")
+    assert result.code == 0, result
+    assert "took 2 tensors" in result.err and "not used: old_head/kernel" in result.err
+    weights = np.load(tmp_path / "w.npz")
+    np.testing.assert_array_equal(weights["base/kernel"], np.full((4, 3), 0.5))
+    assert weights["new_head/kernel"].std() > 0  # initialised
+    np.savez(tmp_path / "bad.npz", **{"base/kernel": np.zeros((5, 3))})
+    bad = cli("init", model, "--weights-from", tmp_path / "bad.npz", "-o", tmp_path / "x.npz")
+    assert bad.code == 65 and "base/kernel has shape (5, 3)" in bad.err
+    assert not (tmp_path / "x.npz").exists()
