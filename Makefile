@@ -33,8 +33,10 @@ digits: install
 lint: install
 	$(BIN)/ruff check seqcli tests
 
+# Side by side with onnxruntime and numpy, written to bench/RESULTS.md (a few minutes). OpenBLAS
+# overrides that this workplace may set (an older CPU kernel) are dropped for this run only.
 bench: install
-	$(BIN)/python bench/startup.py
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -338,7 +338,7 @@ class Runner:
 
     def announce(self) -> None:
         """Say on stderr what the user may not expect: initial weights, a compile ahead."""
-        from seqcli.runtime.compiled import kernels_cached
+        from seqcli.runtime.compiled import notify_compiling
 
         initialised = self.model.initialised_weights
         if initialised and not self.quiet:
@@ -349,9 +349,9 @@ class Runner:
                 shown = ", ".join(initialised[:4]) + (", ..." if len(initialised) > 4 else "")
                 note = f"no weights file provides {shown}; using initial values"
             print(f"seqcli: note: {self.loaded.source}: {note} (seed {seed})", file=sys.stderr)
-        if not kernels_cached() and not self.quiet:
-            print("seqcli: compiling kernels (first run only; cached afterwards)...",
-                  file=sys.stderr, flush=True)
+        if not self.quiet:  # said when numba starts compiling (a kernel its cache lacks)
+            notify_compiling(lambda: print("seqcli: compiling kernels (first run only; cached "
+                                           "afterwards)...", file=sys.stderr, flush=True))
 
     @property
     def output_shape(self) -> tuple:
@@ -505,3 +505,4 @@ def run() -> None:
 
 from seqcli import cli_onnx  # noqa: E402,F401
 from seqcli import cli_fit  # noqa: E402,F401
+from seqcli import cli_bench  # noqa: E402,F401

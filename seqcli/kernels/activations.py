@@ -1,11 +1,22 @@
-"""Activation kernels (codes from `seqcli.activations`) and the shared bias+activation epilogue."""
+"""Activation kernels (codes from `seqcli.activations`), the bias+activation epilogue every
+kernel fuses, and what all kernels share: the threads their parallel loops run on.
+
+Numba caches each jitted function by its own file only: after editing a helper here (or in
+dense.py) that other kernel files call from jitted code, delete seqcli/kernels/__pycache__/*.nb?
+(or NUMBA_CACHE_DIR) so that their cached copies are rebuilt."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import queue
+import sys
+import threading
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import config, njit, types
+from numba.extending import intrinsic
 
 from seqcli.activations import ACTIVATION_CODES, ACTIVATIONS
 
@@ -68,6 +79,140 @@ def _bias_or_empty(bias, units: int) -> np.ndarray:
     return b
 
 
+_NUMBA_READY: list = []  # [True] once prepared
+
+
+def _numba_ready() -> None:
+    """Call before the first numba kernel runs. Numba's first call loads its array-math
+    registry, which imports scipy.linalg (0.1-0.3 s) only to set a flag choosing BLAS for
+    np.correlate/np.convolve inside jitted code; seqcli never uses them, so where scipy is
+    installed that registry is loaded here with the probe answered "no" (np.dot and the rest
+    of numba's linear algebra still import scipy when they are compiled)."""
+    if _NUMBA_READY:
+        return
+    _NUMBA_READY.append(True)
+    probe = "scipy.linalg.cython_blas"
+    if "numba.np.arraymath" in sys.modules or probe in sys.modules:
+        return
+    if importlib.util.find_spec("scipy") is None:
+        return
+    sys.modules[probe] = None  # `import` of it raises ImportError, its parents left unloaded
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        del sys.modules[probe]
+
+
+# ----------------------------------------------------------------------------- threads
+# The kernels' parallel loops hand out their items (rows, tiles) through an atomic counter to
+# whichever threads come: the calling thread and the pool's workers that wake up in time. The
+# caller waits only for workers that took part, never for one the OS has not scheduled yet (on
+# a busy machine numba's fork-join prange waits a whole time slice for it, at every layer).
+
+
+class _Job:
+    """One parallel kernel call: the workers that joined it, and the first error raised."""
+
+    __slots__ = ("kernel", "args", "done", "active", "closed", "error")
+
+    def __init__(self, kernel, args):
+        self.kernel, self.args = kernel, args
+        self.done = threading.Condition(threading.Lock())
+        self.active, self.closed, self.error = 0, False, None
+
+
+class _Pool:
+    """Worker threads that join kernel calls (`run`); started on first use, daemons."""
+
+    def __init__(self):
+        self.threads = max(1, int(config.NUMBA_NUM_THREADS))
+        self.queues: list[queue.SimpleQueue] = []
+        self.lock = threading.Lock()
+
+    def run(self, kernel, args: tuple, workers: int) -> None:
+        """kernel(*args) on this thread and up to `workers - 1` pool threads."""
+        helpers = min(workers, self.threads) - 1
+        if helpers <= 0:
+            kernel(*args)
+            return
+        self._start(helpers)
+        job = _Job(kernel, args)
+        for worker in self.queues[:helpers]:
+            worker.put(job)
+        try:
+            kernel(*args)
+        finally:
+            with job.done:
+                job.closed = True
+                while job.active:
+                    job.done.wait()
+        if job.error is not None:
+            raise job.error
+
+    def _start(self, helpers: int) -> None:
+        with self.lock:
+            while len(self.queues) < helpers:
+                jobs = queue.SimpleQueue()
+                threading.Thread(target=self._work, args=(jobs,), daemon=True,
+                                 name=f"seqcli-kernels-{len(self.queues) + 1}").start()
+                self.queues.append(jobs)
+
+    @staticmethod
+    def _work(jobs: queue.SimpleQueue) -> None:
+        while True:
+            job = jobs.get()
+            with job.done:
+                if job.closed:  # woke too late: the caller did it all
+                    continue
+                job.active += 1
+            try:
+                job.kernel(*job.args)
+            except BaseException as error:  # handed to the caller
+                job.error = job.error or error
+            finally:
+                with job.done:
+                    job.active -= 1
+                    job.done.notify_all()
+
+
+_POOL = _Pool()
+
+
+def _set_threads(threads: int) -> None:
+    """Threads the kernels use, this one included (`seqcli --threads`)."""
+    _POOL.threads = max(1, int(threads))
+
+
+def _threads() -> int:
+    """Threads the kernels use."""
+    return _POOL.threads
+
+
+def _parallel(kernel, items: int, work: float, *args) -> None:
+    """kernel(counter, *args) on up to `items` threads, fewer when `work` (about one unit per
+    float operation) is too small to share; the kernel takes items with `_next_item(counter)`."""
+    workers = min(items, _POOL.threads, max(1, int(work // _WORK_PER_THREAD)))
+    _POOL.run(kernel, (np.zeros(1, dtype=np.int64), *args), workers)
+
+
+# Work (about a floating-point operation each; an element moved counts 16) below which one
+# more thread costs more than it saves: waking one takes some 10-50 us.
+_WORK_PER_THREAD = 1 << 21
+
+
+@intrinsic
+def _next_item(typingctx, counter):
+    """counter[0] += 1, atomically; returns the value before: threads take items in turn."""
+    if not isinstance(counter, types.Array) or counter.dtype != types.int64:
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        return builder.atomic_rmw("add", data, ir.Constant(ir.IntType(64), 1), "monotonic")
+
+    return types.int64(counter), codegen
+
+
 # ----------------------------------------------------------------------------- jitted kernels
 
 
@@ -125,41 +270,111 @@ def _act(x, code):
     return v
 
 
-@njit(cache=True, parallel=True)
-def bias_activation_inplace(y, bias, code):
-    """y[i, j] = act(y[i, j] + bias[j]) in place on (M, K); empty bias = none; softmax per row."""
-    if code < 0 or code >= _N_CODES:
-        raise ValueError("unknown activation code")
-    m, k = y.shape
-    has_bias = bias.shape[0] > 0
-    if k == 0 or (code == _LINEAR and not has_bias):
-        return
-    for i in prange(m):
-        if has_bias:
+@njit(cache=True)
+def _bias_act_inplace(y, r0, count, c0, bias, code):
+    """y[r0 + i, c0 + j] = act(y[r0 + i, c0 + j] + bias[j]) for i < count, j < len(bias), y a
+    C-contiguous (R, K); softmax per row. The epilogue every kernel fuses (one loop nest per
+    activation, indices off a contiguous array: each vectorises)."""
+    k = np.uintp(bias.shape[0])
+    c = np.uintp(c0)  # unsigned column indices: no negative-index checks in the inner loops
+    if code == _LINEAR:
+        for i in range(r0, r0 + count):
             for j in range(k):
-                y[i, j] += bias[j]
-        if code in (_SOFTMAX, _LOG_SOFTMAX):
+                y[i, c + j] += bias[j]
+    elif code == _RELU:
+        for i in range(r0, r0 + count):
+            for j in range(k):
+                v = y[i, c + j] + bias[j]
+                y[i, c + j] = np.float32(0.0) if v < np.float32(0.0) else v
+    elif code == _RELU6:
+        for i in range(r0, r0 + count):
+            for j in range(k):
+                v = y[i, c + j] + bias[j]
+                v = np.float32(6.0) if v > np.float32(6.0) else v
+                y[i, c + j] = np.float32(0.0) if v < np.float32(0.0) else v
+    elif code == _SOFTMAX or code == _LOG_SOFTMAX:
+        for i in range(r0, r0 + count):
+            d = y[i, c0:c0 + bias.shape[0]]
+            for j in range(k):
+                d[j] += bias[j]
             # softmax(x)_j = exp(x_j - max) / sum exp(x - max); log_softmax = x_j - max - log(sum)
-            mx = np.float64(y[i, 0])
+            mx = np.float64(d[0])
             for j in range(1, k):
-                if y[i, j] > mx:
-                    mx = np.float64(y[i, j])
+                if d[j] > mx:
+                    mx = np.float64(d[j])
             total = 0.0
             for j in range(k):
-                total += math.exp(np.float64(y[i, j]) - mx)
+                total += math.exp(np.float64(d[j]) - mx)
             if code == _SOFTMAX:
                 for j in range(k):
-                    y[i, j] = math.exp(np.float64(y[i, j]) - mx) / total
+                    d[j] = math.exp(np.float64(d[j]) - mx) / total
             else:
                 log_total = math.log(total)
                 for j in range(k):
-                    y[i, j] = np.float64(y[i, j]) - mx - log_total
-        elif code != _LINEAR:
+                    d[j] = np.float64(d[j]) - mx - log_total
+    else:
+        for i in range(r0, r0 + count):
             for j in range(k):
-                y[i, j] = _act(y[i, j], code)
+                y[i, c + j] = _act(y[i, c + j] + bias[j], code)
+
+
+@njit(cache=True)
+def _bias_act_rows(src, s0, dst, d0, count, bias, code):
+    """dst[d0 + i] = act(src[s0 + i, :K] + bias) for i < count; dst (R, K) must not overlap src
+    (whose rows may be longer). In place, `_bias_act_inplace` (no copy)."""
+    k = dst.shape[1]
+    for i in range(count):
+        for j in range(k):
+            dst[d0 + i, j] = src[s0 + i, j]
+    _bias_act_inplace(dst, d0, count, 0, bias, code)
+
+
+# Rows per parallel task of the stand-alone epilogue: enough work to be worth a thread.
+_EPILOGUE_ROWS = 64
+
+
+@njit(cache=True, nogil=True)
+def _bias_act_parallel(counter, y, bias, code, rows):
+    # (M, K) in place, bias (K,), blocks of rows taken in turn
+    m = y.shape[0]
+    t = _next_item(counter)
+    while t * rows < m:
+        r0 = t * rows
+        _bias_act_inplace(y, r0, min(rows, m - r0), 0, bias, code)
+        t = _next_item(counter)
 
 
 # ----------------------------------------------------------------------------- public wrappers
+
+
+def _bias_act_numpy(y, bias, code: int) -> bool:
+    """act(y + bias) in place with numpy for linear, relu (the numba epilogue's float32 results)
+    and softmax (in float32; float64 in numba), without loading numba for a small (M, K) array;
+    False for any other activation."""
+    if code not in (_LINEAR, _RELU, _SOFTMAX):
+        return False
+    if len(bias):
+        np.add(y, bias, out=y)
+    if code == _RELU:
+        np.maximum(y, np.float32(0.0), out=y)
+    elif code == _SOFTMAX:  # exp(x - max) / sum exp(x - max), per row
+        y -= y.max(axis=1, keepdims=True)
+        np.exp(y, out=y)
+        y /= y.sum(axis=1, keepdims=True)
+    return True
+
+
+def bias_activation_inplace(y, bias, code) -> None:
+    """y[i, j] = act(y[i, j] + bias[j]) in place on (M, K); empty bias = none; softmax per row."""
+    code = _check_code(code)
+    m, k = y.shape
+    if m == 0 or k == 0 or (code == _LINEAR and len(bias) == 0):
+        return
+    if len(bias) == 0:
+        bias = np.zeros(k, dtype=y.dtype)
+    _numba_ready()
+    rows = max(1, min(_EPILOGUE_ROWS, (1 << 16) // k))
+    _parallel(_bias_act_parallel, -(-m // rows), m * k * 16.0, y, bias, code, rows)
 
 
 def activation_forward(x, code: int) -> np.ndarray:

@@ -1,14 +1,56 @@
-"""Convolution kernels: chunked im2col + BLAS for Conv2D (and Conv1D as H=1), direct depthwise."""
+"""Convolution kernels for Conv2D (and Conv1D as H=1), in tiles of output rows that the kernels'
+threads take in turn, bias + activation fused into each tile. On AVX-512 a direct convolution
+whose sums stay in vector registers (`_conv_block`, written in LLVM IR: numba's own loops
+would use half-width vectors); grouped convolutions, and other CPUs, go through a per-tile
+im2col and single-threaded BLAS GEMMs. Depthwise is a direct loop."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-from seqcli.kernels.activations import _as_f32, _bias_or_empty, _check_code, bias_activation_inplace
+from seqcli.kernels.activations import (
+    _as_f32,
+    _bias_act_inplace,
+    _bias_act_rows,
+    _bias_or_empty,
+    _check_code,
+    _next_item,
+    _numba_ready,
+    _parallel,
+    bias_activation_inplace,
+)
+from seqcli.kernels.dense import _blas, _sgemm, dense_forward
 
-# Upper bound on the im2col buffer of one chunk of output rows (bytes).
-_CHUNK_BYTES = 4 << 20
+_numba_ready()  # every kernel here runs in numba
+
+# Upper bound on one tile's buffer (bytes): its im2col columns, or its direct-convolution sums.
+_CHUNK_BYTES = 256 << 10
+# Output pixels a direct-convolution tile aims for (a few rows: its input band stays in cache).
+_DIRECT_PIXELS = 256
+_WIDE: list = []  # [bool] once known
+
+
+def _wide_vectors() -> bool:
+    """True when numba compiles for a CPU with 32 registers of 16 floats (AVX-512): the direct
+    kernel keeps 12 x 32 sums in them. Elsewhere convolutions go through BLAS."""
+    if not _WIDE:
+        from llvmlite import binding
+        from numba.core import config
+
+        if config.CPU_FEATURES is not None:
+            features = config.CPU_FEATURES
+        elif config.CPU_NAME is not None:
+            features = ""
+        else:
+            features = binding.get_host_cpu_features().flatten()
+        _WIDE.append("+avx512f" in features.split(","))
+    return _WIDE[0]
 
 
 # ----------------------------------------------------------------------------- geometry helpers
@@ -41,64 +83,348 @@ def _out_size(size: int, pad: int, window: int, stride: int, name: str) -> int:
 # ----------------------------------------------------------------------------- jitted kernels
 
 
-# Serial on purpose: it alternates with multithreaded BLAS, and a numba thread pool spinning
-# against BLAS's made whole convolutions several times slower; a plain copy loop vectorises well.
 @njit(cache=True)
 def _im2col(x, cols, r0, rows, k_h, k_w, sh, sw, dh, dw, pt, pl, out_h, out_w):
     # x (N, H, W, C), output rows r0..r0+rows of (N*OH*OW) -> cols (G, R, KH*KW*Cg), (kh, kw, c)
-    _, h, w, _ = x.shape
+    _, h, w, c_n = x.shape
     groups, _, width = cols.shape
     cg = width // (k_h * k_w)
+    run = k_w * c_n  # one kernel row of one pixel's window: contiguous in x when dw == 1
+    flat = x.reshape(x.size)
+    flat_cols = cols.reshape(cols.size)
+    per_image = out_h * out_w
+    n, oh, ow = r0 // per_image, (r0 // out_w) % out_h, r0 % out_w
     for i in range(rows):
-        r = r0 + i
-        n = r // (out_h * out_w)
-        oh = (r // out_w) % out_h
-        ow = r % out_w
+        iw0 = ow * sw - pl
+        inside = groups == 1 and dw == 1 and iw0 >= 0 and iw0 + k_w <= w
         for ki in range(k_h):
             ih = oh * sh - pt + ki * dh
-            for kj in range(k_w):
-                iw = ow * sw - pl + kj * dw
-                base = (ki * k_w + kj) * cg
-                if 0 <= ih < h and 0 <= iw < w:
-                    for g in range(groups):
-                        for c in range(cg):
-                            cols[g, i, base + c] = x[n, ih, iw, g * cg + c]
-                else:
-                    for g in range(groups):
-                        for c in range(cg):
-                            cols[g, i, base + c] = 0.0
+            if ih < 0 or ih >= h:
+                for g in range(groups):
+                    for j in range(ki * k_w * cg, (ki + 1) * k_w * cg):
+                        cols[g, i, j] = 0.0
+            elif inside:
+                # unsigned offsets: no negative-index checks, so that the copy vectorises
+                src = np.uintp(((n * h + ih) * w + iw0) * c_n)
+                dst = np.uintp(i * width + ki * run)
+                for j in range(np.uintp(run)):
+                    flat_cols[dst + j] = flat[src + j]
+            else:
+                for kj in range(k_w):
+                    iw = iw0 + kj * dw
+                    base = (ki * k_w + kj) * cg
+                    if 0 <= iw < w:
+                        for g in range(groups):
+                            for c in range(cg):
+                                cols[g, i, base + c] = x[n, ih, iw, g * cg + c]
+                    else:
+                        for g in range(groups):
+                            for c in range(cg):
+                                cols[g, i, base + c] = 0.0
+        ow += 1
+        if ow == out_w:
+            ow = 0
+            oh += 1
+            if oh == out_h:
+                oh = 0
+                n += 1
 
 
-@njit(cache=True, parallel=True)
-def _depthwise(x, kernel, out, sh, sw, dh, dw, pt, pl):
-    # (N, H, W, C) * (KH, KW, C, DM) -> (N, OH, OW, C*DM), channel c*DM + m, no bias
+@njit(cache=True)
+def _fill_band(x, n, ih0, height, pl, pr, band):
+    # rows ih0 .. ih0+height-1 of image n, zero outside x and pl/pr zero columns each side
+    # -> band (height, PL+W+PR, C), flat
+    _, h, w, c_n = x.shape
+    row = np.uintp((pl + w + pr) * c_n)
+    for j in range(height):
+        ih = ih0 + j
+        dst = np.uintp(j) * row
+        if ih < 0 or ih >= h:
+            for q in range(row):
+                band[dst + q] = 0.0
+            continue
+        for q in range(np.uintp(pl * c_n)):
+            band[dst + q] = 0.0
+        src = x[n, ih].reshape(w * c_n)
+        dst += np.uintp(pl * c_n)
+        for q in range(np.uintp(w * c_n)):
+            band[dst + q] = src[q]
+        dst += np.uintp(w * c_n)
+        for q in range(np.uintp(pr * c_n)):
+            band[dst + q] = 0.0
+
+
+@contextmanager
+def _counted_loop(builder, count):
+    """`for index in range(count)` in LLVM IR, marked not to be unrolled: unrolled, the
+    micro-kernel's loop would need more vector registers than there are, and spill."""
+    i64 = ir.IntType(64)
+    before = builder.basic_block
+    head = builder.append_basic_block("loop.head")
+    body = builder.append_basic_block("loop.body")
+    done = builder.append_basic_block("loop.done")
+    builder.branch(head)
+    builder.position_at_end(head)
+    index = builder.phi(i64)
+    index.add_incoming(ir.Constant(i64, 0), before)
+    builder.cbranch(builder.icmp_signed("<", index, count), body, done)
+    builder.position_at_end(body)
+    yield index
+    following = builder.add(index, ir.Constant(i64, 1))
+    index.add_incoming(following, builder.basic_block)
+    latch = builder.branch(head)
+    module = builder.module
+    marker = module.add_metadata([ir.MetaDataString(module, f"seqcli.loop.{id(latch)}")])
+    marker.operands = (marker, module.add_metadata(
+        [ir.MetaDataString(module, "llvm.loop.unroll.disable")]))
+    latch.set_metadata("llvm.loop", marker)
+    builder.position_at_end(done)
+
+
+@intrinsic
+def _conv_block(typingctx, src, base, pixel_step, row_step, k_h, k_c, kernel, w_base, w_row_step,
+                ldw, out, out_base, ldo, accumulate, pixels, vectors):
+    """The direct-convolution micro-kernel, P pixels x 16V filters held in vector registers:
+    out[out_base + p*ldo + f] (+)= sum_{i<k_h, q<k_c} src[base + p*pixel_step + i*row_step + q]
+    * kernel[w_base + i*w_row_step + q*ldw + f] for p < P = `pixels`, f < 16*`vectors`."""
+    if not (isinstance(pixels, types.IntegerLiteral) and isinstance(vectors, types.IntegerLiteral)):
+        return None
+    for array in (src, kernel, out):
+        if not isinstance(array, types.Array) or array.dtype != types.float32:
+            return None
+    n_pixels, n_vectors = pixels.literal_value, vectors.literal_value
+    signature = types.void(src, base, pixel_step, row_step, k_h, k_c, kernel, w_base, w_row_step,
+                           ldw, out, out_base, ldo, accumulate, pixels, vectors)
+
+    def codegen(context, builder, sig, args):
+        f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+        vector = ir.VectorType(f32, 16)
+
+        def data(i):
+            return context.make_array(sig.args[i])(context, builder, args[i]).data
+
+        def integer(i):
+            return context.cast(builder, args[i], sig.args[i], types.int64)
+
+        def const(value):
+            return ir.Constant(i64, value)
+
+        def vector_at(pointer, offset):
+            return builder.bitcast(builder.gep(pointer, [offset]), vector.as_pointer())
+
+        x_data, w_data, out_data = data(0), data(6), data(10)
+        base, pixel_step, row_step, k_h, k_c = (integer(i) for i in (1, 2, 3, 4, 5))
+        w_base, w_row_step, ldw, out_base, ldo = (integer(i) for i in (7, 8, 9, 11, 12))
+        accumulate = context.cast(builder, args[13], sig.args[13], types.boolean)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vector, [vector] * 3), "llvm.fma.v16f32")
+        splat = ir.Constant(ir.VectorType(i32, 16), [0] * 16)
+        undef = ir.Constant(vector, ir.Undefined)
+        outs = [[builder.add(out_base, builder.add(builder.mul(const(p), ldo), const(16 * v)))
+                 for v in range(n_vectors)] for p in range(n_pixels)]
+        sums = [[cgutils.alloca_once(builder, vector) for _ in range(n_vectors)]
+                for _ in range(n_pixels)]  # promoted to registers by LLVM
+        with builder.if_else(accumulate) as (add_to, fresh):
+            with add_to:
+                for p in range(n_pixels):
+                    for v in range(n_vectors):
+                        value = builder.load(vector_at(out_data, outs[p][v]), align=4)
+                        builder.store(value, sums[p][v])
+            with fresh:
+                for p in range(n_pixels):
+                    for v in range(n_vectors):
+                        builder.store(ir.Constant(vector, [0.0] * 16), sums[p][v])
+        # each pixel's own pointer, hidden from LLVM behind an empty asm: it would otherwise
+        # derive them one from another inside the loop, a chain of adds that halves the speed
+        f32_pointer = f32.as_pointer()
+        opaque = ir.InlineAsm(ir.FunctionType(f32_pointer, [f32_pointer]), "", "=r,0")
+        pixel_pointers = [
+            builder.call(opaque, [builder.gep(x_data, [builder.add(base, builder.mul(
+                const(p), pixel_step))])]) for p in range(n_pixels)]
+        with _counted_loop(builder, k_h) as i:
+            x_row = builder.mul(i, row_step)
+            w_row = builder.add(w_base, builder.mul(i, w_row_step))
+            with _counted_loop(builder, k_c) as q:
+                w_at = builder.add(w_row, builder.mul(q, ldw))
+                weights = [builder.load(vector_at(w_data, builder.add(w_at, const(16 * v))),
+                                        align=4) for v in range(n_vectors)]
+                x_at = builder.add(x_row, q)
+                for p in range(n_pixels):
+                    value = builder.load(builder.gep(pixel_pointers[p], [x_at]))
+                    broadcast = builder.shuffle_vector(
+                        builder.insert_element(undef, value, ir.Constant(i32, 0)), undef, splat)
+                    for v in range(n_vectors):
+                        total = builder.call(fma, [broadcast, weights[v],
+                                                   builder.load(sums[p][v])])
+                        builder.store(total, sums[p][v])
+        for p in range(n_pixels):
+            for v in range(n_vectors):
+                builder.store(builder.load(sums[p][v]), vector_at(out_data, outs[p][v]), align=4)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@njit(cache=True)
+def _conv_row_blocks(src, row_base, pixel_step, row_step, k_h, k_w, dw, c_n, kernel, sums,
+                     sums_base, out_w, f0, vectors):
+    # one output row into sums (OW, F16) from sums_base, filters f0 .. f0+16*vectors: blocks of
+    # 12 pixels (the last one moved back to end at OW, recomputing a few), else 4, else 1
+    flat_kernel = kernel.reshape(kernel.size)
+    f = kernel.shape[3]
+    cells = k_w if dw > 1 else 1  # dilated: one call per kernel column, summed up
+    k_c = c_n if dw > 1 else k_w * c_n
+    w_row_step = k_w * c_n * f
+    ow = 0
+    while ow < out_w:
+        block = 12 if out_w >= 12 else (4 if out_w >= 4 else 1)
+        start = min(ow, out_w - block)
+        for j in range(cells):
+            x_base = row_base + start * pixel_step + j * dw * c_n
+            w_base = j * c_n * f + f0
+            o_base = sums_base + start * f + f0
+            if block == 12 and vectors == 2:
+                _conv_block(src, x_base, pixel_step, row_step, k_h, k_c, flat_kernel, w_base,
+                            w_row_step, f, sums, o_base, f, j > 0, 12, 2)
+            elif block == 12:
+                _conv_block(src, x_base, pixel_step, row_step, k_h, k_c, flat_kernel, w_base,
+                            w_row_step, f, sums, o_base, f, j > 0, 12, 1)
+            elif block == 4 and vectors == 2:
+                _conv_block(src, x_base, pixel_step, row_step, k_h, k_c, flat_kernel, w_base,
+                            w_row_step, f, sums, o_base, f, j > 0, 4, 2)
+            elif block == 4:
+                _conv_block(src, x_base, pixel_step, row_step, k_h, k_c, flat_kernel, w_base,
+                            w_row_step, f, sums, o_base, f, j > 0, 4, 1)
+            elif vectors == 2:
+                _conv_block(src, x_base, pixel_step, row_step, k_h, k_c, flat_kernel, w_base,
+                            w_row_step, f, sums, o_base, f, j > 0, 1, 2)
+            else:
+                _conv_block(src, x_base, pixel_step, row_step, k_h, k_c, flat_kernel, w_base,
+                            w_row_step, f, sums, o_base, f, j > 0, 1, 1)
+        ow = start + block
+
+
+@njit(cache=True, nogil=True)
+def _conv_direct(counter, x, kernel, bias, out, sh, sw, dh, dw, pt, pb, pl, pr, code,
+                 tile_rows):
+    # out[n, oh, ow, f] = act(bias[f] + sum_ijc xpad[n, oh*sh + i*dh, ow*sw + j*dw, c]
+    # kernel[i, j, c, f]), kernel (KH, KW, C, F16) zero-padded to a multiple of 16 filters.
+    # Tiles of output rows; with padding, the input rows a tile needs are copied with zeros
+    # around them; sums go to a per-worker buffer, the epilogue writes them to out.
     nb, h, w, c_n = x.shape
-    k_h, k_w, _, dm = kernel.shape
+    k_h, k_w, _, f16 = kernel.shape
+    _, out_h, out_w, f = out.shape
+    padded = pt + pb + pl + pr > 0
+    wp = w + pl + pr
+    blocks = (out_h + tile_rows - 1) // tile_rows
+    n_tiles = nb * blocks
+    band_h = (tile_rows - 1) * sh + (k_h - 1) * dh + 1
+    out2d = out.reshape(nb * out_h * out_w, f)
+    flat_out = out.reshape(out.size)
+    direct = f == f16  # sums straight into out, else into a buffer of F16 columns
+    flat_x = x.reshape(x.size)
+    band = np.empty(band_h * wp * c_n if padded else 1, dtype=np.float32)  # this thread's
+    sums = np.empty(1 if direct else tile_rows * out_w * f16, dtype=np.float32)
+    t = _next_item(counter)
+    while t < n_tiles:
+        n = t // blocks
+        oh0 = (t % blocks) * tile_rows
+        rows = min(tile_rows, out_h - oh0)
+        if padded:
+            _fill_band(x, n, oh0 * sh - pt, (rows - 1) * sh + (k_h - 1) * dh + 1, pl, pr,
+                       band)
+        first = (n * out_h + oh0) * out_w
+        target = flat_out if direct else sums
+        target_base = first * f16 if direct else 0
+        for f0 in range(0, f16, 32):
+            vectors = 2 if f16 - f0 >= 32 else 1
+            for r in range(rows):
+                if padded:
+                    _conv_row_blocks(band, r * sh * wp * c_n, sw * c_n, dh * wp * c_n, k_h,
+                                     k_w, dw, c_n, kernel, target,
+                                     target_base + r * out_w * f16, out_w, f0, vectors)
+                else:
+                    _conv_row_blocks(flat_x, ((n * h + (oh0 + r) * sh) * w) * c_n, sw * c_n,
+                                     dh * w * c_n, k_h, k_w, dw, c_n, kernel, target,
+                                     target_base + r * out_w * f16, out_w, f0, vectors)
+        if direct:
+            _bias_act_inplace(out2d, first, rows * out_w, 0, bias, code)
+        else:
+            _bias_act_rows(sums.reshape(tile_rows * out_w, f16), 0, out2d, first,
+                           rows * out_w, bias, code)
+        t = _next_item(counter)
+
+
+@njit(cache=True, nogil=True)
+def _conv_im2col(counter, address, ilp64, x, wstack, bias, out2d, k_h, k_w, sh, sw, dh, dw, pt,
+                 pl, out_h, out_w, code, tile):
+    # (N, H, W, C) -> (N*OH*OW, F): per tile of output rows, im2col then one GEMM per group
+    total, f = out2d.shape
+    groups, width, fg = wstack.shape
+    n_tiles = (total + tile - 1) // tile
+    cols = np.empty((groups, tile, width), dtype=np.float32)  # this thread's
+    t = _next_item(counter)
+    while t < n_tiles:
+        r0 = t * tile
+        rows = min(tile, total - r0)
+        _im2col(x, cols, r0, rows, k_h, k_w, sh, sw, dh, dw, pt, pl, out_h, out_w)
+        for g in range(groups):
+            _sgemm(address, ilp64, rows, fg, width, cols[g], width, wstack[g], fg,
+                   out2d[r0:, g * fg:], f, np.float32(0.0))
+        _bias_act_inplace(out2d, r0, rows, 0, bias, code)
+        t = _next_item(counter)
+
+
+@njit(cache=True, nogil=True)
+def _depthwise(counter, x, kernel, bias, out, sh, sw, dh, dw, pt, pl, code):
+    # (N, H, W, C) * (KH, KW, C*DM) -> (N, OH, OW, C*DM), channel c*DM + m, then act(. + bias)
+    nb, h, w, c_n = x.shape
+    k_h, k_w, cd = kernel.shape
+    dm = cd // c_n
     out_h, out_w = out.shape[1], out.shape[2]
-    for r in prange(nb * out_h):
+    out2d = out.reshape(nb * out_h * out_w, cd)
+    # flat arrays and unsigned offsets: no negative-index checks, the channel loops vectorise
+    flat_x, flat_out, flat_kernel = x.reshape(x.size), out.reshape(out.size), kernel.reshape(
+        kernel.size)
+    channels, inputs = np.uintp(cd), np.uintp(c_n)
+    r = _next_item(counter)  # output rows (n, oh) taken in turn
+    while r < nb * out_h:
         n = r // out_h
         oh = r % out_h
-        acc = np.empty(c_n * dm, dtype=np.float64)
-        for ow in range(out_w):
-            for j in range(c_n * dm):
-                acc[j] = 0.0
-            for ki in range(k_h):
-                ih = oh * sh - pt + ki * dh
-                if ih < 0 or ih >= h:
-                    continue
-                for kj in range(k_w):
+        row = np.uintp(r * out_w) * channels  # (OW, C*DM) from here
+        for q in range(np.uintp(out_w) * channels):
+            flat_out[row + q] = 0.0
+        for ki in range(k_h):
+            ih = oh * sh - pt + ki * dh
+            if ih < 0 or ih >= h:
+                continue
+            for kj in range(k_w):
+                weights = np.uintp((ki * k_w + kj) * cd)
+                for ow in range(out_w):
                     iw = ow * sw - pl + kj * dw
                     if iw < 0 or iw >= w:
                         continue
-                    for c in range(c_n):
-                        v = np.float64(x[n, ih, iw, c])
-                        for m in range(dm):
-                            acc[c * dm + m] += v * kernel[ki, kj, c, m]
-            for j in range(c_n * dm):
-                out[n, oh, ow, j] = acc[j]
+                    pixel = np.uintp(((n * h + ih) * w + iw) * c_n)
+                    acc = row + np.uintp(ow) * channels
+                    if dm == 1:
+                        for c in range(inputs):
+                            flat_out[acc + c] += flat_x[pixel + c] * flat_kernel[weights + c]
+                    else:
+                        for c in range(inputs):
+                            v = flat_x[pixel + c]
+                            for m in range(np.uintp(dm)):
+                                j = c * np.uintp(dm) + m
+                                flat_out[acc + j] += v * flat_kernel[weights + j]
+        _bias_act_inplace(out2d, r * out_w, out_w, 0, bias, code)
+        r = _next_item(counter)
 
 
 # ----------------------------------------------------------------------------- public wrappers
+
+
+def _full_bias(b: np.ndarray, size: int) -> np.ndarray:
+    """The bias to add: `b`, or zeros when there is none."""
+    return b if len(b) else np.zeros(size, dtype=np.float32)
 
 
 def conv2d_forward(
@@ -125,15 +451,41 @@ def conv2d_forward(
     out_w = _out_size(w, pl + pr, dw * (k_w - 1) + 1, sw, "conv2d width")
     out = np.empty((nb, out_h, out_w, f), dtype=np.float32)  # (N, OH, OW, F)
     out2d = out.reshape(nb * out_h * out_w, f)
-    if k_h == k_w == 1 and sh == sw == 1 and pt == pb == pl == pr == 0 and groups == 1:
-        # 1x1 stride 1: a plain matmul, (N*H*W, C) @ (C, F)
-        np.matmul(x.reshape(nb * h * w, c_n), kernel.reshape(c_n, f), out=out2d)
-        bias_activation_inplace(out2d, b, code)
+    if out.size == 0:
+        return out
+    pointwise = k_h == k_w == 1 and sh == sw == 1 and pt == pb == pl == pr == 0
+    if pointwise and groups == 1:  # 1x1 stride 1: a plain matmul, (N*H*W, C) @ (C, F)
+        return dense_forward(x.reshape(nb * h * w, c_n), kernel.reshape(c_n, f), bias,
+                             code).reshape(out.shape)
+    full = _full_bias(b, f)
+    if groups == 1 and _wide_vectors():
+        f16 = -(-f // 16) * 16
+        if f16 != f:  # zero filters up to a multiple of 16, dropped by the epilogue
+            kernel = np.pad(kernel, ((0, 0), (0, 0), (0, 0), (0, f16 - f)))
+        rows = max(1, min(out_h, -(-_DIRECT_PIXELS // out_w), _CHUNK_BYTES // (4 * out_w * f16)))
+        _parallel(_conv_direct, nb * -(-out_h // rows), 2.0 * out.size * k_h * k_w * c_n, x,
+                  kernel, full, out, sh, sw, dh, dw, pt, pb, pl, pr, code, rows)
         return out
     fg = f // groups
     width = k_h * k_w * cg
     # (KH, KW, Cg, F) -> (G, KH*KW*Cg, F/G), rows in the im2col column order (kh, kw, c)
     wstack = np.ascontiguousarray(kernel.reshape(width, groups, fg).transpose(1, 0, 2))
+    found = _blas()
+    if found is None:
+        _conv_numpy(x, wstack, b, out2d, k_h, k_w, sh, sw, dh, dw, pt, pl, out_h, out_w, code)
+        return out
+    tile = max(1, min(out2d.shape[0], _CHUNK_BYTES // (4 * width * groups)))
+    with found.single_threaded():
+        _parallel(_conv_im2col, -(-out2d.shape[0] // tile), 2.0 * out.size * width, found.sgemm,
+                  found.ilp64, x, wstack, full, out2d, k_h, k_w, sh, sw, dh, dw, pt, pl, out_h,
+                  out_w, code, tile)
+    return out
+
+
+def _conv_numpy(x, wstack, b, out2d, k_h, k_w, sh, sw, dh, dw, pt, pl, out_h, out_w, code):
+    """Without a BLAS that numba can call: im2col in chunks, numpy's (threaded) matmul, then one
+    parallel epilogue."""
+    groups, width, fg = wstack.shape
     total = out2d.shape[0]
     chunk = max(1, min(total, _CHUNK_BYTES // max(1, 4 * width * groups)))
     cols = np.empty((groups, chunk, width), dtype=np.float32)
@@ -146,8 +498,7 @@ def conv2d_forward(
         else:
             prod = np.matmul(cols[:, :rows], wstack)  # (G, rows, F/G)
             block.reshape(rows, groups, fg)[...] = prod.transpose(1, 0, 2)
-    bias_activation_inplace(out2d, b, code)  # one parallel pass: no BLAS/numba ping-pong
-    return out
+    bias_activation_inplace(out2d, b, code)
 
 
 def depthwise_conv2d_forward(
@@ -170,6 +521,9 @@ def depthwise_conv2d_forward(
     out_h = _out_size(h, pt + pb, dh * (k_h - 1) + 1, sh, "depthwise conv height")
     out_w = _out_size(w, pl + pr, dw * (k_w - 1) + 1, sw, "depthwise conv width")
     out = np.empty((nb, out_h, out_w, c_n * dm), dtype=np.float32)  # (N, OH, OW, C*DM)
-    _depthwise(x, kernel, out, sh, sw, dh, dw, pt, pl)
-    bias_activation_inplace(out.reshape(nb * out_h * out_w, c_n * dm), b, code)
+    if out.size == 0:
+        return out
+    _parallel(_depthwise, nb * out_h, 16.0 * out.size * k_h * k_w, x,
+              kernel.reshape(k_h, k_w, c_n * dm), _full_bias(b, c_n * dm), out, sh, sw, dh, dw,
+              pt, pl, code)
     return out

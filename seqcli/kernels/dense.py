@@ -1,10 +1,181 @@
-"""Dense kernel: a BLAS matmul followed by the fused bias + activation epilogue."""
+"""Dense kernel, and the GEMM that the convolutions share: numpy's own BLAS `sgemm`, called from
+the kernels' threads on tiles of rows (BLAS single-threaded inside), bias + activation fused per
+tile.
+
+Where numpy's BLAS cannot be found (not an OpenBLAS, or `SEQCLI_NUMBA_BLAS=0`), `_blas()` is None
+and the kernels fall back to numpy's matmul followed by the parallel epilogue."""
 
 from __future__ import annotations
 
-import numpy as np
+import ctypes
+import os
+from contextlib import contextmanager
 
-from seqcli.kernels.activations import _as_f32, _bias_or_empty, _check_code, bias_activation_inplace
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+from seqcli.activations import ACTIVATION_CODES
+from seqcli.kernels.activations import (
+    _as_f32,
+    _bias_act_inplace,
+    _bias_act_numpy,
+    _bias_or_empty,
+    _check_code,
+    _next_item,
+    _numba_ready,
+    _parallel,
+    _threads,
+    bias_activation_inplace,
+)
+
+# Up to this many multiply-accumulates a dense layer is one single-threaded numpy matmul with
+# a numpy epilogue for linear/relu/softmax (no thread wakes; numba's kernels are not even loaded,
+# so that a small model starts faster).
+_SMALL_MACS = 1 << 22
+# Rows of one GEMM tile: enough for BLAS to run near its peak, few enough to share out.
+_TILE_ROWS = 256
+_ROW_CODES = (ACTIVATION_CODES["softmax"], ACTIVATION_CODES["log_softmax"])
+
+
+# ----------------------------------------------------------------------------- numpy's BLAS
+
+
+class _Blas:
+    """numpy's OpenBLAS as numba code calls it: `cblas_sgemm`'s address and integer width, and
+    its thread count, which must be 1 while numba's threads call it."""
+
+    def __init__(self, sgemm: int, ilp64: bool, get_threads, set_threads):
+        self.sgemm = sgemm
+        """The address of `cblas_sgemm`."""
+        self.ilp64 = ilp64
+        """True when its integers are 64-bit."""
+        self._get_threads = get_threads
+        self._set_threads = set_threads
+
+    @contextmanager
+    def single_threaded(self):
+        """BLAS on one thread inside the block (numba's threads share the cores out)."""
+        before = self._get_threads()
+        if before != 1:
+            self._set_threads(1)
+        try:
+            yield
+        finally:
+            if before != 1:
+                self._set_threads(before)
+
+
+_BLAS: list = []  # [_Blas | None] once looked up
+
+
+def _blas() -> _Blas | None:
+    """numpy's own OpenBLAS (found through threadpoolctl), or None: the kernels then use matmul."""
+    if not _BLAS:
+        _BLAS.append(_find_blas() if os.environ.get("SEQCLI_NUMBA_BLAS", "1") != "0" else None)
+    return _BLAS[0]
+
+
+def _find_blas() -> _Blas | None:
+    from threadpoolctl import ThreadpoolController
+
+    for library in ThreadpoolController().select(internal_api="openblas").lib_controllers:
+        dynlib = library.dynlib
+        for prefix, suffix in (("scipy_", "64_"), ("", "64_"), ("", "")):
+            try:
+                sgemm = getattr(dynlib, f"{prefix}cblas_sgemm{suffix}")
+                get_threads = getattr(dynlib, f"{prefix}openblas_get_num_threads{suffix}")
+                set_threads = getattr(dynlib, f"{prefix}openblas_set_num_threads{suffix}")
+            except AttributeError:
+                continue
+            ilp64 = suffix == "64_" or _openblas_config(dynlib, prefix, suffix).find(
+                "USE64BITINT") >= 0
+            get_threads.restype = ctypes.c_int
+            set_threads.argtypes = [ctypes.c_int]
+            address = ctypes.cast(sgemm, ctypes.c_void_p).value
+            return _Blas(address, ilp64, get_threads, set_threads)
+    return None
+
+
+def _openblas_config(dynlib, prefix: str, suffix: str) -> str:
+    try:
+        get_config = getattr(dynlib, f"{prefix}openblas_get_config{suffix}")
+    except AttributeError:
+        return ""
+    get_config.restype = ctypes.c_char_p
+    return (get_config() or b"").decode("ascii", "replace")
+
+
+# ----------------------------------------------------------------------------- jitted kernels
+
+
+@intrinsic
+def _sgemm(typingctx, address, ilp64, m, n, k, a, lda, b, ldb, c, ldc, beta):
+    """c = a @ b + beta * c through the cblas_sgemm at `address`, all row-major float32; a, b, c
+    are arrays whose first element starts each matrix, lda/ldb/ldc their row strides."""
+    for array in (a, b, c):
+        if not isinstance(array, types.Array) or array.dtype != types.float32:
+            return None
+    signature = types.void(address, ilp64, m, n, k, a, lda, b, ldb, c, ldc, beta)
+
+    def codegen(context, builder, sig, args):
+        f32, i32 = ir.FloatType(), ir.IntType(32)
+        pointers = {}
+        for i in (5, 7, 9):
+            data = context.make_array(sig.args[i])(context, builder, args[i]).data
+            pointers[i] = builder.bitcast(data, f32.as_pointer())
+        beta_value = context.cast(builder, args[11], sig.args[11], types.float32)
+
+        def integer(i, width):
+            value = context.cast(builder, args[i], sig.args[i], types.int64)
+            return builder.trunc(value, width) if width is i32 else value
+
+        def call(width):
+            fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, width, width, width, f32,
+                                                   f32.as_pointer(), width, f32.as_pointer(),
+                                                   width, f32, f32.as_pointer(), width])
+            address_value = context.cast(builder, args[0], sig.args[0], types.int64)
+            function = builder.inttoptr(address_value, fnty.as_pointer())
+            row_major, no_trans = ir.Constant(i32, 101), ir.Constant(i32, 111)
+            builder.call(function, [row_major, no_trans, no_trans, integer(2, width),
+                                    integer(3, width), integer(4, width), ir.Constant(f32, 1.0),
+                                    pointers[5], integer(6, width), pointers[7],
+                                    integer(8, width), beta_value, pointers[9],
+                                    integer(10, width)])
+
+        is_ilp64 = context.cast(builder, args[1], sig.args[1], types.boolean)
+        with builder.if_else(is_ilp64) as (wide, narrow):
+            with wide:
+                call(ir.IntType(64))
+            with narrow:
+                call(i32)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@njit(cache=True, nogil=True)
+def _gemm_bias_act(counter, address, ilp64, x, kernel, bias, out, code, tile_rows, tile_cols):
+    # (M, K) @ (K, U) -> (M, U) in tiles of (tile_rows, tile_cols) taken in turn, each one
+    # sgemm call then act(tile + bias) while it is in cache
+    m, k = x.shape
+    units = kernel.shape[1]
+    col_tiles = (units + tile_cols - 1) // tile_cols
+    tiles = (m + tile_rows - 1) // tile_rows * col_tiles
+    t = _next_item(counter)
+    while t < tiles:
+        r0 = (t // col_tiles) * tile_rows
+        c0 = (t % col_tiles) * tile_cols
+        rows = min(tile_rows, m - r0)
+        cols = min(tile_cols, units - c0)
+        _sgemm(address, ilp64, rows, cols, k, x[r0:], k, kernel[:, c0:], units,
+               out[r0:, c0:], units, np.float32(0.0))
+        _bias_act_inplace(out, r0, rows, c0, bias[c0:c0 + cols], code)
+        t = _next_item(counter)
+
+
+# ----------------------------------------------------------------------------- public wrappers
 
 
 def dense_forward(x, kernel, bias, activation: int) -> np.ndarray:
@@ -15,6 +186,37 @@ def dense_forward(x, kernel, bias, activation: int) -> np.ndarray:
     if kernel.shape[0] != x.shape[1]:
         raise ValueError(f"kernel {kernel.shape} does not match input features {x.shape[1]}")
     b = _bias_or_empty(bias, kernel.shape[1])
-    y = np.ascontiguousarray(x @ kernel)  # (M, K) @ (K, U) -> (M, U), float32 BLAS
-    bias_activation_inplace(y, b, code)
+    m, k = x.shape
+    units = kernel.shape[1]
+    y = np.empty((m, units), dtype=np.float32)  # (M, K) @ (K, U) -> (M, U)
+    if y.size == 0:
+        return y
+    small = m * k * units <= _SMALL_MACS
+    found = None if k == 0 else _blas()
+    if small or found is None:
+        if found is None:
+            np.matmul(x, kernel, out=y)  # float32 BLAS, its own threads
+        else:
+            with found.single_threaded():  # small: waking BLAS's threads would cost more
+                np.matmul(x, kernel, out=y)
+        if not (small and _bias_act_numpy(y, b, code)):
+            bias_activation_inplace(y, b, code)
+        return y
+    full = b if len(b) else np.zeros(units, dtype=np.float32)
+    _numba_ready()
+    tile_rows, tile_cols = _gemm_tiles(m, units, code, _threads())
+    tiles = -(-m // tile_rows) * -(-units // tile_cols)
+    with found.single_threaded():
+        _parallel(_gemm_bias_act, tiles, 2.0 * m * k * units, found.sgemm, found.ilp64, x,
+                  kernel, full, y, code, tile_rows, tile_cols)
     return y
+
+
+def _gemm_tiles(m: int, units: int, code: int, threads: int) -> tuple[int, int]:
+    """Tile shape for `_gemm_bias_act`: a few row tiles a thread (big enough that BLAS packs the
+    kernel rarely); column tiles when there are too few rows to go round (never for softmax,
+    which needs whole rows)."""
+    tile_rows = max(_TILE_ROWS, -(-m // (4 * threads)))
+    if m >= threads * _TILE_ROWS or code in _ROW_CODES or units < 32 * threads:
+        return min(tile_rows, m), units
+    return m, max(16, -(-units // (16 * threads)) * 16)

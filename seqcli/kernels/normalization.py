@@ -5,18 +5,21 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from seqcli.kernels.activations import _as_f32
+from seqcli.kernels.activations import _as_f32, _next_item, _numba_ready, _parallel
+
+_numba_ready()  # every kernel here runs in numba
 
 # ----------------------------------------------------------------------------- jitted kernels
 
 
-@njit(cache=True, parallel=True)
-def _batch_norm(x, gamma, beta, mean, var, eps, out):
+@njit(cache=True, nogil=True)
+def _batch_norm(counter, x, gamma, beta, mean, var, eps, out):
     # (A, C, B) -> (A, C, B), per channel c: (x - mean) * gamma / sqrt(var + eps) + beta
     a_n, c_n, b_n = x.shape
-    for r in prange(a_n * c_n):
+    r = _next_item(counter)  # taken in turn by the threads
+    while r < a_n * c_n:
         a = r // c_n
         c = r % c_n
         mu = np.float64(mean[c])
@@ -24,13 +27,15 @@ def _batch_norm(x, gamma, beta, mean, var, eps, out):
         shift = np.float64(beta[c])
         for b in range(b_n):
             out[a, c, b] = (x[a, c, b] - mu) * scale + shift
+        r = _next_item(counter)
 
 
-@njit(cache=True, parallel=True)
-def _layer_norm(x, gamma, beta, eps, out):
+@njit(cache=True, nogil=True)
+def _layer_norm(counter, x, gamma, beta, eps, out):
     # (M, K) -> (M, K), two-pass float64 mean and biased variance per row
     m_n, k_n = x.shape
-    for i in prange(m_n):
+    i = _next_item(counter)  # taken in turn by the threads
+    while i < m_n:
         total = 0.0
         for j in range(k_n):
             total += x[i, j]
@@ -42,6 +47,7 @@ def _layer_norm(x, gamma, beta, eps, out):
         inv = 1.0 / math.sqrt(sq / k_n + eps)
         for j in range(k_n):
             out[i, j] = (x[i, j] - mu) * inv * gamma[j] + beta[j]
+        i = _next_item(counter)
 
 
 # ----------------------------------------------------------------------------- public wrappers
@@ -64,7 +70,8 @@ def batch_norm_forward(x, gamma, beta, moving_mean, moving_variance, epsilon: fl
     mean = _channel_vector(moving_mean, "moving_mean", c_n)
     var = _channel_vector(moving_variance, "moving_variance", c_n)
     out = np.empty_like(x)  # (A, C, B)
-    _batch_norm(x, gamma, beta, mean, var, float(epsilon), out)
+    _parallel(_batch_norm, x.shape[0] * c_n, 16.0 * x.size, x, gamma, beta, mean, var,
+              float(epsilon), out)
     return out
 
 
@@ -77,5 +84,5 @@ def layer_norm_forward(x, gamma, beta, epsilon: float) -> np.ndarray:
     gamma = _channel_vector(gamma, "gamma", k_n)
     beta = _channel_vector(beta, "beta", k_n)
     out = np.empty_like(x)  # (M, K)
-    _layer_norm(x, gamma, beta, float(epsilon), out)
+    _parallel(_layer_norm, x.shape[0], 16.0 * x.size, x, gamma, beta, float(epsilon), out)
     return out

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from seqcli.kernels.activations import _as_f32
+from seqcli.kernels.activations import _as_f32, _next_item, _numba_ready, _parallel
 from seqcli.kernels.conv import _int_pair, _out_size, _padding
+
+_numba_ready()  # every kernel here runs in numba
 
 # ----------------------------------------------------------------------------- jitted kernels
 
 
-@njit(cache=True, parallel=True)
-def _max_pool2d(x, out, ph, pw, sh, sw, pt, pl):
-    # (N, H, W, C) -> (N, OH, OW, C), max over the real cells of each window
+@njit(cache=True, nogil=True)
+def _max_pool2d(counter, x, out, ph, pw, sh, sw, pt, pl):
+    # (N, H, W, C) -> (N, OH, OW, C), max over the real cells of each window; unsigned flat
+    # offsets and a select, so that the loop over channels vectorises
     nb, h, w, c_n = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
-    for r in prange(nb * out_h):
+    flat_x = x.reshape(x.size)
+    flat_out = out.reshape(out.size)
+    channels = np.uintp(c_n)
+    best = np.empty(c_n, dtype=np.float32)
+    r = _next_item(counter)  # taken in turn by the threads
+    while r < nb * out_h:
         n = r // out_h
         oh = r % out_h
         h0 = max(oh * sh - pt, 0)
@@ -24,46 +32,58 @@ def _max_pool2d(x, out, ph, pw, sh, sw, pt, pl):
         for ow in range(out_w):
             w0 = max(ow * sw - pl, 0)
             w1 = min(ow * sw - pl + pw, w)
-            for c in range(c_n):
-                out[n, oh, ow, c] = -np.inf
+            for c in range(channels):
+                best[c] = -np.inf
             for ih in range(h0, h1):
                 for iw in range(w0, w1):
-                    for c in range(c_n):
-                        v = x[n, ih, iw, c]
-                        if v > out[n, oh, ow, c]:
-                            out[n, oh, ow, c] = v
+                    src = np.uintp(((n * h + ih) * w + iw) * c_n)
+                    for c in range(channels):
+                        v = flat_x[src + c]
+                        best[c] = v if v > best[c] else best[c]
+            dst = np.uintp((r * out_w + ow) * c_n)
+            for c in range(channels):
+                flat_out[dst + c] = best[c]
+        r = _next_item(counter)
 
 
-@njit(cache=True, parallel=True)
-def _avg_pool2d(x, out, ph, pw, sh, sw, pt, pl):
+@njit(cache=True, nogil=True)
+def _avg_pool2d(counter, x, out, ph, pw, sh, sw, pt, pl):
     # (N, H, W, C) -> (N, OH, OW, C), sum over the real cells / their count
     nb, h, w, c_n = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
-    for r in prange(nb * out_h):
+    flat_x = x.reshape(x.size)
+    flat_out = out.reshape(out.size)
+    channels = np.uintp(c_n)
+    acc = np.empty(c_n, dtype=np.float64)
+    r = _next_item(counter)  # taken in turn by the threads
+    while r < nb * out_h:
         n = r // out_h
         oh = r % out_h
         h0 = max(oh * sh - pt, 0)
         h1 = min(oh * sh - pt + ph, h)
-        acc = np.empty(c_n, dtype=np.float64)
         for ow in range(out_w):
             w0 = max(ow * sw - pl, 0)
             w1 = min(ow * sw - pl + pw, w)
-            for c in range(c_n):
+            for c in range(channels):
                 acc[c] = 0.0
             for ih in range(h0, h1):
                 for iw in range(w0, w1):
-                    for c in range(c_n):
-                        acc[c] += x[n, ih, iw, c]
+                    src = np.uintp(((n * h + ih) * w + iw) * c_n)
+                    for c in range(channels):
+                        acc[c] += flat_x[src + c]
             count = (h1 - h0) * (w1 - w0)
-            for c in range(c_n):
-                out[n, oh, ow, c] = acc[c] / count
+            dst = np.uintp((r * out_w + ow) * c_n)
+            for c in range(channels):
+                flat_out[dst + c] = acc[c] / count
+        r = _next_item(counter)
 
 
-@njit(cache=True, parallel=True)
-def _global_max_pool(x, out):
+@njit(cache=True, nogil=True)
+def _global_max_pool(counter, x, out):
     # (N, S, C) -> (N, C)
     nb, s_n, c_n = x.shape
-    for n in prange(nb):
+    n = _next_item(counter)  # taken in turn by the threads
+    while n < nb:
         for c in range(c_n):
             out[n, c] = x[n, 0, c]
         for s in range(1, s_n):
@@ -71,19 +91,23 @@ def _global_max_pool(x, out):
                 v = x[n, s, c]
                 if v > out[n, c]:
                     out[n, c] = v
+        n = _next_item(counter)
 
 
-@njit(cache=True, parallel=True)
-def _global_avg_pool(x, out):
+@njit(cache=True, nogil=True)
+def _global_avg_pool(counter, x, out):
     # (N, S, C) -> (N, C)
     nb, s_n, c_n = x.shape
-    for n in prange(nb):
-        acc = np.zeros(c_n, dtype=np.float64)
+    acc = np.empty(c_n, dtype=np.float64)
+    n = _next_item(counter)  # taken in turn by the threads
+    while n < nb:
+        acc[:] = 0.0
         for s in range(s_n):
             for c in range(c_n):
                 acc[c] += x[n, s, c]
         for c in range(c_n):
             out[n, c] = acc[c] / s_n
+        n = _next_item(counter)
 
 
 # ----------------------------------------------------------------------------- public wrappers
@@ -107,14 +131,18 @@ def _pool_setup(x, pool, strides, padding):
 def max_pool2d_forward(x, pool, strides, padding) -> np.ndarray:
     """y[n,oh,ow,c] = max over real cells x[n, oh*sh-pt+i, ow*sw-pl+j, c], 0<=i<ph, 0<=j<pw."""
     x, ph, pw, sh, sw, pt, pl, out = _pool_setup(x, pool, strides, padding)
-    _max_pool2d(x, out, ph, pw, sh, sw, pt, pl)  # (N, H, W, C) -> (N, OH, OW, C)
+    # (N, H, W, C) -> (N, OH, OW, C), one output row (n, oh) at a time
+    _parallel(_max_pool2d, out.shape[0] * out.shape[1], 16.0 * out.size * ph * pw, x, out, ph,
+              pw, sh, sw, pt, pl)
     return out
 
 
 def avg_pool2d_forward(x, pool, strides, padding) -> np.ndarray:
     """y[n,oh,ow,c] = mean over the real (non-padded) cells of the window, as TF 'same'."""
     x, ph, pw, sh, sw, pt, pl, out = _pool_setup(x, pool, strides, padding)
-    _avg_pool2d(x, out, ph, pw, sh, sw, pt, pl)  # (N, H, W, C) -> (N, OH, OW, C)
+    # (N, H, W, C) -> (N, OH, OW, C), one output row (n, oh) at a time
+    _parallel(_avg_pool2d, out.shape[0] * out.shape[1], 16.0 * out.size * ph * pw, x, out, ph,
+              pw, sh, sw, pt, pl)
     return out
 
 
@@ -129,12 +157,12 @@ def _global_setup(x):
 def global_max_pool_forward(x) -> np.ndarray:
     """y[n, c] = max_s x[n, s, c]; (N, S, C) -> (N, C)."""
     x, out = _global_setup(x)
-    _global_max_pool(x, out)
+    _parallel(_global_max_pool, x.shape[0], 16.0 * x.size, x, out)
     return out
 
 
 def global_avg_pool_forward(x) -> np.ndarray:
     """y[n, c] = mean_s x[n, s, c]; (N, S, C) -> (N, C)."""
     x, out = _global_setup(x)
-    _global_avg_pool(x, out)
+    _parallel(_global_avg_pool, x.shape[0], 16.0 * x.size, x, out)
     return out

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from seqcli.kernels.activations import _as_f32
+from seqcli.kernels.activations import _as_f32, _next_item, _numba_ready, _parallel
 from seqcli.kernels.conv import _int_pair, _padding
+
+_numba_ready()  # every kernel here runs in numba
 
 # ----------------------------------------------------------------------------- jitted kernels
 
 
-@njit(cache=True, parallel=True)
-def _zero_pad2d(x, out, pt, pl):
+@njit(cache=True, nogil=True)
+def _zero_pad2d(counter, x, out, pt, pl):
     # (N, H, W, C) -> (N, H+pt+pb, W+pl+pr, C)
     nb, h, w, c_n = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
-    for r in prange(nb * out_h):
+    r = _next_item(counter)  # taken in turn by the threads
+    while r < nb * out_h:
         n = r // out_h
         oh = r % out_h
         ih = oh - pt
@@ -28,19 +31,22 @@ def _zero_pad2d(x, out, pt, pl):
             else:
                 for c in range(c_n):
                     out[n, oh, ow, c] = 0.0
+        r = _next_item(counter)
 
 
-@njit(cache=True, parallel=True)
-def _upsample_nearest(x, out, sh, sw):
+@njit(cache=True, nogil=True)
+def _upsample_nearest(counter, x, out, sh, sw):
     # (N, H, W, C) -> (N, H*sh, W*sw, C), out[n, i, j] = x[n, i // sh, j // sw]
     nb, _, _, c_n = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
-    for r in prange(nb * out_h):
+    r = _next_item(counter)  # taken in turn by the threads
+    while r < nb * out_h:
         n = r // out_h
         oh = r % out_h
         for ow in range(out_w):
             for c in range(c_n):
                 out[n, oh, ow, c] = x[n, oh // sh, ow // sw, c]
+        r = _next_item(counter)
 
 
 @njit(cache=True)
@@ -59,7 +65,7 @@ def zero_pad2d_forward(x, padding) -> np.ndarray:
     pt, pb, pl, pr = _padding(padding)
     nb, h, w, c_n = x.shape
     out = np.empty((nb, h + pt + pb, w + pl + pr, c_n), dtype=np.float32)
-    _zero_pad2d(x, out, pt, pl)
+    _parallel(_zero_pad2d, nb * out.shape[1], 16.0 * out.size, x, out, pt, pl)
     return out
 
 
@@ -69,7 +75,7 @@ def upsample2d_nearest_forward(x, size) -> np.ndarray:
     sh, sw = _int_pair(size, "upsampling size", 1)
     nb, h, w, c_n = x.shape
     out = np.empty((nb, h * sh, w * sw, c_n), dtype=np.float32)
-    _upsample_nearest(x, out, sh, sw)
+    _parallel(_upsample_nearest, nb * out.shape[1], 16.0 * out.size, x, out, sh, sw)
     return out
 
 

@@ -1,48 +1,52 @@
-"""Kernel compilation: whether numba's cache already holds the kernels, thread settings,
-and a warm-up that compiles every kernel once (run by `make install`)."""
+"""Kernel compilation: a notice when numba compiles (its cache lacks a kernel), thread
+settings, and a warm-up that compiles every kernel once (run by `make install`)."""
 
 from __future__ import annotations
 
-import importlib
-import os
-
-KERNEL_MODULES = ("activations", "dense", "conv", "pooling", "normalization", "reshaping")
+_NOTICE: list = []  # [listener] once installed; its `callback` is the latest one asked for
 
 
-def jitted_kernels() -> list:
-    """Every numba dispatcher defined in seqcli.kernels."""
-    found = []
-    for name in KERNEL_MODULES:
-        module = importlib.import_module(f"seqcli.kernels.{name}")
-        for value in vars(module).values():
-            if hasattr(value, "_cache") and getattr(value, "__module__", "") == module.__name__:
-                found.append(value)
-    return found
+def notify_compiling(callback) -> None:
+    """Call `callback()` once, when numba next starts compiling a seqcli kernel in this process
+    (a kernel its cache lacks); kernels loaded from the cache call nothing."""
+    if not _NOTICE:
+        from numba.core import event
 
+        class FirstCompile(event.Listener):
+            callback = None
 
-def kernels_cached() -> bool:
-    """True when numba's on-disk cache has an index for every kernel (no compile ahead)."""
-    try:
-        return all(os.path.exists(kernel._cache._cache_file._index_path)
-                   for kernel in jitted_kernels())
-    except AttributeError:  # a numba without these internals: assume cached, say nothing
-        return True
+            def on_start(self, ev):
+                function = getattr(ev.data.get("dispatcher"), "py_func", None)
+                if self.callback and getattr(function, "__module__", "").startswith("seqcli."):
+                    call, self.callback = self.callback, None
+                    call()
+
+            def on_end(self, ev):
+                pass
+
+        _NOTICE.append(FirstCompile())
+        event.register("numba:compile", _NOTICE[0])
+    _NOTICE[0].callback = callback
 
 
 def set_threads(threads: int | None) -> None:
-    """Use `threads` for both numba's parallel loops and BLAS (they run one after the other,
-    never nested, so they do not oversubscribe the cores)."""
+    """Use `threads` for seqcli's kernels, numba's parallel loops and BLAS. They never nest:
+    kernels that call BLAS from their threads keep it on one thread meanwhile."""
     if threads is None:
         return
     import numba
     from threadpoolctl import threadpool_limits
 
+    from seqcli.kernels.activations import _set_threads
+
+    _set_threads(threads)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     threadpool_limits(threads)
 
 
 def warm_up() -> None:
-    """Compile every kernel by running every layer type and activation on a tiny input."""
+    """Compile every kernel by running every layer type and activation on a tiny input (and a
+    dense layer and grouped convolution big enough for their threaded BLAS kernels)."""
     import numpy as np
 
     from seqcli.activations import ACTIVATIONS
@@ -53,6 +57,8 @@ def warm_up() -> None:
     image = [L.Conv2D(filters=4, kernel_size=3, padding="same", activation=name)
              for name in ACTIVATIONS]
     image += [
+        L.Conv2D(filters=16, kernel_size=3, strides=2), L.Conv2D(filters=4, kernel_size=1),
+        L.Conv2D(filters=4, kernel_size=3, groups=2, padding="same"),
         L.DepthwiseConv2D(kernel_size=3, depth_multiplier=2),
         L.SeparableConv2D(filters=4, kernel_size=3),
         L.MaxPooling2D(padding="same"), L.AveragePooling2D(padding="same"),
@@ -60,9 +66,23 @@ def warm_up() -> None:
         L.LayerNormalization(), L.Rescaling(scale=0.5), L.Activation(activation="relu"),
         L.GlobalMaxPooling2D(keepdims=True), L.GlobalAveragePooling2D(), L.Dense(units=3),
     ]
-    Sequential(image, input_shape=(6, 6, 2))(rng.random((2, 6, 6, 2)))
     steps = [L.Conv1D(filters=3, kernel_size=2), L.MaxPooling1D(), L.AveragePooling1D(),
              L.GlobalMaxPooling1D(), L.Dense(units=2)]
-    Sequential(steps, input_shape=(8, 2))(rng.random((2, 8, 2)))
-    Sequential([L.Conv1D(filters=3, kernel_size=2), L.GlobalAveragePooling1D()],
-               input_shape=(8, 2))(rng.random((2, 8, 2)))
+    averaged = [L.Conv1D(filters=3, kernel_size=2), L.GlobalAveragePooling1D()]
+    for layers, shape in ((image, (12, 12, 2)), (steps, (8, 2)), (averaged, (8, 2))):
+        network = Sequential(layers, input_shape=shape)
+        x = rng.random((2, *shape))
+        y = network(x)
+        _train_once(network, x.astype(np.float32), np.zeros_like(y), rng)
+    wide = [L.Dense(units=256, activation="relu"), L.Dense(units=64, activation="softmax")]
+    Sequential(wide, input_shape=(256,))(rng.random((256, 256)))  # above _SMALL_MACS
+
+
+def _train_once(network, x, y, rng) -> None:
+    """One training step, which compiles the backward kernels of the network's layers."""
+    from seqcli.training.fit import train_step
+    from seqcli.training.losses import get_loss
+    from seqcli.training.optimizers import get_optimizer
+
+    train_step(network.built_model, network._weights.arrays, x, y, get_loss("mse"),
+               get_optimizer("sgd"), rng)

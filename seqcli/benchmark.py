@@ -1,0 +1,264 @@
+"""Throughput, latency and FLOP/s of a model on this machine (`seqcli bench`), beside the rate of
+a plain float32 GEMM measured in the same process on the same number of threads."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from seqcli.build import LayerInfo
+from seqcli.runtime.model import Sequential
+
+
+@dataclass
+class LayerTiming:
+    """One layer run alone on the batch, steady state."""
+
+    path: str
+    type: str
+    output_shape: list
+    macs: int
+    """Multiply-accumulates per sample."""
+    ms: float
+    """Median time for the batch, milliseconds."""
+    gflops: float
+    """2 x MACs x batch / time."""
+    gemm_share: float
+    """gflops / the machine's GEMM rate."""
+    time_share: float
+    """This layer's part of the summed layer times."""
+
+
+@dataclass
+class BenchResult:
+    """What `run_benchmark` measured; `to_dict()` is `seqcli bench --json`'s document."""
+
+    model: str
+    name: str
+    input_shape: list
+    batch_size: int
+    threads: int
+    blas: str
+    macs_per_sample: int
+    load_s: float
+    """Reading the model file and its weights (or initialising them)."""
+    first_run_s: float
+    """The first batch: loading kernels from numba's cache, or compiling them."""
+    compiled: int
+    """Kernels numba compiled during the first batch (0: all came from its cache)."""
+    runs: int
+    images_per_s: float
+    latency_ms: dict
+    """p50, p90, p99 and mean time per batch."""
+    gflops: float
+    gemm_gflops: float
+    """float32 numpy GEMM (1024^3) on the same threads, same process."""
+    gemm_share: float
+    layers: list[LayerTiming] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dictionary."""
+        return asdict(self)
+
+
+def gemm_rate(threads: int, size: int = 1024, seconds: float = 0.3) -> float:
+    """GFLOP/s of numpy's float32 `a @ b` (size^3) with BLAS on `threads` threads; best run."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    out = np.empty((size, size), dtype=np.float32)
+    best = math.inf
+    with threadpool_limits(threads, user_api="blas"):
+        np.matmul(a, b, out=out)
+        end = time.perf_counter() + seconds
+        runs = 0
+        while runs < 3 or time.perf_counter() < end:
+            start = time.perf_counter()
+            np.matmul(a, b, out=out)
+            best = min(best, time.perf_counter() - start)
+            runs += 1
+    return 2.0 * size**3 / best / 1e9
+
+
+def blas_description() -> str:
+    """numpy's BLAS as threadpoolctl sees it: `openblas 0.3.x (SkylakeX)`."""
+    from threadpoolctl import threadpool_info
+
+    for library in threadpool_info():
+        if library.get("user_api") == "blas":
+            architecture = library.get("architecture")
+            text = f"{library.get('internal_api')} {library.get('version') or ''}".strip()
+            return f"{text} ({architecture})" if architecture else text
+    return "unknown"
+
+
+class _CompileCounter:
+    """Counts numba compilations of seqcli kernels while installed (cache loads do not count)."""
+
+    def __init__(self):
+        from numba.core import event
+
+        counter = self
+
+        class Listener(event.Listener):
+            def on_start(self, ev):
+                function = getattr(ev.data.get("dispatcher"), "py_func", None)
+                if getattr(function, "__module__", "").startswith("seqcli."):
+                    counter.count += 1
+
+            def on_end(self, ev):
+                pass
+
+        self.count = 0
+        self._event = event
+        self._listener = Listener()
+
+    def __enter__(self) -> _CompileCounter:
+        self._event.register("numba:compile", self._listener)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._event.unregister("numba:compile", self._listener)
+
+
+def _timed_runs(run, seconds: float, min_runs: int) -> list[float]:
+    """Seconds per call of `run()`, called for `seconds` and at least `min_runs` times."""
+    times: list[float] = []
+    end = time.perf_counter() + seconds
+    while len(times) < min_runs or time.perf_counter() < end:
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _leaves(infos: list[LayerInfo]) -> list[LayerInfo]:
+    """The layers that compute, in order (a nested model's own layers in its place)."""
+    found = []
+    for info in infos:
+        found.extend(_leaves(info.children) if info.children else [info])
+    return found
+
+
+def _layer_timings(model: Sequential, x: np.ndarray, seconds: float, gemm: float):
+    """Each layer timed alone on its real input (the previous layer's output)."""
+    weights = model._weights.arrays
+    batch = x.shape[0]
+    rows = []
+    for info in _leaves(model.built_model.layers):
+        own = {key.rsplit("/", 1)[1]: weights[key] for key in info.weights}
+        output = info.layer.forward(own, x)
+        times = _timed_runs(lambda info=info, own=own, x=x: info.layer.forward(own, x),
+                            seconds, 3)
+        median = float(np.median(times))
+        macs = int(info.macs or 0)
+        gflops = 2.0 * macs * batch / median / 1e9 if median > 0 else 0.0
+        rows.append(LayerTiming(info.path, info.layer.type, [None, *info.output_shape], macs,
+                                median * 1e3, gflops, gflops / gemm if gemm else 0.0, 0.0))
+        x = output
+    total = sum(row.ms for row in rows) or 1.0
+    for row in rows:
+        row.time_share = row.ms / total
+    return rows
+
+
+def run_benchmark(model_path: str, *, batch_size: int = 32, threads: int | None = None,
+                  input_shape: tuple | None = None, weights: str | None = None,
+                  per_layer: bool = False, seconds: float = 2.0, seed: int = 0,
+                  allow_outside: bool = False) -> BenchResult:
+    """Run the model on random input batches: first batch (kernel load or compile) apart, then
+    the steady state for `seconds`; optionally each layer alone; and a GEMM for scale."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    from seqcli.kernels.activations import _set_threads, _threads
+
+    before = numba.get_num_threads(), _threads()
+    limits = threadpool_limits(threads) if threads else None  # BLAS, until restored below
+    try:
+        if threads:
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            _set_threads(threads)
+        return _run(model_path, batch_size, _threads(), input_shape, weights, per_layer,
+                    seconds, seed, allow_outside)
+    finally:
+        numba.set_num_threads(before[0])
+        _set_threads(before[1])
+        if limits is not None:
+            limits.restore_original_limits()
+
+
+def _run(model_path, batch_size, threads, input_shape, weights, per_layer, seconds, seed,
+         allow_outside) -> BenchResult:
+    from seqcli.config.load import load_model
+
+    start = time.perf_counter()
+    loaded = load_model(model_path, allow_outside=allow_outside)
+    model = Sequential.from_loaded(loaded, weights)
+    model.build(input_shape or loaded.input_shape)
+    built = model.built_model
+    load_s = time.perf_counter() - start
+    rng = np.random.default_rng(seed)
+    shape = (batch_size, *built.input_shape)
+    x = rng.standard_normal(shape, dtype=np.float32)
+
+    with _CompileCounter() as compiles:
+        start = time.perf_counter()
+        model(x)
+        first_run_s = time.perf_counter() - start
+    model(x)  # caches and thread pools settled
+    times = _timed_runs(lambda: model(x), seconds, 5)
+    gemm = gemm_rate(threads)
+    mean = float(np.mean(times))
+    macs = int(built.macs or 0)
+    gflops = 2.0 * macs * batch_size / mean / 1e9
+    result = BenchResult(
+        model=model_path, name=built.name, input_shape=[None, *built.input_shape],
+        batch_size=batch_size, threads=threads, blas=blas_description(), macs_per_sample=macs,
+        load_s=load_s, first_run_s=first_run_s, compiled=compiles.count, runs=len(times),
+        images_per_s=batch_size / mean,
+        latency_ms={"p50": float(np.percentile(times, 50)) * 1e3,
+                    "p90": float(np.percentile(times, 90)) * 1e3,
+                    "p99": float(np.percentile(times, 99)) * 1e3, "mean": mean * 1e3},
+        gflops=gflops, gemm_gflops=gemm, gemm_share=gflops / gemm if gemm else 0.0)
+    if per_layer:
+        result.layers = _layer_timings(model, x, max(0.05, seconds / 10), gemm)
+    return result
+
+
+def format_result(result: BenchResult) -> str:
+    """The human-readable report of `seqcli bench`."""
+    lat = result.latency_ms
+    first = (f"{result.first_run_s:.2f} s, compiling {result.compiled} kernels (cached "
+             "for next time)" if result.compiled else
+             f"{result.first_run_s:.3f} s (kernels loaded from numba's cache)")
+    lines = [
+        f"model      {result.model} ({result.name}), input {_shape(result.input_shape)}, "
+        f"batch {result.batch_size}, {result.threads} threads, BLAS {result.blas}",
+        f"load       {result.load_s:.3f} s",
+        f"first run  {first}",
+        f"steady     {result.images_per_s:,.1f} images/s over {result.runs} batches; latency "
+        f"per batch p50 {lat['p50']:.3f} ms, p90 {lat['p90']:.3f} ms, p99 {lat['p99']:.3f} ms",
+        f"compute    {2 * result.macs_per_sample / 1e6:,.1f} MFLOP/image, "
+        f"{result.gflops:,.1f} GFLOP/s = {100 * result.gemm_share:.0f}% of this machine's "
+        f"float32 GEMM ({result.gemm_gflops:,.0f} GFLOP/s on {result.threads} threads)",
+    ]
+    if result.layers:
+        width = max(len("layer"), *(len(row.path) for row in result.layers))
+        lines.append("")
+        lines.append(f"{'layer':<{width}}  {'type':<22} {'MFLOP/img':>10} {'ms/batch':>9} "
+                     f"{'GFLOP/s':>8} {'%GEMM':>6} {'%time':>6}")
+        for row in result.layers:
+            lines.append(f"{row.path:<{width}}  {row.type:<22} {2 * row.macs / 1e6:>10.2f} "
+                         f"{row.ms:>9.3f} {row.gflops:>8.1f} {100 * row.gemm_share:>6.0f} "
+                         f"{100 * row.time_share:>6.1f}")
+    return "\n".join(lines) + "\n"
+
+
+def _shape(shape: list) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
