@@ -506,3 +506,4 @@ def run() -> None:
 from seqcli import cli_onnx  # noqa: E402,F401
 from seqcli import cli_fit  # noqa: E402,F401
 from seqcli import cli_bench  # noqa: E402,F401
+from seqcli import cli_keras  # noqa: E402,F401

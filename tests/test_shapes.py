@@ -143,3 +143,12 @@ def test_random_stacks(height, width, channels, stack, units):
     assert model.total_params == sum(math.prod(s) for s in model.weight_shapes.values())
     flat = model.layers[-2].output_shape[0]
     assert model.weight_shapes[f"{model.layers[-1].name}/kernel"] == (flat, units)
+
+
+def test_layer_normalization_axes_are_sorted_as_keras_sorts_them():
+    """Keras 3.15 shapes gamma by the sorted axes as written: [2, 1] -> (6, 5), and
+    [-1, 1] -> (4, 6) since -1 sorts first (checked with Keras)."""
+    for axis, shape in (([2, 1], (6, 5)), ([-1, 1], (4, 6)), ([1, 2], (6, 5))):
+        model = built_from({"input_shape": [6, 5, 4],
+                            "layers": [{"type": "LayerNormalization", "axis": axis}]})
+        assert model.weight_shapes["layer_normalization/gamma"] == shape

@@ -154,8 +154,12 @@ class LayerNormalization(Layer):
         return input_shape
 
     def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
-        shape = tuple(require_known(self, input_shape[a], f"axis {a + 1}", input_shape)
-                      for a in self._axes_of(input_shape))
+        # Keras sorts the axes as written (so [-1, 1] gives (last, first) dimensions); the
+        # values are applied in the flat order of the sorted axes either way
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        self._axes_of(input_shape)
+        shape = tuple(require_known(self, input_shape[sample_axis(a, input_shape, self)],
+                                    f"axis {a}", input_shape) for a in sorted(axes))
         names = (["gamma"] if self.scale else []) + (["beta"] if self.center else [])
         return {name: shape for name in names}
 

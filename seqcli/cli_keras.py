@@ -1,0 +1,106 @@
+"""`seqcli import-keras` and `seqcli export-keras`: Keras 3 `.keras` files in and out."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from seqcli.cli import (
+    AllowOutsideOpt,
+    InputShapeOpt,
+    QuietOpt,
+    WeightsOpt,
+    app,
+    parse_shape,
+)
+from seqcli.errors import UsageError
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+def _notes(notes: list[str], quiet: bool) -> None:
+    if not quiet:
+        for note in notes:
+            print(f"seqcli: note: {note}", file=sys.stderr)
+
+
+@app.command("import-keras")
+def import_keras(
+    source: Annotated[str, typer.Argument(
+        metavar="SOURCE", show_default=False,
+        help="The .keras file to import; with --weights-only, the model file (YAML) the "
+        "weights belong to.")],
+    output: Annotated[str, typer.Option(
+        "-o", "--output", show_default=False,
+        help="The model file to write (MODEL.yaml; its weights go to MODEL.safetensors "
+        "beside it); with --weights-only, the weights file (.safetensors or .npz, - for "
+        "stdout).")],
+    weights_only: Annotated[str | None, typer.Option(
+        "--weights-only", metavar="FILE.weights.h5",
+        help="Import only weights, from a Keras model.save_weights file, onto the model "
+        "file SOURCE.")] = None,
+    input_shape: InputShapeOpt = None,
+    allow_outside: AllowOutsideOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Import a Keras 3 .keras file as a model file plus weights (or, with --weights-only,
+    a Keras weights file onto an existing model file)."""
+    if weights_only is None:
+        from seqcli.interop.keras_import import import_keras as run_import
+
+        if input_shape is not None:
+            raise UsageError("--input-shape only applies with --weights-only (a .keras file "
+                             "records its input shape)")
+        if source == "-" or output == "-":
+            raise UsageError("import-keras reads a .keras file and writes a model file and "
+                             "its weights: name both files (no -)")
+        report = run_import(Path(source), Path(output))
+        _notes(report.notes, quiet)
+        weights = (f" and {report.weights_path} ({_count(report.tensors, 'tensor')}, "
+                   f"{_count(report.params, 'param')})") if report.weights_path \
+            else " (no weights)"
+        if not quiet:
+            print(f"seqcli: wrote {report.model_path} ({_count(report.layers, 'layer')}){weights}",
+                  file=sys.stderr)
+        return
+
+    from seqcli.build import build
+    from seqcli.config.load import load_model
+    from seqcli.interop.keras_import import read_keras_weights, write_weights_file
+
+    loaded = load_model(source, allow_outside=allow_outside)
+    built = build(loaded, parse_shape(input_shape))
+    arrays = read_keras_weights(Path(weights_only), built)
+    write_weights_file(output, arrays)
+    if output != "-" and not quiet:
+        print(f"seqcli: wrote {_count(len(arrays), 'tensor')} "
+              f"({_count(built.total_params, 'param')}) from {weights_only} to {output}",
+              file=sys.stderr)
+
+
+@app.command("export-keras")
+def export_keras(
+    model: Annotated[str, typer.Argument(metavar="MODEL", show_default=False,
+                                         help="Model file (YAML), or - for stdin.")],
+    output: Annotated[str, typer.Option(
+        "-o", "--output", show_default=False,
+        help="The .keras file to write (- for stdout).")],
+    weights: WeightsOpt = None,
+    input_shape: InputShapeOpt = None,
+    allow_outside: AllowOutsideOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write a Keras 3 .keras file that keras.saving.load_model opens and that predicts the
+    same."""
+    from seqcli.interop.keras_export import export_keras as run_export
+
+    report = run_export(model, output, weights, parse_shape(input_shape), allow_outside)
+    _notes(report.notes, quiet)
+    if output != "-" and not quiet:
+        print(f"seqcli: wrote {output} ({_count(report.layers, 'layer')}, "
+              f"{_count(report.params, 'param')})", file=sys.stderr)

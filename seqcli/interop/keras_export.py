@@ -1,0 +1,187 @@
+"""Export a seqcli model as a Keras 3 `.keras` file, written without Keras.
+
+The archive holds what `model.save` writes: `metadata.json`, `config.json` (a Sequential
+with an InputLayer, each layer's config and `build_config`, nested models inline) and
+`model.weights.h5` (see keras_format for its layout). Layer configs carry the options
+every Keras 3 release accepts, leaving newer ones (such as `quantization_config`) at
+Keras's defaults, so that older Keras 3 versions open the file too.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from seqcli.interop.keras_format import (
+    BASE_FIELDS,
+    CONFIG_MEMBER,
+    FORMAT_KERAS_VERSION,
+    METADATA_MEMBER,
+    WEIGHTS_MEMBER,
+    initializer_config,
+    keras_weight_shape,
+    saved_groups,
+)
+
+
+def _plain(value):
+    """Tuples as lists, recursively (JSON has no tuples; Keras writes lists)."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(item) for item in value]
+    return value
+
+
+NO_BUILD_CONFIG = frozenset({
+    "Activation", "Dropout", "Reshape", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D",
+    "AveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D"})
+"""Layers without a `build` of their own, which Keras saves without a `build_config`."""
+
+
+def layer_options(layer) -> dict:
+    """A seqcli layer's options in Keras's config spelling (without name, trainable, dtype)."""
+    options = {}
+    for name in type(layer).model_fields:
+        if name in BASE_FIELDS:
+            continue
+        value = getattr(layer, name)
+        options[name] = initializer_config(value) if name.endswith("_initializer") \
+            else _plain(value)
+    if layer.type == "LayerNormalization" and isinstance(options["axis"], int):
+        options["axis"] = [options["axis"]]  # as a built Keras LayerNormalization has it
+    return options
+
+
+class _InputNames:
+    """Names for the InputLayer of each (nested) Sequential: `input_layer`, `input_layer_1`..."""
+
+    def __init__(self):
+        self.count = 0
+
+    def next(self, taken: set[str]) -> str:
+        """A fresh name, not among the layer names of its model."""
+        while True:
+            name = "input_layer" if self.count == 0 else f"input_layer_{self.count}"
+            self.count += 1
+            if name not in taken:
+                return name
+
+
+def _batch(shape) -> list:
+    return [None, *_plain(tuple(shape))]
+
+
+def _sequential_config(name: str, trainable: bool, infos, input_shape, names: _InputNames):
+    input_layer = {
+        "module": "keras.layers",
+        "class_name": "InputLayer",
+        "config": {"batch_shape": _batch(input_shape), "dtype": "float32", "sparse": False,
+                   "name": names.next({info.layer.name for info in infos})},
+        "registered_name": None,
+    }
+    return {"name": name, "trainable": trainable, "dtype": "float32",
+            "layers": [input_layer] + [_layer_entry(info, names) for info in infos],
+            "build_input_shape": _batch(input_shape)}
+
+
+def _layer_entry(info, names: _InputNames) -> dict:
+    layer = info.layer
+    build_config = {"input_shape": _batch(info.input_shape)}
+    if info.children:
+        return {"module": "keras", "class_name": "Sequential",
+                "config": _sequential_config(layer.name, layer.trainable, info.children,
+                                             info.input_shape, names),
+                "registered_name": None, "build_config": build_config}
+    config = {"name": layer.name, "trainable": layer.trainable, "dtype": "float32",
+              **layer_options(layer)}
+    entry = {"module": "keras.layers", "class_name": layer.type, "config": config,
+             "registered_name": None, "build_config": build_config}
+    if layer.type in NO_BUILD_CONFIG:
+        del entry["build_config"]
+    return entry
+
+
+def model_config(built) -> dict:
+    """The `config.json` document of a built seqcli model, as Keras 3 serialises it."""
+    return {
+        "module": "keras",
+        "class_name": "Sequential",
+        "config": _sequential_config(built.name, True, built.layers, built.input_shape,
+                                     _InputNames()),
+        "registered_name": None,
+        "build_config": {"input_shape": _batch(built.input_shape)},
+    }
+
+
+def weights_h5(built, arrays: dict[str, np.ndarray]) -> bytes:
+    """The `model.weights.h5` bytes: `layers/<name>/vars/<i>` per layer, as Keras saves."""
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as file:
+        for group, info in saved_groups(built.layers):
+            variables = file.create_group(f"{group}/vars")
+            variables.attrs["name"] = info.layer.name
+            if not info.children:
+                for index, key in enumerate(info.weights):
+                    array = np.ascontiguousarray(arrays[key], dtype=np.float32)
+                    variables[str(index)] = array.reshape(keras_weight_shape(info, key))
+        file.create_group("vars").attrs["name"] = built.name
+    return buffer.getvalue()
+
+
+def write_keras(path: str, built, arrays: dict[str, np.ndarray]) -> None:
+    """Write the `.keras` archive of a built model and its weights, atomically."""
+    from seqcli import __version__
+    from seqcli.io.atomic import atomic_output
+
+    now = datetime.datetime.now()
+    metadata = {"keras_version": FORMAT_KERAS_VERSION,
+                "date_saved": now.strftime("%Y-%m-%d@%H:%M:%S"),
+                "saved_by": f"seqcli {__version__}"}
+    members = [(METADATA_MEMBER, json.dumps(metadata).encode()),
+               (CONFIG_MEMBER, json.dumps(model_config(built)).encode()),
+               (WEIGHTS_MEMBER, weights_h5(built, arrays))]
+    with atomic_output(path, binary=True) as file:
+        with zipfile.ZipFile(file, mode="w", compression=zipfile.ZIP_STORED) as archive:
+            for name, data in members:
+                member = zipfile.ZipInfo(name, date_time=now.timetuple()[:6])
+                member.external_attr = 0o644 << 16
+                archive.writestr(member, data)
+
+
+@dataclass
+class ExportReport:
+    """What `export_keras` wrote."""
+
+    layers: int
+    params: int
+    notes: list[str] = field(default_factory=list)
+
+
+def export_keras(model: str, output: str, weights: str | None = None,
+                 input_shape: tuple | None = None, allow_outside: bool = False) -> ExportReport:
+    """Export the model file `model` (with its weights, or `weights`) to the `.keras` file
+    `output`; a model without weights is exported with its initial weights."""
+    from seqcli.build import build
+    from seqcli.config.load import load_model
+    from seqcli.errors import UsageError
+    from seqcli.runtime.weights import load_model_weights
+
+    if output != "-" and not output.endswith(".keras"):
+        raise UsageError(f"-o {output}: Keras opens model archives only under a name ending "
+                         "in .keras")
+    loaded = load_model(model, allow_outside=allow_outside)
+    built = build(loaded, input_shape)
+    model_weights = load_model_weights(loaded, built, weights)
+    notes = []
+    if model_weights.initialised:
+        notes.append(f"{loaded.source} has no weights file; exported its initial weights "
+                     f"(seed {model_weights.seed})")
+    write_keras(output, built, model_weights.arrays)
+    return ExportReport(layers=len(built.layers), params=built.total_params, notes=notes)

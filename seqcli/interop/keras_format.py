@@ -1,0 +1,95 @@
+"""What Keras 3's `.keras` format looks like, shared by import and export.
+
+A `.keras` file is a zip of `metadata.json`, `config.json` (the model serialised with
+`keras.saving.serialize_keras_object`) and `model.weights.h5`. In the `.h5` (and in a
+`model.save_weights` file, which has the same layout) every layer owns a group
+`layers/<snake_case(class)>[_n]`, numbered per class within its model, with its variables
+in `vars/0`, `vars/1`, ... in the layer's own order (ours too: kernel, bias; gamma, beta,
+moving_mean, moving_variance). A nested model's layers sit below its group:
+`layers/sequential/layers/dense/vars/0`. Names in the file are Keras's, not the layers':
+a layer's own name is only the `name` attribute of its `vars` group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from seqcli.layers.sequential import snake_case
+
+CONFIG_MEMBER = "config.json"
+METADATA_MEMBER = "metadata.json"
+WEIGHTS_MEMBER = "model.weights.h5"
+FORMAT_KERAS_VERSION = "3.15.1"
+"""The Keras version whose files this module was checked against (written to metadata.json)."""
+
+INITIALIZER_CLASSES = {
+    "glorot_uniform": "GlorotUniform",
+    "glorot_normal": "GlorotNormal",
+    "he_uniform": "HeUniform",
+    "he_normal": "HeNormal",
+    "lecun_uniform": "LecunUniform",
+    "lecun_normal": "LecunNormal",
+    "zeros": "Zeros",
+    "ones": "Ones",
+}
+"""seqcli's initializer names and Keras's classes for them."""
+INITIALIZER_NAMES = {cls: name for name, cls in INITIALIZER_CLASSES.items()}
+
+BASE_FIELDS = frozenset({"type", "name", "trainable", "dtype", "input_shape", "layers", "from_"})
+"""Fields of a seqcli layer that are not layer options in Keras's config."""
+
+
+def saved_names(class_names: list[str]) -> list[str]:
+    """Keras's group name of each object of a saved list (`_get_unique_name`): the snake_case
+    of its class, then `_1`, `_2`, ... for later objects of the same class."""
+    used: dict[str, int] = {}
+    names = []
+    for class_name in class_names:
+        base = snake_case(class_name)
+        if base in used:
+            used[base] += 1
+            names.append(f"{base}_{used[base]}")
+        else:
+            used[base] = 0
+            names.append(base)
+    return names
+
+
+def saved_groups(infos, prefix: str = "") -> Iterator[tuple[str, object]]:
+    """(`.h5` group path, LayerInfo) of every layer of a built seqcli model, nested ones
+    included, depth first, where Keras saves the same Sequential model."""
+    names = saved_names([info.layer.type for info in infos])
+    for name, info in zip(names, infos):
+        group = f"{prefix}layers/{name}"
+        yield group, info
+        if info.children:
+            yield from saved_groups(info.children, group + "/")
+
+
+def initializer_config(name: str) -> dict:
+    """A seqcli initializer name as Keras serialises the initializer."""
+    class_name = INITIALIZER_CLASSES[name]
+    config = {} if name in ("zeros", "ones") else {"seed": None}
+    return {"module": "keras.initializers", "class_name": class_name, "config": config,
+            "registered_name": None}
+
+
+def from_keras(entry: dict) -> bool:
+    """True if a serialised object's `module` is Keras itself, or absent (older files); a
+    class defined in a user's script is saved with `module: null`."""
+    if "module" not in entry:
+        return True
+    module = entry["module"]
+    return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
+
+
+def keras_weight_shape(info, key: str) -> tuple:
+    """The shape Keras gives weight `key` of a built layer. It differs from seqcli's only for
+    a LayerNormalization over axes written out of order: Keras sorts them first. Both apply
+    the values in increasing-axis order, so the two shapes are reshapes of each other."""
+    shape = tuple(info.weights[key])
+    layer = info.layer
+    if layer.type == "LayerNormalization" and isinstance(layer.axis, list):
+        full = (None, *info.input_shape)
+        return tuple(full[axis] for axis in sorted(layer.axis))
+    return shape

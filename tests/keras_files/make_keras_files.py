@@ -1,0 +1,235 @@
+"""Generate the Keras 3 files that tests/test_keras_interop.py imports (and refuses).
+
+Run it from a Python environment that has keras (3.x), jax, numpy and pyyaml, from the
+repository root:
+
+    KERAS_BACKEND=jax python tests/keras_files/make_keras_files.py
+
+It writes into tests/keras_files/:
+
+    <stem>.keras, <stem>.input.npy, <stem>.output.npy
+        models built here with real Keras (every layer type of the contract appears in at
+        least one; nested and frozen models, a Functional chain, training-only options),
+        deterministic non-trivial weights, and Keras's `model.predict` of a fixed input
+    unbuilt.keras                    a Sequential never built (no input shape, no weights)
+    nested_frozen.weights.h5         `model.save_weights` of nested_frozen
+    ref_<stem>.keras (and ref_nested_frozen.weights.h5)
+        tests/keras_reference/models/<stem>.yaml with its reference weights, saved by Keras:
+        what `seqcli export-keras` of the same model is compared with
+    refuse_<case>.keras              Keras-made files the importer must refuse: a Lambda
+                                     layer, a custom layer class, a branching Functional
+                                     model, a channels_first convolution
+    manifest.json                    stems, input shapes, versions
+
+seqcli never depends on Keras: the tests only read these files. Rerun this script after
+changing it and commit its outputs (they stay well under 1 MB).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import zlib
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REFERENCE = HERE.parent / "keras_reference"
+BATCH = 3
+L = keras.layers
+
+_spec = importlib.util.spec_from_file_location("make_fixtures",
+                                               REFERENCE / "make_fixtures.py")
+reference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(reference)
+
+
+def image_stack():
+    """Every 2-D layer type: Rescaling, ZeroPadding2D (asymmetric), strided Conv2D with a
+    regularizer (dropped with a note), a frozen BatchNormalization, DepthwiseConv2D with
+    depth_multiplier 2 and no bias, SeparableConv2D with swish and a constraint (dropped),
+    MaxPooling2D, UpSampling2D, AveragePooling2D 'same', grouped 1x1 Conv2D,
+    GlobalMaxPooling2D with keepdims, GlobalAveragePooling2D, and a softmax Dense whose
+    RandomNormal initializer seqcli lacks."""
+    model = keras.Sequential([
+        keras.Input((10, 10, 3)),
+        L.Rescaling(1 / 127.5, offset=-1.0, name="scale"),
+        L.ZeroPadding2D(((1, 0), (2, 1))),
+        L.Conv2D(8, 3, strides=2, activation="relu", kernel_regularizer="l2", name="stem"),
+        L.BatchNormalization(name="bn"),
+        L.DepthwiseConv2D(3, padding="same", depth_multiplier=2, use_bias=False),
+        L.SeparableConv2D(6, 3, padding="same", activation="swish",
+                          bias_constraint=keras.constraints.NonNeg()),
+        L.MaxPooling2D(2),
+        L.UpSampling2D(2),
+        L.AveragePooling2D(2, strides=1, padding="same"),
+        L.Conv2D(4, 1, groups=2),
+        L.GlobalMaxPooling2D(keepdims=True),
+        L.GlobalAveragePooling2D(),
+        L.Dense(5, activation="softmax",
+                kernel_initializer=keras.initializers.RandomNormal(stddev=0.1)),
+    ], name="image_stack")
+    model.get_layer("bn").trainable = False
+    return model, "pixels"
+
+
+def sequence_stack():
+    """The 1-D layers: causal dilated Conv1D with gelu, MaxPooling1D, strided grouped 'same'
+    Conv1D, AveragePooling1D 'same', LayerNormalization (epsilon 1e-5, then over axes
+    [2, 1], which Keras saves sorted), GlobalAveragePooling1D
+    with keepdims, GlobalMaxPooling1D, tanh Dense."""
+    model = keras.Sequential([
+        keras.Input((20, 4)),
+        L.Conv1D(6, 3, dilation_rate=2, padding="causal", activation="gelu"),
+        L.MaxPooling1D(2),
+        L.Conv1D(8, 3, strides=2, padding="same", groups=2),
+        L.AveragePooling1D(2, padding="same"),
+        L.LayerNormalization(epsilon=1e-5),
+        L.LayerNormalization(axis=[2, 1]),
+        L.GlobalAveragePooling1D(keepdims=True),
+        L.GlobalMaxPooling1D(),
+        L.Dense(3, activation="tanh"),
+    ], name="sequence_stack")
+    return model, "normal"
+
+
+def nested_frozen():
+    """Nested Sequentials: a frozen `body` (Dense elu, BatchNormalization without center,
+    and a nested `inner` with a bias-free Dense and a scale-free LayerNormalization), a
+    `head` with Reshape, Activation hard_silu, Dropout, Flatten and a frozen Dense; then
+    Flatten, Dense and Activation log_softmax around them."""
+    body = keras.Sequential([
+        L.Dense(12, activation="elu"),
+        L.BatchNormalization(center=False),
+        keras.Sequential([L.Dense(8, use_bias=False), L.LayerNormalization(scale=False)],
+                         name="inner"),
+    ], name="body")
+    head = keras.Sequential([
+        L.Reshape((2, 4)),
+        L.Activation("hard_silu"),
+        L.Dropout(0.3),
+        L.Flatten(),
+        L.Dense(4, name="out"),
+    ], name="head")
+    model = keras.Sequential([keras.Input((6, 4)), L.Flatten(), L.Dense(12, activation="relu"),
+                              body, head, L.Activation("log_softmax")], name="nested_frozen")
+    body.trainable = False
+    head.get_layer("out").trainable = False
+    return model, "normal"
+
+
+def functional_chain():
+    """A Functional model that is a single chain: Dense selu, a BatchNormalization called
+    with training=False, Dense, Activation mish."""
+    inputs = keras.Input((5,), name="features")
+    x = L.Dense(7, activation="selu", name="a")(inputs)
+    x = L.BatchNormalization(name="norm")(x, training=False)
+    x = L.Dense(3, name="b")(x)
+    outputs = L.Activation("mish", name="act")(x)
+    return keras.Model(inputs, outputs, name="chain"), "normal"
+
+
+MODELS = {"image_stack": image_stack, "sequence_stack": sequence_stack,
+          "nested_frozen": nested_frozen, "functional_chain": functional_chain}
+
+
+def make_input(rng, shape, kind):
+    full = (BATCH, *shape)
+    if kind == "pixels":
+        return rng.uniform(0.0, 255.0, full).astype("float32")
+    return rng.normal(0.0, 1.0, full).astype("float32")
+
+
+def save_npy(path: Path, array) -> None:
+    with open(path, "wb") as file:
+        np.save(file, np.ascontiguousarray(array, dtype="float32"))
+
+
+def make_model(stem: str) -> dict:
+    seed = zlib.crc32(stem.encode())
+    keras.utils.set_random_seed(seed % (2**31))
+    rng = np.random.default_rng(seed)
+    model, kind = MODELS[stem]()
+    reference.assign_weights(model, rng, 1.0)
+    shape = tuple(model.input_shape[1:])
+    x = make_input(rng, shape, kind)
+    y = np.asarray(model.predict(x, batch_size=BATCH, verbose=0), dtype="float32")
+    if not np.all(np.isfinite(y)):
+        raise SystemExit(f"{stem}: non-finite output")
+    model.save(HERE / f"{stem}.keras")
+    save_npy(HERE / f"{stem}.input.npy", x)
+    save_npy(HERE / f"{stem}.output.npy", y)
+    if stem == "nested_frozen":
+        model.save_weights(HERE / f"{stem}.weights.h5")
+    return {"stem": stem, "description": " ".join(MODELS[stem].__doc__.split()),
+            "input_shape": list(shape), "output_shape": list(y.shape),
+            "params": int(model.count_params()),
+            "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights))}
+
+
+def make_reference(stem: str) -> None:
+    """A keras_reference model with its reference weights, saved by Keras."""
+    doc = yaml.safe_load((REFERENCE / "models" / f"{stem}.yaml").read_text())
+    model, builder, _ = reference.build_model(doc)
+    for layer in builder.frozen:
+        layer.trainable = False
+    weights = np.load(REFERENCE / "weights" / f"{stem}.npz")
+    for path, layer in reference.iter_leaves(model):
+        for variable in layer.weights:
+            variable.assign(weights[f"{path}/{variable.name}"])
+    model.save(HERE / f"ref_{stem}.keras")
+    if stem == "nested_frozen":
+        model.save_weights(HERE / f"ref_{stem}.weights.h5")
+
+
+@keras.saving.register_keras_serializable(package="my_package")
+class Scale(L.Layer):
+    """A custom layer: its code lives in Python."""
+
+    def call(self, x):
+        return x * 2.0
+
+
+def make_refused() -> None:
+    """Keras-made files that the importer refuses."""
+    inputs = keras.Input((4,))
+    cases = {
+        "lambda": keras.Sequential([keras.Input((4,)), L.Dense(3),
+                                    L.Lambda(lambda x: x * 2.0, name="double")]),
+        "custom": keras.Sequential([keras.Input((4,)), L.Dense(3), Scale(name="scale")]),
+        "branches": keras.Model(inputs, L.Add(name="merge")([L.Dense(3, name="left")(inputs),
+                                                           L.Dense(3, name="right")(inputs)])),
+        "channels_first": keras.Sequential([
+            keras.Input((3, 8, 8)),
+            L.Conv2D(2, 3, data_format="channels_first", name="conv")]),
+    }
+    for case, model in cases.items():
+        model.save(HERE / f"refuse_{case}.keras")
+
+
+def main() -> None:
+    entries = [make_model(stem) for stem in MODELS]
+    keras.Sequential([L.Dense(4), L.Dense(2)], name="unbuilt").save(HERE / "unbuilt.keras")
+    for stem in ("nested_frozen", "mobilenet_block"):
+        make_reference(stem)
+    make_refused()
+    import jax
+
+    manifest = {"keras_version": keras.__version__, "backend": keras.backend.backend(),
+                "jax_version": jax.__version__, "numpy_version": np.__version__,
+                "batch": BATCH, "generator": "tests/keras_files/make_keras_files.py",
+                "models": entries}
+    (HERE / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    total = sum(path.stat().st_size for path in HERE.iterdir() if path.is_file())
+    print(f"wrote {len(entries)} models; folder holds {total / 1024:.0f} KiB", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
