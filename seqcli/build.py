@@ -9,10 +9,15 @@ import math
 from dataclasses import dataclass, field
 
 from seqcli.config.load import LoadedModel
-from seqcli.errors import ConfigError, UsageError
+from seqcli.errors import ConfigError, InputDataError, UsageError
 from seqcli.layers.base import Layer
 from seqcli.layers.sequential import Sequential
-from seqcli.shapes import Shape, ShapeError, format_shape
+from seqcli.shapes import Shape, ShapeError, format_shape, num_elements
+
+MAX_TENSOR_ELEMENTS = 2**31 - 1
+"""The most values one sample's input or output of a layer, or one weight, may hold (8 GiB
+of float32): a larger tensor comes from a typo or a hostile file, and is refused here,
+before anything is allocated."""
 
 
 @dataclass
@@ -117,6 +122,14 @@ def build(model: LoadedModel, input_shape: Shape | None = None) -> BuiltModel:
             "add 'input_shape: [...]' to the file or pass --input-shape, e.g. "
             "--input-shape 28,28,1"
         )
+    size = num_elements(shape)
+    if size is not None and size > MAX_TENSOR_ELEMENTS:
+        too_large = (f"the input shape {format_shape(shape)} holds {size:,} values per sample, "
+                     f"more than the {MAX_TENSOR_ELEMENTS:,} seqcli allows")
+        if model.input_shape is None:  # the shape of the data (deferred build)
+            raise InputDataError(too_large)
+        source, line, column = model.origin
+        raise ConfigError(f"{source}:{line}:{column}: {too_large}")
     errors: list[str] = []
     layers = _build_layers(model.layers, shape, "", errors)
     if errors:
@@ -142,6 +155,9 @@ def _build_layer(layer: Layer, shape: Shape, prefix: str, errors: list[str]):
             return _build_nested(layer, shape, path, errors)
         output = layer.output_shape(shape)
         weights = {f"{path}/{name}": s for name, s in layer.param_shapes(shape).items()}
+        _check_size("its output", output)
+        for key, weight_shape in weights.items():
+            _check_size(f"its weight {key.rsplit('/', 1)[1]}", weight_shape)
     except ShapeError as exc:
         errors.append(_where(layer) + f"layer '{path}' ({layer.type}): {exc}")
         return None
@@ -172,6 +188,14 @@ def _build_nested(layer: Sequential, shape: Shape, path: str, errors: list[str])
     macs = [child.macs for child in children]
     info.macs = None if None in macs else sum(macs)
     return info
+
+
+def _check_size(what: str, shape: Shape) -> None:
+    """Raise ShapeError if `shape` (per sample, or a weight's) holds too many values."""
+    size = num_elements(shape)
+    if size is not None and size > MAX_TENSOR_ELEMENTS:
+        raise ShapeError(f"{what} of shape {tuple(shape)} would hold {size:,} values, more than "
+                         f"the {MAX_TENSOR_ELEMENTS:,} seqcli allows per sample or weight")
 
 
 def _compatible(a: Shape, b: Shape) -> bool:

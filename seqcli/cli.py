@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -60,6 +62,11 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
     if not shape or any(d <= 0 for d in shape):
         raise UsageError(f"--input-shape expects positive integers such as 28,28,1. "
                          f"Received: {text!r}")
+    from seqcli.build import MAX_TENSOR_ELEMENTS
+
+    if math.prod(shape) > MAX_TENSOR_ELEMENTS:
+        raise UsageError(f"--input-shape {text} holds more than the {MAX_TENSOR_ELEMENTS:,} "
+                         "values per sample seqcli allows")
     return shape
 
 
@@ -133,9 +140,11 @@ def _check_weights(loaded, built, weights: str | None) -> None:
 
 
 ThreadsOpt = Annotated[int | None, typer.Option(
-    "--threads", min=1, help="Threads for kernels and BLAS (default: all cores).")]
+    "--threads", min=1, max=65536, help="Threads for kernels and BLAS (default: all cores).")]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per batch.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")]
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="Refuse an input holding NaN or Inf (exit 65) instead of warning.")]
 
 
 @app.command()
@@ -154,20 +163,24 @@ def predict(
         "--top-k", min=1, help="Print the K largest outputs of each sample as index:value.",
     )] = None,
     quiet: QuietOpt = False,
+    strict: StrictOpt = False,
     allow_outside: AllowOutsideOpt = False,
 ) -> None:
     """Run the model on a .npy array; write the outputs as .npy (or text with --argmax/--top-k)."""
-    from seqcli.io.arrays import open_input
+    from seqcli.io.arrays import NonFiniteCounter, open_input
 
     if argmax and top_k is not None:
         raise UsageError("--argmax and --top-k are alternatives; pass one")
     runner = _prepare_run(model, weights, threads, quiet, allow_outside)
-    with open_input(input) as data:
+    with open_input(input) as data, _numeric_warnings_off():
         runner.build(data.shape)
         runner.announce()
         rows, sample = data.shape[0], runner.output_shape
         progress = Progress("predict", rows, enabled=not quiet)
-        outputs = _progressing(runner.run(data.batches(batch_size)), progress)
+        inputs = NonFiniteCounter(data.source, strict=strict)
+        results = NonFiniteCounter("<outputs>")
+        outputs = results.check(_progressing(runner.run(inputs.check(data.batches(batch_size))),
+                                             progress))
         if argmax or top_k is not None:
             _write_ranking(outputs, output, sample, 1 if argmax else top_k, with_values=not argmax)
         else:
@@ -177,6 +190,7 @@ def predict(
                 for batch in outputs:
                     writer.write(batch)
         progress.done()
+    _warn_non_finite(inputs, results)
 
 
 @app.command()
@@ -186,7 +200,8 @@ def init(
         "-o", "--output", help="Weights file to write (.safetensors or .npz); default: the "
         "model's 'weights:' path.")] = None,
     seed: Annotated[int | None, typer.Option(
-        "--seed", help="Seed for the initialisers (default: the model's seed, else 0).")] = None,
+        "--seed", min=0,
+        help="Seed for the initialisers (default: the model's seed, else 0).")] = None,
     input_shape: InputShapeOpt = None,
     weights_from: Annotated[str | None, typer.Option(
         "--weights-from", help="Take every tensor this weights file has under the same key "
@@ -245,22 +260,24 @@ def extract(
     batch_size: BatchSizeOpt = 32,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
+    strict: StrictOpt = False,
     allow_outside: AllowOutsideOpt = False,
 ) -> None:
     """Write intermediate layers' outputs: one layer as .npy, several as .npz keyed by path."""
-    from seqcli.io.arrays import NpyWriter, NpzWriter, open_input
+    from seqcli.io.arrays import NonFiniteCounter, NpyWriter, NpzWriter, open_input
     from seqcli.runtime.extract import choose_layers, extract_batches
 
     runner = _prepare_run(model, weights, threads, quiet, allow_outside)
-    with open_input(input) as data:
+    with open_input(input) as data, _numeric_warnings_off():
         runner.build(data.shape)
         built = runner.model.built_model
         paths = choose_layers(built, layer or [], all_layers)
         runner.announce()
         rows = data.shape[0]
         progress = Progress("extract", rows, enabled=not quiet)
+        inputs = NonFiniteCounter(data.source, strict=strict)
         results = extract_batches(built, runner.model._weights.arrays, paths,
-                                  _progressing(data.batches(batch_size), progress))
+                                  _progressing(inputs.check(data.batches(batch_size)), progress))
         shapes = {path: built.find(path).output_shape for path in paths}
         if len(paths) == 1 and not all_layers:
             with NpyWriter(output, shapes[paths[0]], rows) as writer:
@@ -272,6 +289,7 @@ def extract(
                     for path, array in found.items():
                         writer.write(path, array)
         progress.done()
+    _warn_non_finite(inputs)
 
 
 @app.command()
@@ -370,6 +388,24 @@ def _prepare_run(model: str, weights, threads, quiet, allow_outside) -> Runner:
     return Runner(_load(model, allow_outside), weights, quiet)
 
 
+def _numeric_warnings_off():
+    """numpy's floating-point warnings off: NaN and Inf are counted and reported instead."""
+    import numpy as np
+
+    return np.errstate(all="ignore")
+
+
+def _warn_non_finite(inputs, outputs=None) -> None:
+    """One warning line for NaN/Inf in the input or, failing that, in the outputs."""
+    if inputs.summary():
+        print(f"seqcli: warning: {inputs.source}: the input holds {inputs.summary()} (Inf also "
+              "stands for values beyond float32's range); the run went on (--strict refuses "
+              "such inputs)", file=sys.stderr)
+    elif outputs is not None and outputs.summary():
+        print(f"seqcli: warning: the outputs hold {outputs.summary()}, from finite inputs",
+              file=sys.stderr)
+
+
 def _progressing(batches, progress):
     for batch in batches:
         progress.advance(len(batch))
@@ -463,9 +499,20 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_FAILURE
+    except SystemExit as exc:  # click's quiet exit after a closed pipe (EPIPE)
+        return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
     except KeyboardInterrupt:
         _print_error("interrupted")
         return 130
+    except Terminated as exc:
+        _print_error(f"terminated by {signal.Signals(exc.signum).name}")
+        return 128 + exc.signum
+    except MemoryError:
+        if debug:
+            raise
+        _print_error("out of memory: the model or the batch is too large for this machine "
+                     "(try a smaller --batch-size)")
+        return EXIT_FAILURE
     except Exception as exc:  # a bug or an unexpected environment problem: one line, code 1
         if debug:
             raise
@@ -495,15 +542,28 @@ def _silence_stdout() -> None:
         pass
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived; raised like Ctrl-C's KeyboardInterrupt, so that the command
+    unwinds and removes its temp files."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated(signum)
+
+
 def run() -> None:
     """Console-script entry point."""
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _terminate)
     sys.exit(main())
 
 
 # Commands defined in their own modules register themselves on `app` when imported.
-# (one import per module, below this line)
+# (one name per module in the import below)
 
-from seqcli import cli_onnx  # noqa: E402,F401
-from seqcli import cli_fit  # noqa: E402,F401
-from seqcli import cli_bench  # noqa: E402,F401
-from seqcli import cli_keras  # noqa: E402,F401
+from seqcli import cli_bench, cli_fit, cli_keras, cli_onnx  # noqa: E402,F401,I001

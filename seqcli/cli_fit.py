@@ -45,7 +45,7 @@ def fit(
     shuffle: Annotated[bool, typer.Option(
         "--shuffle/--no-shuffle", help="Shuffle the training rows every epoch.")] = True,
     seed: Annotated[int, typer.Option(
-        "--seed", help="Seeds shuffling and Dropout.")] = 0,
+        "--seed", min=0, help="Seeds shuffling and Dropout.")] = 0,
     validation_split: Annotated[float, typer.Option(
         "--validation-split", min=0.0, max=0.99,
         help="Hold out this last fraction of the rows for validation, as Keras does.")] = 0.0,
@@ -61,7 +61,7 @@ def fit(
     allow_outside: AllowOutsideOpt = False,
 ) -> None:
     """Train the trainable layers (Keras compile + fit); frozen layers stay bit-identical."""
-    from seqcli.cli import _load
+    from seqcli.cli import _load, _numeric_warnings_off
     from seqcli.runtime.compiled import set_threads
     from seqcli.runtime.model import Sequential
     from seqcli.training.fit import fit as run_fit
@@ -70,6 +70,7 @@ def fit(
 
     if validation_split and validation_data:
         raise UsageError("--validation-split and --validation-data are alternatives; pass one")
+    _check_weights_path(output)  # before training, not after
     try:
         chosen_loss = get_loss(loss, from_logits)
         chosen_optimizer = get_optimizer(optimizer, learning_rate, momentum, nesterov)
@@ -105,9 +106,11 @@ def fit(
         if checkpoint:
             _save(output, model_weights)
 
-    result = run_fit(built, model_weights, inputs, targets, loss=chosen_loss,
-                     optimizer=chosen_optimizer, epochs=epochs, batch_size=batch_size,
-                     shuffle=shuffle, seed=seed, validation=validation, on_epoch_end=report)
+    with _numeric_warnings_off():  # a NaN loss shows in the epoch lines, not as noise
+        result = run_fit(built, model_weights, inputs, targets, loss=chosen_loss,
+                         optimizer=chosen_optimizer, epochs=epochs, batch_size=batch_size,
+                         shuffle=shuffle, seed=seed, validation=validation,
+                         on_epoch_end=report)
     if not checkpoint:
         _save(output, model_weights)
     if history is not None:
@@ -154,13 +157,17 @@ def _check_targets(targets, inputs, output_shape, loss, source: str) -> None:
                              f"received {tuple(targets.shape)}")
 
 
+def _check_weights_path(path: str) -> None:
+    if not path.endswith((".npz", ".safetensors")):
+        raise UsageError(f"{path}: weights files end in .safetensors or .npz")
+
+
 def _save(path: str, weights) -> None:
     from seqcli.io.arrays import save_npz
     from seqcli.io.weights import write_safetensors
 
+    _check_weights_path(path)
     if path.endswith(".npz"):
         save_npz(path, weights)
-    elif path.endswith(".safetensors"):
-        write_safetensors(path, weights)
     else:
-        raise UsageError(f"{path}: weights files end in .safetensors or .npz")
+        write_safetensors(path, weights)

@@ -112,7 +112,8 @@ def _edit(text: str, doc: Document, data_path: tuple, trainable: bool):
         return body_end, close, f", trainable: {value}"
     # block mapping: a new line after the line holding the `type:` value, same indentation
     indent = " " * (doc.keys[data_path + ("type",)].column - 1)
+    newline = "\r\n" if "\r\n" in text else "\n"  # the file's own line ends
     line_end = text.find("\n", doc.spans[data_path + ("type",)].end)
     if line_end == -1:
-        return len(text), len(text), f"\n{indent}trainable: {value}\n"
-    return line_end + 1, line_end + 1, f"{indent}trainable: {value}\n"
+        return len(text), len(text), f"{newline}{indent}trainable: {value}{newline}"
+    return line_end + 1, line_end + 1, f"{indent}trainable: {value}{newline}"

@@ -145,6 +145,8 @@ def _load_text(text: str, source: str, base_dir: Path, context: _Context) -> Loa
                   "the input shape is given twice (top-level 'input_shape' and here); "
                   "keep one")
         input_shape, shape_path = spec.input_shape, ("input_shape",)
+    if input_shape is None and _nested_input_shape(layers) is not None:
+        input_shape, shape_path = _nested_input_shape(layers), layers[0]._data_path
     mark = doc.mark(shape_path) if shape_path else doc.mark(())
     return LoadedModel(name=spec.name, layers=layers, input_shape=input_shape, source=source,
                        base_dir=base_dir, weights_path=weights_path, seed=spec.seed,
@@ -185,11 +187,15 @@ def _resolve_layers(entries, path, doc: Document, source, base_dir, error, conte
     if not layers:
         error(doc.mark(path), "a model needs at least one layer (an Input is not a layer)")
     _assign_names(layers, path, doc, error)
-    if input_shape is None and layers and isinstance(layers[0], Sequential) and \
-            layers[0]._input_shape is not None:
-        # a nested model that declares its input shape, first in the stack, declares ours
-        input_shape, shape_path = layers[0]._input_shape, path + (0,)
     return layers, input_shape, shape_path
+
+
+def _nested_input_shape(layers: list[Layer]) -> tuple | None:
+    """The input shape a first-in-the-stack nested model declares: without one of its own,
+    a model takes it (as a Keras Sequential whose first layer is a built model)."""
+    if layers and isinstance(layers[0], Sequential):
+        return layers[0]._input_shape
+    return None
 
 
 def _resolve_nested(entry: Sequential, entry_path, doc, source, base_dir, error, context,
@@ -202,7 +208,7 @@ def _resolve_nested(entry: Sequential, entry_path, doc, source, base_dir, error,
         nested, shape, _ = _resolve_layers(entry.layers, entry_path + ("layers",), doc, source,
                                            base_dir, error, context, depth + 1)
         entry.layers = nested
-        entry._input_shape = shape
+        entry._input_shape = shape if shape is not None else _nested_input_shape(nested)
     else:
         _load_from(entry, entry_path, doc, base_dir, error, context, depth)
     if not entry.trainable:
@@ -258,10 +264,11 @@ def _assign_names(layers: list[Layer], path, doc: Document, error) -> None:
             count = counts.get(base, 0)
             counts[base] = count + 1
             layer.name = base if count == 0 else f"{base}_{count}"
-        elif not layer.name or "/" in layer.name:
+        elif not _valid_name(layer.name):
             origin = layer._origin
             error(Mark(origin[1], origin[2]),
-                  f"layer name {layer.name!r} must be non-empty and contain no '/'")
+                  f"layer name {layer.name!r} must be non-empty, not '.' or '..', and contain "
+                  "no '/', '\\' or control characters (it names weights and files)")
     for index, layer in enumerate(layers):
         if layer.name in seen:
             origin = layer._origin
@@ -270,6 +277,12 @@ def _assign_names(layers: list[Layer], path, doc: Document, error) -> None:
                   f"too); names must be unique within a model")
         else:
             seen[layer.name] = index
+
+
+def _valid_name(name: str) -> bool:
+    """A layer name usable in weight keys and `.npz` member names (`dense`, `head 1`)."""
+    return bool(name) and name not in (".", "..") and not any(
+        char in "/\\" or not char.isprintable() for char in name)
 
 
 def _resolve_path(relative: str, base_dir: Path, mark: Mark, error, context, what: str):

@@ -70,11 +70,30 @@ def _mark(yaml_mark) -> Mark:
     return Mark(yaml_mark.line + 1, yaml_mark.column + 1)
 
 
+MAX_DEPTH = 100
+"""How deeply lists and mappings may nest (a model nested 32 levels deep needs about 66)."""
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses anchors, aliases and explicit tags while composing."""
+    """SafeLoader that refuses anchors, aliases, explicit tags and very deep nesting while
+    composing (PyYAML composes recursively: deep nesting would exhaust Python's stack)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
 
     def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            return self._compose_checked(parent, index)
+        finally:
+            self._depth -= 1
+
+    def _compose_checked(self, parent, index):
         event = self.peek_event()
+        if self._depth > MAX_DEPTH:
+            raise YamlError(f"lists and mappings are nested more than {MAX_DEPTH} levels deep",
+                            _mark(event.start_mark))
         if isinstance(event, yaml.AliasEvent):
             raise YamlError(
                 f"YAML aliases are not allowed (*{event.anchor}); write the value out",
@@ -164,21 +183,32 @@ def _convert(node, path: Path, doc: Document):
     raise YamlError("unsupported YAML node", _mark(node.start_mark))  # pragma: no cover
 
 
+def _position(text: str, offset: int) -> tuple[int, int]:
+    """1-based (line, column) of character `offset` in `text`."""
+    before = text[:offset]
+    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
+
+
 def parse_yaml(text: str) -> Document:
     """Parse one YAML document into a `Document`; raises YamlError with a position."""
-    loader = _StrictLoader(text)
+    loader = None
     try:
-        try:
-            node = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            message = exc.problem or exc.context or "invalid YAML"
-            raise YamlError(f"invalid YAML: {message}",
-                            _mark(mark) if mark else Mark(1, 1)) from None
-        except yaml.YAMLError as exc:
-            raise YamlError(f"invalid YAML: {exc}", Mark(1, 1)) from None
+        loader = _StrictLoader(text)  # the reader refuses control characters right away
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        message = exc.problem or exc.context or "invalid YAML"
+        raise YamlError(f"invalid YAML: {message}",
+                        _mark(mark) if mark else Mark(1, 1)) from None
+    except yaml.reader.ReaderError as exc:  # not a MarkedYAMLError: it has a position only
+        line, column = _position(text, exc.position)
+        raise YamlError(f"invalid YAML: control character #x{exc.character:04x} is not "
+                        "allowed in YAML text", Mark(line, column)) from None
+    except yaml.YAMLError as exc:
+        raise YamlError(f"invalid YAML: {' '.join(str(exc).split())}", Mark(1, 1)) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     doc = Document(data=None)
     if node is None:
         doc.values[()] = Mark(1, 1)

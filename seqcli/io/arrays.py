@@ -15,8 +15,10 @@ import os
 import re
 import stat
 import sys
+import warnings
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -30,6 +32,7 @@ from seqcli.io.atomic import STDOUT, atomic_output
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
+STDOUT_NAME = "<stdout>"
 TERMINAL_REFUSAL = "refusing to read .npy data from a terminal; pipe a file or pass INPUT"
 MAX_HEADER_SIZE = 10_000  # numpy's own limit for untrusted headers
 _INPUT_KINDS = "fiub"  # floating, signed and unsigned integers, bools
@@ -80,12 +83,25 @@ def read_npy_header(stream: BinaryIO) -> NpyHeader:
     if len(text) < length:
         raise ValueError("truncated .npy header")
     try:
-        shape, fortran_order, dtype = read_header(io.BytesIO(length_bytes + text))
+        with header_warnings_quietly():
+            shape, fortran_order, dtype = read_header(io.BytesIO(length_bytes + text))
     except Exception as error:  # numpy raises ValueError, SyntaxError, tokenize errors, ...
         raise ValueError(f"invalid .npy header: {_one_line(error)}") from error
+    if any(type(size) is not int for size in shape):  # numpy lets `(True, 4)` through
+        raise ValueError(f"invalid .npy header: the shape {shape} is not made of integers")
     if any(size < 0 for size in shape):
         raise ValueError(f"invalid .npy header: negative size in shape {shape}")
     return NpyHeader(tuple(shape), bool(fortran_order), dtype, _PREFIX_SIZE + length_size + length)
+
+
+@contextmanager
+def header_warnings_quietly() -> Iterator[None]:
+    """numpy parses `.npy` headers with Python's parser, which warns on stderr about what a
+    header may hold (Python 2's `3L`, escapes such as `'\\e'`); the header is read, or
+    refused, all the same, and seqcli's stderr carries only its own messages."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def dtype_problem(dtype: np.dtype, *, kinds: str) -> str | None:
@@ -175,7 +191,8 @@ class InputArray:
 
     def _batches_from_array(self, array: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
         for start in range(0, self.rows, batch_size):
-            batch = np.array(array[start : start + batch_size], dtype=np.float32, order="C")
+            with np.errstate(over="ignore"):  # beyond float32's range: Inf, counted later
+                batch = np.array(array[start : start + batch_size], dtype=np.float32, order="C")
             _release_pages(array, (start + batch_size) * (array.nbytes // max(self.rows, 1)))
             yield batch
 
@@ -197,7 +214,9 @@ class InputArray:
                 count = min(batch_size, self.rows - start)
                 data = self._read(count * row_size, offset=start * row_size)
                 batch = np.frombuffer(data, self.dtype).reshape((count, *sample_shape))
-                yield batch.astype(np.float32, order="C")
+                with np.errstate(over="ignore"):
+                    batch = batch.astype(np.float32, order="C")
+                yield batch
         if self._stream.read(1):
             raise InputDataError(
                 f"{self.source}: there is data after the {self.rows} rows its header declares; "
@@ -214,6 +233,47 @@ class InputArray:
                 f"{offset + len(data)} bytes"
             )
         return data
+
+
+class NonFiniteCounter:
+    """Counts NaN and ±Inf values in float32 batches as they stream past: each batch is
+    looked at once, while it is in memory (no second pass over the data). With `strict`,
+    the first batch holding one is refused."""
+
+    def __init__(self, source: str, *, strict: bool = False):
+        self.source = source
+        """The path or `<stdin>`, for messages."""
+        self.strict = strict
+        self.nan = 0
+        self.inf = 0
+        self.bad_rows = 0
+        """Rows holding at least one NaN or Inf."""
+        self.rows = 0
+        """Rows seen so far."""
+
+    def check(self, batches: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """Yield `batches` unchanged, counting (or, if strict, refusing) NaN and Inf."""
+        for batch in batches:
+            finite = np.isfinite(batch)
+            if not finite.all():
+                bad = ~finite.reshape(len(batch), -1).all(axis=1)
+                nan = int(np.count_nonzero(np.isnan(batch)))
+                inf = batch.size - int(np.count_nonzero(finite)) - nan
+                if self.strict:
+                    raise InputDataError(
+                        f"{self.source}: row {self.rows + int(np.argmax(bad))} holds NaN or Inf "
+                        f"values; --strict refuses them"
+                    )
+                self.nan, self.inf = self.nan + nan, self.inf + inf
+                self.bad_rows += int(np.count_nonzero(bad))
+            self.rows += len(batch)
+            yield batch
+
+    def summary(self) -> str | None:
+        """`3 NaN and 1 Inf values in 2 rows`, or None when every value was finite."""
+        if not self.bad_rows:
+            return None
+        return f"{self.nan} NaN and {self.inf} Inf values in {self.bad_rows} of {self.rows} rows"
 
 
 def _release_pages(array: np.ndarray, consumed: int) -> None:
@@ -271,7 +331,8 @@ def open_input(path: str) -> InputArray:
             "its header declares; check that it is a single .npy array"
         )
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        with header_warnings_quietly():
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as error:
         raise InputDataError(f"{path}: cannot map the array: {_one_line(error)}") from error
     if array.shape != header.shape or array.dtype != header.dtype:  # changed under our feet
@@ -390,9 +451,11 @@ def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
 class NpzWriter:
     """Writes several float32 arrays of `rows` rows into one `.npz`, batch by batch.
 
-    Each member streams into its own temporary `.npy` beside the target (so memory stays
-    bounded by the batch), and on success they are stored, uncompressed, in one archive
-    written atomically (`-`: stdout). Members are named by key, e.g. `head/dense`.
+    The output is opened (atomically, `-`: stdout) on entry, so a target that cannot be
+    written is refused before any work. Each member streams into its own temporary `.npy`
+    (beside a regular target, else in the system's temp folder), so memory stays bounded by
+    the batch; on success they are stored, uncompressed, in the archive. Members are named
+    by key, e.g. `head/dense`.
     """
 
     def __init__(self, path: str, members: dict[str, tuple[int, ...]], rows: int):
@@ -402,53 +465,86 @@ class NpzWriter:
         self.path, self.members, self.rows = path, dict(members), rows
         self._folder: str | None = None
         self._writers: dict[str, NpyWriter] = {}
+        self._output = None
+        self._file = None
 
     def __enter__(self) -> NpzWriter:
         import tempfile
 
-        if self.path == STDOUT and sys.stdout is not None and sys.stdout.isatty():
-            raise UsageError(atomic.TERMINAL_REFUSAL)
-        parent = None if self.path == STDOUT else (Path(self.path).parent or Path("."))
-        if parent is not None and not parent.is_dir():
-            raise OutputError(f"{self.path}: cannot create the file: its folder does not exist")
+        self._output = atomic_output(self.path, binary=True)
+        self._file = self._output.__enter__()
         try:
-            self._folder = tempfile.mkdtemp(prefix=".seqcli-", dir=parent)
-        except OSError as error:
-            raise OutputError(f"{self.path}: cannot create the file: "
-                              f"{error.strerror or error}") from error
-        try:
+            try:
+                self._folder = tempfile.mkdtemp(prefix=".seqcli-", dir=self._scratch_parent())
+            except OSError as error:
+                raise atomic.output_error(self.path, error) from error
             for index, (key, shape) in enumerate(self.members.items()):
                 writer = NpyWriter(os.path.join(self._folder, f"{index}.npy"), shape, self.rows)
-                self._writers[key] = writer.__enter__()
-        except BaseException:
-            self._cleanup()
+                with self._staging_errors():
+                    self._writers[key] = writer.__enter__()
+        except BaseException as error:
+            self._abandon(error)
             raise
         return self
 
+    def _scratch_parent(self) -> str | None:
+        """Beside a regular target (the same file system); None (the system's temp folder)
+        for stdout, a device or a FIFO."""
+        if self.path == STDOUT:
+            return None
+        try:
+            regular = stat.S_ISREG(os.stat(self.path).st_mode)
+        except OSError:
+            regular = True  # a new file
+        return str(Path(self.path).parent) if regular else None
+
+    @contextmanager
+    def _staging_errors(self) -> Iterator[None]:
+        """A member's staging file that cannot be written: the message names the output."""
+        try:
+            yield
+        except OutputError as error:
+            if not isinstance(error.__cause__, OSError):
+                raise
+            shown = STDOUT_NAME if self.path == STDOUT else self.path
+            staged = f" (staging its arrays in {Path(self._folder).parent})"
+            raise OutputError(f"{atomic.output_error(shown, error.__cause__)}{staged}") from error
+
     def write(self, key: str, batch: np.ndarray) -> None:
         """Append the rows of `batch` to member `key`."""
-        self._writers[key].write(batch)
+        with self._staging_errors():
+            self._writers[key].write(batch)
 
     def __exit__(self, exc_type, exc, traceback) -> bool:
         import shutil
 
         try:
-            for writer in self._writers.values():
-                writer.__exit__(exc_type, exc, traceback)
+            with self._staging_errors():
+                for writer in self._writers.values():
+                    writer.__exit__(exc_type, exc, traceback)
             if exc is None:
-                with atomic_output(self.path, binary=True) as file:
-                    with zipfile.ZipFile(file, mode="w", compression=zipfile.ZIP_STORED) as zf:
-                        for index, key in enumerate(self.members):
-                            member = zipfile.ZipInfo(key + ".npy",
-                                                     date_time=(1980, 1, 1, 0, 0, 0))
-                            member.external_attr = 0o644 << 16
-                            source = os.path.join(self._folder, f"{index}.npy")
-                            with open(source, "rb") as data, zf.open(
-                                    member, mode="w", force_zip64=True) as stream:
-                                shutil.copyfileobj(data, stream, 1 << 20)
-        finally:
-            self._cleanup()
+                with zipfile.ZipFile(self._file, mode="w", compression=zipfile.ZIP_STORED) as zf:
+                    for index, key in enumerate(self.members):
+                        member = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+                        member.external_attr = 0o644 << 16
+                        source = os.path.join(self._folder, f"{index}.npy")
+                        with open(source, "rb") as data, zf.open(
+                                member, mode="w", force_zip64=True) as stream:
+                            shutil.copyfileobj(data, stream, 1 << 20)
+        except BaseException as error:
+            self._abandon(error)
+            raise
+        self._cleanup()
+        if exc is None:
+            self._output.__exit__(None, None, None)
+        else:
+            self._output.__exit__(exc_type, exc, traceback)
         return False
+
+    def _abandon(self, error: BaseException) -> None:
+        """Remove the members and let `atomic_output` discard the output because of `error`."""
+        self._cleanup()
+        self._output.__exit__(type(error), error, error.__traceback__)
 
     def _cleanup(self) -> None:
         import shutil

@@ -8,6 +8,7 @@ An interrupted or failed write leaves an existing target byte-identical (CONTRAC
 from __future__ import annotations
 
 import errno
+import io
 import os
 import secrets
 import stat
@@ -76,6 +77,19 @@ class GuardedFile:
         except BrokenPipeError:
             raise
         except OSError as error:
+            raise output_error(self._name, error) from error
+
+    def seek(self, *args) -> int:
+        """Seek; a buffered file writes its buffer out first, so errors are as in `write`,
+        except the one saying the file cannot seek (a pipe), which callers such as
+        `zipfile` test for."""
+        try:
+            return self._file.seek(*args)
+        except (BrokenPipeError, io.UnsupportedOperation):
+            raise
+        except OSError as error:
+            if error.errno in (errno.ESPIPE, errno.EINVAL):
+                raise
             raise output_error(self._name, error) from error
 
     def __getattr__(self, name: str):

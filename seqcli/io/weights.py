@@ -25,7 +25,12 @@ import safetensors.numpy
 from numpy.lib import format as npy_format
 
 from seqcli.errors import MissingFileError, WeightsError
-from seqcli.io.arrays import MAX_HEADER_SIZE, dtype_problem, read_npy_header
+from seqcli.io.arrays import (
+    MAX_HEADER_SIZE,
+    dtype_problem,
+    header_warnings_quietly,
+    read_npy_header,
+)
 from seqcli.io.atomic import atomic_output
 
 SUFFIXES = (".safetensors", ".npz")
@@ -145,6 +150,8 @@ def _check_safetensors_entry(path: Path, key: str, entry, data_size: int) -> tup
         raise _invalid_safetensors(
             path, f"{key} has data_offsets {offsets} outside the {data_size} bytes of data"
         )
+    if not isinstance(dtype, str):
+        raise _invalid_safetensors(path, f"{key} has an invalid dtype {dtype!r}")
     if dtype not in _FLOAT_DTYPES:
         raise WeightsError(f"{path}: {key} has dtype {dtype}, {_EXPECTED_FLOAT}")
     declared = math.prod(shape) * _FLOAT_DTYPES[dtype]
@@ -178,7 +185,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             members = _check_npz_members(path, archive)
             tensors = {}
             for key, member in members.items():
-                with archive.open(member) as stream:
+                with archive.open(member) as stream, header_warnings_quietly():
                     array = npy_format.read_array(
                         stream, allow_pickle=False, max_header_size=MAX_HEADER_SIZE
                     )

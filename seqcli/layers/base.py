@@ -74,6 +74,11 @@ def _check_data_format(value):
     return "channels_last"
 
 
+MAX_SIZE = 2**31 - 1
+"""The largest size, stride, count or dimension a model file may give (TensorFlow's int32
+limit): larger values are typos or hostile, and would overflow the kernels' integers."""
+
+
 def int_tuple(value, rank: int, name: str, minimum: int = 1) -> tuple[int, ...]:
     """An int or a list of `rank` ints, each at least `minimum`, as a tuple (Keras's
     `standardize_tuple`)."""
@@ -87,12 +92,17 @@ def int_tuple(value, rank: int, name: str, minimum: int = 1) -> tuple[int, ...]:
     if any(v < minimum for v in values):
         bound = "positive" if minimum == 1 else f"at least {minimum}"
         raise ValueError(f"every value must be {bound}. Received: {name}={value!r}")
+    if any(v > MAX_SIZE for v in values):
+        raise ValueError(f"every value must be at most {MAX_SIZE}. Received: {name}={value!r}")
     return tuple(values)
 
 
 def _positive(value, info: ValidationInfo):
     if value <= 0:
         raise ValueError(f"expected a strictly positive value. Received: {info.field_name}={value}")
+    if value > MAX_SIZE:
+        raise ValueError(f"expected a value of at most {MAX_SIZE}. "
+                         f"Received: {info.field_name}={value}")
     return value
 
 
@@ -122,6 +132,8 @@ def _check_shape(value):
         raise ValueError(f"expected a list of positive ints (or null). Received: {value!r}")
     if any(v is not None and v <= 0 for v in value):
         raise ValueError(f"every dimension must be positive. Received: {value!r}")
+    if any(v is not None and v > MAX_SIZE for v in value):
+        raise ValueError(f"every dimension must be at most {MAX_SIZE}. Received: {value!r}")
     return tuple(value)
 
 

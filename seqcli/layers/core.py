@@ -9,6 +9,7 @@ from pydantic import field_validator
 
 from seqcli.activations import activation_code
 from seqcli.layers.base import (
+    MAX_SIZE,
     Activation,
     Count,
     DataFormat,
@@ -114,6 +115,20 @@ class Dropout(Layer):
             raise ValueError(f"expected a float between 0 and 1. Received: rate={value}")
         return value
 
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if self.noise_shape is not None:
+            full = (None, *input_shape)  # Keras's noise_shape has the batch axis first
+            fits = len(self.noise_shape) == len(full) and all(
+                noise is None or noise == 1 or (size is not None and noise == size)
+                for noise, size in zip(self.noise_shape, full))
+            if not fits:
+                raise ShapeError(
+                    "noise_shape needs one entry per axis of the input, batch axis first, each "
+                    "null, 1 or the size of that axis (null or 1 for the batch axis). Received: "
+                    f"noise_shape={self.noise_shape} for inputs of shape "
+                    f"{format_shape(input_shape)}")
+        return input_shape
+
     def forward(self, weights, x):
         return x
 
@@ -159,8 +174,9 @@ class Reshape(Layer):
     def _target(cls, value):
         if value.count(-1) > 1:
             raise ValueError(f"at most one -1 is allowed. Received: target_shape={value}")
-        if any(v == 0 or v < -1 for v in value):
-            raise ValueError(f"dimensions must be positive or -1. Received: target_shape={value}")
+        if any(v == 0 or v < -1 or v > MAX_SIZE for v in value):
+            raise ValueError(f"dimensions must be positive (at most {MAX_SIZE}) or -1. "
+                             f"Received: target_shape={value}")
         return value
 
     def output_shape(self, input_shape: Shape) -> Shape:

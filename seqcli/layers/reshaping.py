@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, field_validator
 
-from seqcli.layers.base import DataFormat, IntTuple, Layer, require_rank
+from seqcli.layers.base import MAX_SIZE, DataFormat, IntTuple, Layer, require_rank
 from seqcli.shapes import Shape
 
 
@@ -26,8 +26,8 @@ def _check_zero_padding(value):
     else:
         raise ValueError("expected an int, [height, width] or [[top, bottom], [left, right]]. "
                          f"Received: padding={value!r}")
-    if any(p < 0 for pair in pads for p in pair):
-        raise ValueError(f"padding must be non-negative. Received: padding={value!r}")
+    if any(p < 0 or p > MAX_SIZE for pair in pads for p in pair):
+        raise ValueError(f"padding must be between 0 and {MAX_SIZE}. Received: padding={value!r}")
     return pads
 
 

@@ -140,8 +140,8 @@ class ModelFile(BaseModel):
     """Per-sample input shape; without it the model is built from its first input."""
     weights: str | None = None
     """A `.safetensors` or `.npz` file, relative to this file."""
-    seed: int | None = None
-    """Seeds weight initialisation when there is no weights file."""
+    seed: Annotated[int, Field(ge=0)] | None = None
+    """Seeds weight initialisation when there is no weights file (a non-negative int)."""
     layers: list[LayerEntry]
     """The layers, in order; an `Input` may come first."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,8 +59,8 @@ def load_model_weights(loaded: LoadedModel, built: BuiltModel, override: str | N
     """Every weight of `built`: the model's weights file (or `override`) must hold all that
     nested `from:` files do not; without any file, missing weights are initialised."""
     expected = built.weight_shapes
-    arrays = _nested_weights(built)
     main_file = Path(override) if override is not None else loaded.weights_path
+    arrays = _nested_weights(built)
     seed = seed if seed is not None else (loaded.seed if loaded.seed is not None
                                           else DEFAULT_SEED)
     if main_file is not None:
@@ -70,9 +71,49 @@ def load_model_weights(loaded: LoadedModel, built: BuiltModel, override: str | N
     if arrays:
         check_weights({k: s for k, s in expected.items() if k not in missing}, arrays,
                       "nested model weights")
+    check_memory(loaded, expected, [shape for shape, _ in missing.values()])
     arrays.update(initial_weights(missing, seed))
     return ModelWeights(arrays={k: arrays[k] for k in expected}, initialised=list(missing),
                         seed=seed)
+
+
+def check_memory(loaded: LoadedModel, shapes: dict[str, tuple[int, ...]],
+                 initialised: list[tuple[int, ...]]) -> None:
+    """Refuse, before initialising, weights that cannot fit in the memory this machine has
+    left: every weight as float32, plus the float64 draw of the largest initialised one.
+    (Weights read from files need no such check: files are checked against their size.)"""
+    from seqcli.errors import SeqcliError
+    from seqcli.summary import readable_size
+
+    needed = 4 * sum(math.prod(shape) for shape in shapes.values())
+    needed += 8 * max((math.prod(shape) for shape in initialised), default=0)
+    available = available_memory()
+    if available is not None and needed > available:
+        raise SeqcliError(
+            f"{loaded.source}: the model's weights need {readable_size(needed)} of memory, more "
+            f"than the {readable_size(available)} this machine has available; check the layer "
+            "sizes in the model file"
+        )
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: Linux's MemAvailable plus free swap, within a
+    cgroup (v2) memory limit; None where that is unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as file:
+            info = {name: int(value.split()[0]) * 1024
+                    for name, value in (line.split(":", 1) for line in file if ":" in line)}
+        available = info["MemAvailable"] + info.get("SwapFree", 0)
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text(encoding="ascii").strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text(encoding="ascii").strip()
+        if limit != "max":
+            available = min(available, int(limit) - int(used))
+    except (OSError, ValueError):
+        pass
+    return available
 
 
 def take_matching(arrays: dict[str, np.ndarray], source: str) -> tuple[list[str], list[str]]:
