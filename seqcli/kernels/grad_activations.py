@@ -15,27 +15,29 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from seqcli.activations import ACTIVATION_CODES
-from seqcli.kernels.activations import _as_f32, _check_code, activation_forward
-
-_LINEAR = ACTIVATION_CODES["linear"]
-_RELU = ACTIVATION_CODES["relu"]
-_RELU6 = ACTIVATION_CODES["relu6"]
-_SIGMOID = ACTIVATION_CODES["sigmoid"]
-_HARD_SIGMOID = ACTIVATION_CODES["hard_sigmoid"]
-_TANH = ACTIVATION_CODES["tanh"]
-_SOFTMAX = ACTIVATION_CODES["softmax"]
-_LOG_SOFTMAX = ACTIVATION_CODES["log_softmax"]
-_ELU = ACTIVATION_CODES["elu"]
-_SELU = ACTIVATION_CODES["selu"]
-_GELU = ACTIVATION_CODES["gelu"]
-_SILU = ACTIVATION_CODES["silu"]
-_HARD_SILU = ACTIVATION_CODES["hard_silu"]
-_SOFTPLUS = ACTIVATION_CODES["softplus"]
-_SOFTSIGN = ACTIVATION_CODES["softsign"]
-_LEAKY_RELU = ACTIVATION_CODES["leaky_relu"]
-_EXPONENTIAL = ACTIVATION_CODES["exponential"]
-_MISH = ACTIVATION_CODES["mish"]
+from seqcli.kernels.activations import (  # the integer codes, shared with the forward kernels
+    _ELU,
+    _EXPONENTIAL,
+    _GELU,
+    _HARD_SIGMOID,
+    _HARD_SILU,
+    _LEAKY_RELU,
+    _LINEAR,
+    _LOG_SOFTMAX,
+    _MISH,
+    _RELU,
+    _RELU6,
+    _SELU,
+    _SIGMOID,
+    _SILU,
+    _SOFTMAX,
+    _SOFTPLUS,
+    _SOFTSIGN,
+    _TANH,
+    _as_f32,
+    _check_code,
+    activation_forward,
+)
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
