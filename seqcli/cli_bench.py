@@ -38,6 +38,9 @@ def bench(
     then images/s, latency percentiles per batch, GFLOP/s and its share of this machine's
     float32 GEMM rate measured on the same threads; per layer with --per-layer."""
     from seqcli.benchmark import format_result, run_benchmark
+    from seqcli.runtime.compiled import keep_freed_memory
+
+    keep_freed_memory()  # as predict does
 
     result = run_benchmark(model, batch_size=batch_size, threads=threads,
                            input_shape=parse_shape(input_shape), weights=weights,

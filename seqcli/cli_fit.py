@@ -62,7 +62,7 @@ def fit(
 ) -> None:
     """Train the trainable layers (Keras compile + fit); frozen layers stay bit-identical."""
     from seqcli.cli import _load, _numeric_warnings_off
-    from seqcli.runtime.compiled import set_threads
+    from seqcli.runtime.compiled import keep_freed_memory, set_threads
     from seqcli.runtime.model import Sequential
     from seqcli.training.fit import fit as run_fit
     from seqcli.training.losses import get_loss
@@ -77,6 +77,7 @@ def fit(
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     set_threads(threads)
+    keep_freed_memory()
     loaded = _load(model, allow_outside)
     inputs, targets = _arrays(x, y)
     network = Sequential.from_loaded(loaded, weights)

@@ -83,14 +83,47 @@ _NUMBA_READY: list = []  # [True] once prepared
 
 
 def _numba_ready() -> None:
-    """Call before the first numba kernel runs. Numba's first call loads its array-math
-    registry, which imports scipy.linalg (0.1-0.3 s) only to set a flag choosing BLAS for
-    np.correlate/np.convolve inside jitted code; seqcli never uses them, so where scipy is
-    installed that registry is loaded here with the probe answered "no" (np.dot and the rest
-    of numba's linear algebra still import scipy when they are compiled)."""
+    """Call before the first numba kernel runs. Two start-up costs that seqcli's kernels do not
+    need are avoided:
+
+    - Loading a kernel from numba's cache first "refreshes" numba's compiler: it imports and
+      registers every implementation numba has (0.1-0.2 s), none of which a compiled kernel
+      uses; it needs only numba's runtime (NRT) linked in. seqcli's kernels are loaded with just
+      that; compiling one (a cache miss) still refreshes everything first, as numba does.
+    - That refresh loads numba's array-math registry, which imports scipy.linalg (0.1-0.3 s)
+      only to choose BLAS for np.correlate/np.convolve inside jitted code; seqcli never uses
+      them, so where scipy is installed that registry is loaded with the probe answered "no"
+      before a compile (np.dot and the rest of numba's linear algebra still import scipy when
+      they are compiled)."""
     if _NUMBA_READY:
         return
     _NUMBA_READY.append(True)
+    try:
+        from numba.core.caching import Cache
+        from numba.core.runtime import rtsys
+
+        full_load = Cache.load_overload
+        Cache._guard_against_spurious_io_errors  # noqa: B018 - both used below
+        Cache._load_overload  # noqa: B018
+    except (ImportError, AttributeError):  # another numba: its own loading, unchanged
+        return
+
+    def load_overload(cache, sig, target_context):
+        if not getattr(cache._py_func, "__module__", "").startswith("seqcli."):
+            return full_load(cache, sig, target_context)
+        rtsys.initialize(target_context)
+        with cache._guard_against_spurious_io_errors():
+            found = cache._load_overload(sig, target_context)
+            if found is not None:
+                return found
+        _array_math_without_scipy()  # numba compiles it next
+        return None
+
+    Cache.load_overload = load_overload
+
+
+def _array_math_without_scipy() -> None:
+    """Load numba's array-math registry with scipy.linalg hidden (see `_numba_ready`)."""
     probe = "scipy.linalg.cython_blas"
     if "numba.np.arraymath" in sys.modules or probe in sys.modules:
         return
