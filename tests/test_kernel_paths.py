@@ -34,3 +34,31 @@ def test_convolution_and_dense_paths(env, tmp_path):
          str(HERE / "test_kernels.py"), "-k", "conv or dense"],
         env=full, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+
+def test_cached_kernels_load_without_numba_compiler_refresh(tmp_path):
+    """With a warm cache, running a model loads its kernels with only numba's runtime linked in:
+    numba's linear-algebra and array-math implementations (imported by its compiler refresh,
+    0.1-0.2 s) stay unloaded, and the outputs equal those of kernels compiled afresh."""
+    script = (
+        "import sys, numpy as np\n"
+        "from seqcli.runtime.model import load\n"
+        "model = load(sys.argv[1]); model.build()\n"
+        "x = np.linspace(-1, 1, 2 * 28 * 28, dtype=np.float32).reshape(2, 28, 28, 1)\n"
+        "print(repr(model(x).tolist()), 'numba.np.linalg' in sys.modules,"
+        " 'numba.np.arraymath' in sys.modules)\n")
+    model = str(HERE.parent / "bench" / "models" / "small_convnet.yaml")
+
+    def run(cache_dir):
+        done = subprocess.run([sys.executable, "-c", script, model], capture_output=True,
+                              text=True, timeout=600,
+                              env=dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir)))
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.rsplit(" ", 2)
+
+    compiled = run(tmp_path)  # compiles every kernel: numba's full compiler
+    assert compiled[1:] == ["True", "True\n"]
+    loaded = run(tmp_path)  # the same kernels from the cache
+    assert loaded[1:] == ["False", "False\n"]
+    assert loaded[0] == compiled[0]
