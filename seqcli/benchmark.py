@@ -173,22 +173,19 @@ def run_benchmark(model_path: str, *, batch_size: int = 32, threads: int | None 
                   allow_outside: bool = False) -> BenchResult:
     """Run the model on random input batches: first batch (kernel load or compile) apart, then
     the steady state for `seconds`; optionally each layer alone; and a GEMM for scale."""
-    import numba
     from threadpoolctl import threadpool_limits
 
     from seqcli.kernels.activations import _set_threads, _threads
 
-    before = numba.get_num_threads(), _threads()
+    before = _threads()
     limits = threadpool_limits(threads) if threads else None  # BLAS, until restored below
     try:
         if threads:
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
             _set_threads(threads)
         return _run(model_path, batch_size, _threads(), input_shape, weights, per_layer,
                     seconds, seed, allow_outside)
     finally:
-        numba.set_num_threads(before[0])
-        _set_threads(before[1])
+        _set_threads(before)
         if limits is not None:
             limits.restore_original_limits()
 

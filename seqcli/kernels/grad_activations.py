@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from seqcli.kernels.activations import (  # the integer codes, shared with the forward kernels
     _ELU,
@@ -36,6 +36,8 @@ from seqcli.kernels.activations import (  # the integer codes, shared with the f
     _TANH,
     _as_f32,
     _check_code,
+    _next_item,
+    _parallel,
     activation_forward,
 )
 
@@ -110,11 +112,12 @@ def _act_grad(x, y, code):
     return 1.0
 
 
-@njit(cache=True, parallel=True)
-def _activation_backward(x, y, dy, dx, code):
+@njit(cache=True, nogil=True)
+def _activation_backward(counter, x, y, dy, dx, code):
     # (M, K) -> (M, K); x or y may be (0, 0) when the code does not read it
     m, k = dy.shape
-    for i in prange(m):
+    i = _next_item(counter)
+    while i < m:
         if code == _SOFTMAX:
             # dx_j = y_j (dy_j - sum_k dy_k y_k)
             dot = 0.0
@@ -135,6 +138,7 @@ def _activation_backward(x, y, dy, dx, code):
         else:
             for j in range(k):
                 dx[i, j] = dy[i, j] * _act_grad(x[i, j], 0.0, code)
+        i = _next_item(counter)
 
 
 # ----------------------------------------------------------------------------- public wrappers
@@ -168,5 +172,6 @@ def activation_backward(x, y, dy, code: int) -> np.ndarray:
     if dy.size == 0:
         return dx
     xs, ys = (_EMPTY, _rows(source)) if name == "y" else (_rows(source), _EMPTY)
-    _activation_backward(xs, ys, _rows(dy), _rows(dx), code)
+    rows = _rows(dy)
+    _parallel(_activation_backward, rows.shape[0], 20.0 * rows.size, xs, ys, rows, _rows(dx), code)
     return dx

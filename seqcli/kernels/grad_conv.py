@@ -7,11 +7,10 @@ H=1); db = sum of dy_pre over (N, OH, OW); dx is None when `input_grad` is false
 
 from __future__ import annotations
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from seqcli.kernels.activations import _as_f32
+from seqcli.kernels.activations import _as_f32, _next_item, _parallel, _threads
 from seqcli.kernels.conv import _int_pair, _out_size, _padding
 
 # Upper bound on the im2col buffer of one chunk of output rows (bytes).
@@ -73,14 +72,15 @@ def _scatter_cols(dcols, dx, r0, rows, k_h, k_w, sh, sw, dh, dw, pt, pl, out_h, 
                         dx[n, ih, iw, g * cg + c] += dcols[g, i, base + c]
 
 
-@njit(cache=True, parallel=True)
-def _depthwise_input_grad(dy, kernel, dx, sh, sw, dh, dw, pt, pl):
+@njit(cache=True, nogil=True)
+def _depthwise_input_grad(counter, dy, kernel, dx, sh, sw, dh, dw, pt, pl):
     # (N, OH, OW, C*DM) -> (N, H, W, C): dx[n,ih,iw,c] = sum_{i,j,m} dy[n,oh,ow,c*DM+m] k[i,j,c,m]
     # over the (oh, ow) with oh*sh - pt + i*dh = ih and ow*sw - pl + j*dw = iw (a gather)
     nb, h, w, c_n = dx.shape
     k_h, k_w, _, dm = kernel.shape
     out_h, out_w = dy.shape[1], dy.shape[2]
-    for r in prange(nb * h):
+    r = _next_item(counter)
+    while r < nb * h:
         n = r // h
         ih = r % h
         acc = np.empty(c_n, dtype=np.float64)
@@ -102,17 +102,19 @@ def _depthwise_input_grad(dy, kernel, dx, sh, sw, dh, dw, pt, pl):
                             acc[c] += np.float64(dy[n, oh, ow, c * dm + m]) * kernel[ki, kj, c, m]
             for c in range(c_n):
                 dx[n, ih, iw, c] = acc[c]
+        r = _next_item(counter)
 
 
-@njit(cache=True, parallel=True)
-def _depthwise_kernel_grad(x, dy, partial, sh, sw, dh, dw, pt, pl):
+@njit(cache=True, nogil=True)
+def _depthwise_kernel_grad(counter, x, dy, partial, sh, sw, dh, dw, pt, pl):
     # partial (T, KH, KW, C, DM), float64: block t sums x[n,ih,iw,c] dy[n,oh,ow,c*DM+m] over its
     # share of the (n, oh) rows; each block writes only its own slice
     nb, h, w, c_n = x.shape
     n_blocks, k_h, k_w, _, dm = partial.shape
     out_h, out_w = dy.shape[1], dy.shape[2]
     total = nb * out_h
-    for t in prange(n_blocks):
+    t = _next_item(counter)
+    while t < n_blocks:
         part = partial[t]
         part[...] = 0.0
         for r in range(t * total // n_blocks, (t + 1) * total // n_blocks):
@@ -131,6 +133,7 @@ def _depthwise_kernel_grad(x, dy, partial, sh, sw, dh, dw, pt, pl):
                             v = np.float64(x[n, ih, iw, c])
                             for m in range(dm):
                                 part[ki, kj, c, m] += v * dy[n, oh, ow, c * dm + m]
+        t = _next_item(counter)
 
 
 # ----------------------------------------------------------------------------- public wrappers
@@ -219,12 +222,14 @@ def depthwise_conv2d_backward(
         x, kernel, strides, dilation, padding, dy_pre, c_n * dm, "depthwise conv"
     )
     dbias = _bias_grad(dy.reshape(-1, c_n * dm))
-    n_blocks = max(1, min(numba.get_num_threads(), x.shape[0] * out_h))
+    n_blocks = max(1, min(_threads(), x.shape[0] * out_h))
     partial = np.empty((n_blocks, k_h, k_w, c_n, dm), dtype=np.float64)
-    _depthwise_kernel_grad(x, dy, partial, sh, sw, dh, dw, pt, pl)
+    _parallel(_depthwise_kernel_grad, n_blocks, 2.0 * dy.size * k_h * k_w, x, dy, partial, sh, sw,
+              dh, dw, pt, pl)
     dkernel = partial.sum(axis=0).astype(np.float32)  # (KH, KW, C, DM)
     dx = None
     if input_grad:
         dx = np.empty_like(x)  # (N, H, W, C)
-        _depthwise_input_grad(dy, kernel, dx, sh, sw, dh, dw, pt, pl)
+        _parallel(_depthwise_input_grad, dx.shape[0] * dx.shape[1], 2.0 * dx.size * k_h * k_w * dm,
+                  dy, kernel, dx, sh, sw, dh, dw, pt, pl)
     return dx, dkernel, dbias

@@ -20,22 +20,22 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from seqcli.kernels.activations import _as_f32
+from seqcli.kernels.activations import _as_f32, _next_item, _parallel, _threads
 
 # ----------------------------------------------------------------------------- jitted kernels
 
 
-@njit(cache=True, parallel=True)
-def _channel_sums(x, mean, partial):
+@njit(cache=True, nogil=True)
+def _channel_sums(counter, x, mean, partial):
     # (A, C, B) -> partial (T, 2, C): per block, sum x and sum (x - mean)^2 (mean may be empty)
     a_n, c_n, b_n = x.shape
     n_blocks = partial.shape[0]
     centred = mean.shape[0] > 0
-    for t in prange(n_blocks):
+    t = _next_item(counter)
+    while t < n_blocks:
         for c in range(c_n):
             partial[t, 0, c] = 0.0
             partial[t, 1, c] = 0.0
@@ -46,26 +46,30 @@ def _channel_sums(x, mean, partial):
                     v = np.float64(x[a, c, b])
                     partial[t, 0, c] += v
                     partial[t, 1, c] += (v - mu) * (v - mu)
+        t = _next_item(counter)
 
 
-@njit(cache=True, parallel=True)
-def _normalize(x, mean, inv, gamma, beta, out):
+@njit(cache=True, nogil=True)
+def _normalize(counter, x, mean, inv, gamma, beta, out):
     # (A, C, B) -> (A, C, B): (x - mean[c]) * inv[c] * gamma[c] + beta[c]
     a_n, c_n, b_n = x.shape
-    for r in prange(a_n * c_n):
+    r = _next_item(counter)
+    while r < a_n * c_n:
         a = r // c_n
         c = r % c_n
         scale = inv[c] * gamma[c]
         for b in range(b_n):
             out[a, c, b] = (x[a, c, b] - mean[c]) * scale + beta[c]
+        r = _next_item(counter)
 
 
-@njit(cache=True, parallel=True)
-def _dy_sums(x, dy, mean, inv, partial):
+@njit(cache=True, nogil=True)
+def _dy_sums(counter, x, dy, mean, inv, partial):
     # (A, C, B) -> partial (T, 2, C): per block, sum dy and sum dy * xhat, xhat = (x - mean) inv
     a_n, c_n, b_n = x.shape
     n_blocks = partial.shape[0]
-    for t in prange(n_blocks):
+    t = _next_item(counter)
+    while t < n_blocks:
         for c in range(c_n):
             partial[t, 0, c] = 0.0
             partial[t, 1, c] = 0.0
@@ -75,13 +79,15 @@ def _dy_sums(x, dy, mean, inv, partial):
                     g = np.float64(dy[a, c, b])
                     partial[t, 0, c] += g
                     partial[t, 1, c] += g * (x[a, c, b] - mean[c]) * inv[c]
+        t = _next_item(counter)
 
 
-@njit(cache=True, parallel=True)
-def _batch_norm_train_dx(x, dy, mean, inv, gamma, sum_dy, sum_dy_xhat, count, dx):
+@njit(cache=True, nogil=True)
+def _batch_norm_train_dx(counter, x, dy, mean, inv, gamma, sum_dy, sum_dy_xhat, count, dx):
     # dx = gamma inv (dy - sum_dy / count - xhat sum_dy_xhat / count), xhat = (x - mean) inv
     a_n, c_n, b_n = x.shape
-    for r in prange(a_n * c_n):
+    r = _next_item(counter)
+    while r < a_n * c_n:
         a = r // c_n
         c = r % c_n
         scale = gamma[c] * inv[c]
@@ -90,15 +96,17 @@ def _batch_norm_train_dx(x, dy, mean, inv, gamma, sum_dy, sum_dy_xhat, count, dx
         for b in range(b_n):
             xhat = (x[a, c, b] - mean[c]) * inv[c]
             dx[a, c, b] = scale * (dy[a, c, b] - mean_dy - xhat * mean_dy_xhat)
+        r = _next_item(counter)
 
 
-@njit(cache=True, parallel=True)
-def _layer_norm_backward(x, gamma, eps, dy, dx, partial):
+@njit(cache=True, nogil=True)
+def _layer_norm_backward(counter, x, gamma, eps, dy, dx, partial):
     # (M, K) rows; dx = inv (g - mean(g) - xhat mean(g xhat)), g = dy gamma; partial (T, 2, K):
     # per block sum dy (-> dbeta) and sum dy xhat (-> dgamma)
     m_n, k_n = x.shape
     n_blocks = partial.shape[0]
-    for t in prange(n_blocks):
+    t = _next_item(counter)
+    while t < n_blocks:
         xhat = np.empty(k_n, dtype=np.float64)
         for j in range(k_n):
             partial[t, 0, j] = 0.0
@@ -126,6 +134,7 @@ def _layer_norm_backward(x, gamma, eps, dy, dx, partial):
             mean_g_xhat /= k_n
             for j in range(k_n):
                 dx[i, j] = inv * (np.float64(dy[i, j]) * gamma[j] - mean_g - xhat[j] * mean_g_xhat)
+        t = _next_item(counter)
 
 
 # ----------------------------------------------------------------------------- public wrappers
@@ -149,7 +158,7 @@ def _same_shape(dy, x: np.ndarray) -> np.ndarray:
 
 def _n_blocks(rows: int) -> int:
     """How many row blocks (one partial buffer each) a reduction over `rows` rows uses."""
-    return max(1, min(numba.get_num_threads(), rows))
+    return max(1, min(_threads(), rows))
 
 
 def _reduce(partial: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -168,7 +177,7 @@ def batch_norm_backward_inference(x, gamma, moving_mean, moving_variance, epsilo
     dy = _same_shape(dy, x)
     inv = 1.0 / np.sqrt(var.astype(np.float64) + float(epsilon))  # (C,)
     partial = np.empty((_n_blocks(x.shape[0]), 2, c_n), dtype=np.float64)
-    _dy_sums(x, dy, mean, inv, partial)
+    _parallel(_dy_sums, partial.shape[0], 6.0 * x.size, x, dy, mean, inv, partial)
     sum_dy, sum_dy_xhat = _reduce(partial)
     dx = (dy * (gamma * inv).astype(np.float32)[None, :, None]).astype(np.float32)
     return dx, sum_dy_xhat.astype(np.float32), sum_dy.astype(np.float32)
@@ -184,13 +193,14 @@ def batch_norm_train_forward(x, gamma, beta, epsilon: float):
     gamma = _channel_vector(gamma, "gamma", c_n)
     beta = _channel_vector(beta, "beta", c_n)
     partial = np.empty((_n_blocks(a_n), 2, c_n), dtype=np.float64)
-    _channel_sums(x, np.zeros(0), partial)  # two passes: mean, then squared deviations
+    blocks, work = partial.shape[0], 4.0 * x.size
+    _parallel(_channel_sums, blocks, work, x, np.zeros(0), partial)  # mean, then deviations
     mean = _reduce(partial)[0] / count
-    _channel_sums(x, mean, partial)
+    _parallel(_channel_sums, blocks, work, x, mean, partial)
     var = _reduce(partial)[1] / count
     inv = 1.0 / np.sqrt(var + float(epsilon))
     y = np.empty_like(x)  # (A, C, B)
-    _normalize(x, mean, inv, gamma, beta, y)
+    _parallel(_normalize, a_n * c_n, work, x, mean, inv, gamma, beta, y)
     f32 = np.float32
     return y, mean.astype(f32), var.astype(f32), inv.astype(f32)
 
@@ -204,12 +214,11 @@ def batch_norm_train_backward(x, gamma, batch_mean, cache, dy):
     inv = _channel_vector(cache, "cache (inv)", c_n).astype(np.float64)
     dy = _same_shape(dy, x)
     partial = np.empty((_n_blocks(a_n), 2, c_n), dtype=np.float64)
-    _dy_sums(x, dy, mean, inv, partial)
+    _parallel(_dy_sums, partial.shape[0], 6.0 * x.size, x, dy, mean, inv, partial)
     sum_dy, sum_dy_xhat = _reduce(partial)
     dx = np.empty_like(x)  # (A, C, B)
-    _batch_norm_train_dx(
-        x, dy, mean, inv, gamma.astype(np.float64), sum_dy, sum_dy_xhat, float(a_n * b_n), dx
-    )
+    _parallel(_batch_norm_train_dx, a_n * c_n, 8.0 * x.size, x, dy, mean, inv,
+              gamma.astype(np.float64), sum_dy, sum_dy_xhat, float(a_n * b_n), dx)
     return dx, sum_dy_xhat.astype(np.float32), sum_dy.astype(np.float32)
 
 
@@ -234,6 +243,7 @@ def layer_norm_backward(x, gamma, epsilon: float, dy):
     dy = _same_shape(dy, x)
     partial = np.empty((_n_blocks(m_n), 2, k_n), dtype=np.float64)
     dx = np.empty_like(x)  # (M, K)
-    _layer_norm_backward(x, gamma, float(epsilon), dy, dx, partial)
+    _parallel(_layer_norm_backward, partial.shape[0], 12.0 * x.size, x, gamma, float(epsilon), dy,
+              dx, partial)
     sum_dy, sum_dy_xhat = _reduce(partial)
     return dx, sum_dy_xhat.astype(np.float32), sum_dy.astype(np.float32)

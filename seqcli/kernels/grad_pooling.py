@@ -9,20 +9,21 @@ maxima. Average pooling divides by the number of real cells of each window.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from seqcli.kernels.activations import _as_f32
+from seqcli.kernels.activations import _as_f32, _next_item, _parallel
 from seqcli.kernels.conv import _int_pair, _out_size, _padding
 
 # ----------------------------------------------------------------------------- jitted kernels
 
 
-@njit(cache=True, parallel=True)
-def _max_pool2d_argmax(x, arg, ph, pw, sh, sw, pt, pl):
+@njit(cache=True, nogil=True)
+def _max_pool2d_argmax(counter, x, arg, ph, pw, sh, sw, pt, pl):
     # (N, H, W, C) -> (N, OH, OW, C): ih*W + iw of the first maximal real cell, row-major
     nb, h, w, c_n = x.shape
     out_h, out_w = arg.shape[1], arg.shape[2]
-    for r in prange(nb * out_h):
+    r = _next_item(counter)
+    while r < nb * out_h:
         n = r // out_h
         oh = r % out_h
         h0 = max(oh * sh - pt, 0)
@@ -40,6 +41,7 @@ def _max_pool2d_argmax(x, arg, ph, pw, sh, sw, pt, pl):
                         if x[n, ih, iw, c] > best[c]:  # strict: the first of equal maxima wins
                             best[c] = x[n, ih, iw, c]
                             arg[n, oh, ow, c] = ih * w + iw
+        r = _next_item(counter)
 
 
 @njit(cache=True)
@@ -51,12 +53,13 @@ def _window_range(i, pad, pool, stride, n_out):
     return lo, hi
 
 
-@njit(cache=True, parallel=True)
-def _max_pool2d_backward(dy, arg, dx, ph, pw, sh, sw, pt, pl):
+@njit(cache=True, nogil=True)
+def _max_pool2d_backward(counter, dy, arg, dx, ph, pw, sh, sw, pt, pl):
     # (N, OH, OW, C) -> (N, H, W, C): each cell gathers dy of the windows whose argmax it is
     nb, h, w, c_n = dx.shape
     out_h, out_w = dy.shape[1], dy.shape[2]
-    for r in prange(nb * h):
+    r = _next_item(counter)
+    while r < nb * h:
         n = r // h
         ih = r % h
         oh0, oh1 = _window_range(ih, pt, ph, sh, out_h)
@@ -70,14 +73,16 @@ def _max_pool2d_backward(dy, arg, dx, ph, pw, sh, sw, pt, pl):
                         if arg[n, oh, ow, c] == me:
                             acc += dy[n, oh, ow, c]
                 dx[n, ih, iw, c] = acc
+        r = _next_item(counter)
 
 
-@njit(cache=True, parallel=True)
-def _avg_pool2d_backward(dy, dx, ph, pw, sh, sw, pt, pl):
+@njit(cache=True, nogil=True)
+def _avg_pool2d_backward(counter, dy, dx, ph, pw, sh, sw, pt, pl):
     # (N, OH, OW, C) -> (N, H, W, C): dx = sum over windows holding the cell of dy / real count
     nb, h, w, c_n = dx.shape
     out_h, out_w = dy.shape[1], dy.shape[2]
-    for r in prange(nb * h):
+    r = _next_item(counter)
+    while r < nb * h:
         n = r // h
         ih = r % h
         oh0, oh1 = _window_range(ih, pt, ph, sh, out_h)
@@ -95,13 +100,15 @@ def _avg_pool2d_backward(dy, dx, ph, pw, sh, sw, pt, pl):
                         acc[c] += dy[n, oh, ow, c] * inv
             for c in range(c_n):
                 dx[n, ih, iw, c] = acc[c]
+        r = _next_item(counter)
 
 
-@njit(cache=True, parallel=True)
-def _global_max_pool_backward(x, dy, dx):
+@njit(cache=True, nogil=True)
+def _global_max_pool_backward(counter, x, dy, dx):
     # (N, C) -> (N, S, C): dy[n, c] shared equally by the cells equal to max_s x[n, s, c]
     nb, s_n, c_n = x.shape
-    for n in prange(nb):
+    n = _next_item(counter)
+    while n < nb:
         best = np.empty(c_n, dtype=np.float32)
         count = np.zeros(c_n, dtype=np.int64)
         for c in range(c_n):
@@ -117,6 +124,7 @@ def _global_max_pool_backward(x, dy, dx):
         for s in range(s_n):
             for c in range(c_n):
                 dx[n, s, c] = dy[n, c] / count[c] if x[n, s, c] == best[c] else 0.0
+        n = _next_item(counter)
 
 
 # ----------------------------------------------------------------------------- public wrappers
@@ -145,9 +153,11 @@ def max_pool2d_backward(x, pool, strides, padding, dy) -> np.ndarray:
     x = _as_f32(x, "x", 4)
     dy, ph, pw, sh, sw, pt, pl = _pool_geometry(x.shape, pool, strides, padding, dy)
     arg = np.empty(dy.shape, dtype=np.int64)  # (N, OH, OW, C), flat ih*W + iw
-    _max_pool2d_argmax(x, arg, ph, pw, sh, sw, pt, pl)
+    _parallel(_max_pool2d_argmax, arg.shape[0] * arg.shape[1], 2.0 * arg.size * ph * pw, x, arg,
+              ph, pw, sh, sw, pt, pl)
     dx = np.empty_like(x)  # (N, H, W, C)
-    _max_pool2d_backward(dy, arg, dx, ph, pw, sh, sw, pt, pl)
+    _parallel(_max_pool2d_backward, dx.shape[0] * dx.shape[1], 2.0 * dx.size * ph * pw, dy, arg,
+              dx, ph, pw, sh, sw, pt, pl)
     return dx
 
 
@@ -155,7 +165,8 @@ def avg_pool2d_backward(input_shape, pool, strides, padding, dy) -> np.ndarray:
     """dx[n,ih,iw,c] = sum over the windows holding (ih, iw) of dy / (real cells in the window)."""
     dy, ph, pw, sh, sw, pt, pl = _pool_geometry(input_shape, pool, strides, padding, dy)
     dx = np.empty(tuple(int(v) for v in input_shape), dtype=np.float32)  # (N, H, W, C)
-    _avg_pool2d_backward(dy, dx, ph, pw, sh, sw, pt, pl)
+    _parallel(_avg_pool2d_backward, dx.shape[0] * dx.shape[1], 2.0 * dx.size * ph * pw, dy, dx,
+              ph, pw, sh, sw, pt, pl)
     return dx
 
 
@@ -174,7 +185,7 @@ def global_max_pool_backward(x, dy) -> np.ndarray:
     x = _as_f32(x, "x", 3)
     dy = _global_dy(x.shape, dy)
     dx = np.empty_like(x)  # (N, S, C)
-    _global_max_pool_backward(x, dy, dx)
+    _parallel(_global_max_pool_backward, x.shape[0], 4.0 * x.size, x, dy, dx)
     return dx
 
 

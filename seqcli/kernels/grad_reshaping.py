@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from seqcli.kernels.activations import _as_f32
+from seqcli.kernels.activations import _as_f32, _next_item, _parallel
 from seqcli.kernels.conv import _int_pair, _padding
 
 # ----------------------------------------------------------------------------- jitted kernels
 
 
-@njit(cache=True, parallel=True)
-def _upsample_nearest_backward(dy, dx, sh, sw):
+@njit(cache=True, nogil=True)
+def _upsample_nearest_backward(counter, dy, dx, sh, sw):
     # (N, H*sh, W*sw, C) -> (N, H, W, C): dx[n, i, j] = sum of the sh x sw block at (i*sh, j*sw)
     nb, h, w, c_n = dx.shape
-    for r in prange(nb * h):
+    r = _next_item(counter)
+    while r < nb * h:
         n = r // h
         i = r % h
         acc = np.empty(c_n, dtype=np.float64)
@@ -28,6 +29,7 @@ def _upsample_nearest_backward(dy, dx, sh, sw):
                         acc[c] += dy[n, a, b, c]
             for c in range(c_n):
                 dx[n, i, j, c] = acc[c]
+        r = _next_item(counter)
 
 
 # ----------------------------------------------------------------------------- public wrappers
@@ -51,7 +53,7 @@ def upsample2d_nearest_backward(size, dy) -> np.ndarray:
     if out_h % sh or out_w % sw:
         raise ValueError(f"dy {dy.shape} is not a multiple of the upsampling size {(sh, sw)}")
     dx = np.empty((nb, out_h // sh, out_w // sw, c_n), dtype=np.float32)
-    _upsample_nearest_backward(dy, dx, sh, sw)
+    _parallel(_upsample_nearest_backward, nb * dx.shape[1], 2.0 * dy.size, dy, dx, sh, sw)
     return dx
 
 

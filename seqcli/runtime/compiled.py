@@ -30,17 +30,16 @@ def notify_compiling(callback) -> None:
 
 
 def set_threads(threads: int | None) -> None:
-    """Use `threads` for seqcli's kernels, numba's parallel loops and BLAS. They never nest:
-    kernels that call BLAS from their threads keep it on one thread meanwhile."""
+    """Use `threads` for seqcli's kernels (its own pool: no numba parallel loops) and BLAS.
+    They never nest: kernels that call BLAS from their threads keep it on one thread
+    meanwhile."""
     if threads is None:
         return
-    import numba
     from threadpoolctl import threadpool_limits
 
     from seqcli.kernels.activations import _set_threads
 
     _set_threads(threads)
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     threadpool_limits(threads)
 
 
