@@ -313,6 +313,57 @@ def test_conv2d_1x1_is_matmul(strides):
     _check(got, ref)
 
 
+# Winograd F(4x4, 3x3) (3x3 stride-1 convolutions from 16 input channels and 16 output
+# columns): (N, H, W, C, F, padding) covering every block of tiles (12, 8, 6, 4, 2, 1), 1-4
+# rows in the last row of tiles, channels and filters off multiples of 16, more than 32 filters
+WINOGRAD_CASES = [
+    (1, 18, 18, 16, 16, ((0, 0), (0, 0))),  # 16x16 out: 4 tiles a row, 4 rows each
+    (2, 21, 23, 16, 32, ((1, 1), (1, 1))),  # 6 tiles; the last row of tiles has 1 row
+    (1, 10, 52, 32, 48, ((0, 0), (0, 0))),  # 13 tiles: 12 + 1; 48 filters: 32 + 16
+    (3, 19, 38, 20, 20, ((1, 1), (1, 1))),  # 10 tiles: 8 + 2; 3 rows left; C, F off 16
+    (1, 9, 40, 17, 40, ((0, 1), (2, 0))),  # asymmetric padding
+    (2, 22, 30, 64, 16, ((1, 1), (1, 1))),  # 8 tiles; 2 rows left
+    (1, 7, 46, 16, 16, ((0, 0), (0, 0))),  # 11 tiles: 8 + 2 + 1
+]
+
+
+def _run_winograd(case, name, salt=9):
+    n, h, w, c, f, padding = case
+    rng = _rng(salt)
+    x = _normal(rng, (n, h, w, c))
+    kernel = _normal(rng, (3, 3, c, f), 1.0 / math.sqrt(9 * c))
+    bias = _normal(rng, f, 0.5)
+    out_w = w + padding[1][0] + padding[1][1] - 2
+    assert k_conv._winograd_fits(3, 3, 1, 1, 1, 1, c, out_w)
+    args = (x, kernel, bias, (1, 1), (1, 1), padding, 1)
+    got = k_conv.conv2d_forward(*args, activation_code(name))
+    _check(got, naive.naive_conv2d(*args, name),
+           scale=_magnitude(naive.naive_conv2d(*args, "linear")))
+
+
+@pytest.mark.parametrize("i", range(len(WINOGRAD_CASES)))
+def test_conv2d_winograd_grid(i):
+    _run_winograd(WINOGRAD_CASES[i], _act_for(i))
+
+
+@pytest.mark.parametrize("name", ["linear", "relu", "sigmoid"])
+@pytest.mark.parametrize("filters", [32, 20])
+def test_conv2d_winograd_epilogues(name, filters):
+    """linear and relu fused into the output transform (filters a multiple of 16), else the
+    epilogue; with other filter counts through the buffer of 16-multiple columns."""
+    _run_winograd((2, 12, 20, 16, filters, ((1, 1), (1, 1))), name)
+
+
+def test_conv2d_winograd_takes_only_its_convolutions():
+    fits = k_conv._winograd_fits
+    assert fits(3, 3, 1, 1, 1, 1, 32, 121)  # the Keras guide's convnet
+    assert not fits(3, 3, 2, 2, 1, 1, 32, 121)  # strided
+    assert not fits(3, 3, 1, 1, 2, 2, 32, 121)  # dilated
+    assert not fits(5, 5, 1, 1, 1, 1, 32, 121)  # another window
+    assert not fits(3, 3, 1, 1, 1, 1, 8, 121)  # few channels: the direct kernel
+    assert not fits(3, 3, 1, 1, 1, 1, 32, 8)  # narrow
+
+
 def test_conv2d_rejects_bad_shapes():
     x = np.ones((1, 4, 4, 4), dtype=np.float32)
     no_pad = ((0, 0), (0, 0))
