@@ -198,8 +198,7 @@ class Sequential:
 
     def __call__(self, x) -> np.ndarray:
         """The model's output for a batch, as one array."""
-        x = self._prepare(x)
-        return forward(self._built.layers, self._weights.arrays, x)
+        return self._forward_in_pieces(self._prepare(x))
 
     def predict(self, x, batch_size: int = 32) -> np.ndarray:
         """The outputs for all rows of `x`, computed `batch_size` rows at a time."""
@@ -212,16 +211,19 @@ class Sequential:
         return np.concatenate(outputs)
 
     def predict_batches(self, batches: Iterator[np.ndarray], until: str | None = None):
-        """Yield the outputs (or the output of layer `until`) of each batch in turn; a big
-        batch goes through the layers a few rows at a time, so that the activations between
-        layers stay in the CPU's cache (same results)."""
+        """Yield the outputs (or the output of layer `until`) of each batch in turn."""
+        for batch in batches:
+            yield self._forward_in_pieces(batch, until)
+
+    def _forward_in_pieces(self, batch: np.ndarray, until: str | None = None) -> np.ndarray:
+        """`forward` of a batch, a few rows at a time when it is big, so that the activations
+        between layers stay in the CPU's cache (same results, row by row)."""
         sample = max((num_elements(info.output_shape) or 1 for info in self._built.walk()),
                      default=1)
         rows = max(1, _CACHED_ACTIVATIONS // (4 * sample))
-        for batch in batches:
-            parts = [forward(self._built.layers, self._weights.arrays, batch[start:start + rows],
-                             until) for start in range(0, max(len(batch), 1), rows)]
-            yield parts[0] if len(parts) == 1 else np.concatenate(parts)
+        parts = [forward(self._built.layers, self._weights.arrays, batch[start:start + rows],
+                         until) for start in range(0, max(len(batch), 1), rows)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def load(path: str | Path, weights: str | None = None, *, allow_outside: bool = False):
