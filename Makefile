@@ -3,18 +3,23 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+WARM := $(VENV)/.kernels-cached
 DEMO_INPUT := $(or $(TMPDIR),/tmp)/seqcli-demo-$(shell echo $$PPID).npy
 
 .PHONY: install demo test lint bench digits clean
 
-install: $(STAMP)
+install: $(STAMP) $(WARM)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/python -m seqcli.warmup
 	touch $(STAMP)
+
+# every kernel compiled into numba's cache; again after a kernel source changes
+$(WARM): $(STAMP) $(wildcard seqcli/kernels/*.py)
+	$(BIN)/python -m seqcli.warmup
+	touch $(WARM)
 
 demo: install
 	$(BIN)/seqcli summary configs/guide_convnet.yaml

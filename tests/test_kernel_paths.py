@@ -62,3 +62,29 @@ def test_cached_kernels_load_without_numba_compiler_refresh(tmp_path):
     loaded = run(tmp_path)  # the same kernels from the cache
     assert loaded[1:] == ["False", "False\n"]
     assert loaded[0] == compiled[0]
+
+
+def test_stale_cached_kernels_are_removed_when_the_sources_change(tmp_path, monkeypatch):
+    """The warm-up's guard against numba's per-file cache keys: cached kernels stay while the
+    kernel sources are those recorded, and all go once they differ (or nothing was recorded)."""
+    from seqcli.kernels import conv
+    from seqcli.runtime import compiled
+
+    monkeypatch.setattr(conv._conv_direct._cache, "_cache_path", str(tmp_path))
+
+    def cached(*names):
+        for name in names:
+            (tmp_path / name).write_bytes(b"kernel")
+        return sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".nbi", ".nbc"))
+
+    assert cached("conv.k-1.py311.nbi", "conv.k-1.py311.1.nbc") != []
+    assert compiled.clear_stale_kernels()  # nothing recorded: they may be stale
+    assert cached() == []
+    compiled.record_kernel_sources()
+    assert cached("conv.k-1.py311.nbi", "dense.d-2.py311.1.nbc") != []
+    assert not compiled.clear_stale_kernels()  # the recorded sources: kept
+    assert cached() == ["conv.k-1.py311.nbi", "dense.d-2.py311.1.nbc"]
+    monkeypatch.setattr("numba.__version__", "0.0.0")  # as if a source had changed
+    assert compiled.clear_stale_kernels()
+    assert cached() == []
+    assert not compiled.clear_stale_kernels()  # nothing left to remove

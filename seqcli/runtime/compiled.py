@@ -69,6 +69,48 @@ def keep_freed_memory() -> None:
 _MEMORY_KEPT: list = []  # [True] once done
 
 
+def clear_stale_kernels() -> bool:
+    """Numba keys each cached kernel on its own source file only: a kernel that inlines a
+    helper from another file (or an activation code) keeps a stale copy of it when that file
+    changes. Unless the kernel sources, seqcli/activations.py and numba's version are those
+    `record_kernel_sources` saw, remove every cached seqcli kernel; True if any was removed."""
+    folder, digest = _kernel_sources()
+    if folder is None:
+        return False  # no cache yet (or another numba): nothing stale
+    record = folder / "seqcli-kernels.sha256"
+    if record.is_file() and record.read_text().strip() == digest:
+        return False
+    entries = [*folder.glob("*.nbi"), *folder.glob("*.nbc")]
+    for entry in entries:
+        entry.unlink(missing_ok=True)
+    return bool(entries)
+
+
+def record_kernel_sources() -> None:
+    """Note beside the cache which kernel sources its kernels were compiled from."""
+    folder, digest = _kernel_sources()
+    if folder is not None:
+        (folder / "seqcli-kernels.sha256").write_text(digest + "\n")
+
+
+def _kernel_sources():
+    """(numba's cache folder for seqcli's kernels or None, digest of what they are built from)."""
+    import hashlib
+    from pathlib import Path
+
+    import numba
+
+    from seqcli.kernels import conv
+
+    folder = getattr(getattr(conv._conv_direct, "_cache", None), "_cache_path", None)
+    kernels = Path(conv.__file__).parent
+    digest = hashlib.sha256(numba.__version__.encode())
+    for source in [*sorted(kernels.glob("*.py")), kernels.parent / "activations.py"]:
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    exists = folder is not None and Path(folder).is_dir()
+    return (Path(folder) if exists else None), digest.hexdigest()
+
+
 def warm_up() -> None:
     """Compile every kernel by running every layer type and activation on a tiny input (and a
     dense layer and grouped convolution big enough for their threaded BLAS kernels)."""
