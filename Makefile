@@ -4,17 +4,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WARM := $(VENV)/.kernels-cached
+BYTECODE := $(VENV)/.bytecode
 DEMO_INPUT := $(or $(TMPDIR),/tmp)/seqcli-demo-$(shell echo $$PPID).npy
 
 .PHONY: install demo test lint bench digits clean
 
-install: $(STAMP) $(WARM)
+install: $(STAMP) $(BYTECODE) $(WARM)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# seqcli's own bytecode, written even where PYTHONDONTWRITEBYTECODE is set (pip writes it
+# for a regular install; without it every command would compile seqcli's source again)
+$(BYTECODE): $(STAMP) $(shell find seqcli -name '*.py')
+	$(BIN)/python -m compileall -q seqcli
+	touch $(BYTECODE)
 
 # every kernel compiled into numba's cache; again after a kernel source changes
 $(WARM): $(STAMP) $(wildcard seqcli/kernels/*.py)
