@@ -88,9 +88,12 @@ def clear_stale_kernels() -> bool:
 
 def record_kernel_sources() -> None:
     """Note beside the cache which kernel sources its kernels were compiled from."""
+    from seqcli.io.atomic import atomic_output
+
     folder, digest = _kernel_sources()
     if folder is not None:
-        (folder / "seqcli-kernels.sha256").write_text(digest + "\n")
+        with atomic_output(folder / "seqcli-kernels.sha256", binary=False) as record:
+            record.write(digest + "\n")
 
 
 def _kernel_sources():
