@@ -34,6 +34,9 @@ from seqcli.kernels.activations import (
 # a numpy epilogue for linear/relu/softmax (no thread wakes; numba's kernels are not even loaded,
 # so that a small model starts faster).
 _SMALL_MACS = 1 << 22
+# Up to this many OpenBLAS runs a GEMM on one thread by itself (its SMP threshold, 65536 x
+# GEMM_MULTITHREAD_THRESHOLD 4): no need to find the library to keep it there.
+_ONE_THREAD_MACS = 1 << 18
 # Rows of one GEMM tile: enough for BLAS to run near its peak, few enough to share out.
 _TILE_ROWS = 256
 _ROW_CODES = (ACTIVATION_CODES["softmax"], ACTIVATION_CODES["log_softmax"])
@@ -191,7 +194,13 @@ def dense_forward(x, kernel, bias, activation: int) -> np.ndarray:
     y = np.empty((m, units), dtype=np.float32)  # (M, K) @ (K, U) -> (M, U)
     if y.size == 0:
         return y
-    small = m * k * units <= _SMALL_MACS
+    macs = m * k * units
+    small = macs <= _SMALL_MACS
+    if macs <= _ONE_THREAD_MACS:
+        np.matmul(x, kernel, out=y)
+        if not _bias_act_numpy(y, b, code):
+            bias_activation_inplace(y, b, code)
+        return y
     found = None if k == 0 else _blas()
     if small or found is None:
         if found is None:
