@@ -354,6 +354,27 @@ def test_conv2d_winograd_epilogues(name, filters):
     _run_winograd((2, 12, 20, 16, filters, ((1, 1), (1, 1))), name)
 
 
+def test_conv2d_winograd_filters_follow_kernels_changed_in_place():
+    """The transformed filters are kept between calls for the same kernel array, but never
+    outlive a change to its values (training updates weights in place)."""
+    rng = _rng(10)
+    x = _normal(rng, (1, 10, 20, 16))
+    kernel = _normal(rng, (3, 3, 16, 16), 0.1)
+    same = ((1, 1), (1, 1))
+    for _ in range(2):
+        first = k_conv.conv2d_forward(x, kernel, None, (1, 1), (1, 1), same, 1, 0)
+        _check(first, naive.naive_conv2d(x, kernel, None, (1, 1), (1, 1), same, 1, "linear"))
+        kernel *= -0.5  # in place
+        second = k_conv.conv2d_forward(x, kernel, None, (1, 1), (1, 1), same, 1, 0)
+        _check(second, naive.naive_conv2d(x, kernel, None, (1, 1), (1, 1), same, 1, "linear"))
+        kernel[1, 1, 3, 7] = 2.0  # one value
+        third = k_conv.conv2d_forward(x, kernel, None, (1, 1), (1, 1), same, 1, 0)
+        _check(third, naive.naive_conv2d(x, kernel, None, (1, 1), (1, 1), same, 1, "linear"))
+    assert id(kernel) in k_conv._FILTERS
+    del kernel
+    assert all(entry[0]() is not None for entry in k_conv._FILTERS.values())
+
+
 def test_conv2d_winograd_takes_only_its_convolutions():
     fits = k_conv._winograd_fits
     assert fits(3, 3, 1, 1, 1, 1, 32, 121)  # the Keras guide's convnet

@@ -6,6 +6,7 @@ im2col and single-threaded BLAS GEMMs. Depthwise is a direct loop."""
 
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 
 import numpy as np
@@ -623,6 +624,29 @@ def _conv_winograd(counter, x, u, bias, bias16, out, pt, pl, code):
         t = _next_item(counter)
 
 
+_FILTERS: dict = {}  # id(kernel) -> (weak reference to it, a copy of it, its Winograd filters)
+
+
+def _cached_winograd_filters(kernel: np.ndarray, c16: int, f16: int) -> np.ndarray:
+    """`_winograd_filters(kernel)`, kept while that kernel array lives and holds the same values
+    (training changes weights in place: the values are compared, not trusted): a small batch
+    would otherwise spend as long transforming the filters as convolving."""
+    key = id(kernel)
+    entry = _FILTERS.get(key)
+    if entry is not None:
+        alive, values, filters = entry
+        if (alive() is kernel and filters.shape == (36, c16, f16)
+                and np.array_equal(values, kernel, equal_nan=True)):
+            return filters
+    filters = _winograd_filters(kernel, c16, f16)
+    try:
+        alive = weakref.ref(kernel, lambda _, key=key: _FILTERS.pop(key, None))
+    except TypeError:  # not weakly referenceable: not kept
+        return filters
+    _FILTERS[key] = (alive, kernel.copy(), filters)
+    return filters
+
+
 def _winograd_filters(kernel: np.ndarray, c16: int, f16: int) -> np.ndarray:
     """(3, 3, C, F) -> (36, C16, F16): G g G^T of each (c, f) filter at position 6*i + j,
     computed in float64 and rounded once; zero rows and columns up to C16 and F16."""
@@ -732,7 +756,7 @@ def conv2d_forward(
     if groups == 1 and _wide_vectors() and _winograd_fits(k_h, k_w, sh, sw, dh, dw, c_n, out_w):
         c16, f16 = -(-c_n // 16) * 16, -(-f // 16) * 16
         _parallel(_conv_winograd, nb * -(-out_h // 4), 2.0 * out.size * 9 * c_n, x,
-                  _winograd_filters(kernel, c16, f16), full, np.pad(full, (0, f16 - f)), out,
+                  _cached_winograd_filters(kernel, c16, f16), full, np.pad(full, (0, f16 - f)), out,
                   pt, pl, code)
         return out
     if groups == 1 and _wide_vectors():
