@@ -1,9 +1,10 @@
 """Activation kernels (codes from `seqcli.activations`), the bias+activation epilogue every
 kernel fuses, and what all kernels share: the threads their parallel loops run on.
 
-Numba caches each jitted function by its own file only: after editing a helper here (or in
-dense.py) that other kernel files call from jitted code, delete seqcli/kernels/__pycache__/*.nb?
-(or NUMBA_CACHE_DIR) so that their cached copies are rebuilt."""
+Numba caches each jitted function by its own file only: a kernel keeps its cached copy of a
+helper from another kernel file (here, conv.py, normalization.py) after that file changes.
+`make install` (and so `make test`) rebuilds every cached kernel once any kernel source
+changed (`python -m seqcli.warmup`); elsewhere, run that after editing a shared helper."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from seqcli.kernels.activations import _as_f32, _next_item, _parallel, _threads
-from seqcli.kernels.conv import _int_pair, _out_size, _padding
+from seqcli.kernels.conv import _im2col, _int_pair, _out_size, _padding
 
 # Upper bound on the im2col buffer of one chunk of output rows (bytes).
 _CHUNK_BYTES = 4 << 20
@@ -20,36 +20,11 @@ _CHUNK_BYTES = 4 << 20
 # ----------------------------------------------------------------------------- jitted kernels
 
 
-# Serial, as the forward's im2col: these alternate with multithreaded BLAS calls.
-@njit(cache=True)
-def _gather_cols(x, cols, r0, rows, k_h, k_w, sh, sw, dh, dw, pt, pl, out_h, out_w):
-    # x (N, H, W, C), output rows r0..r0+rows of (N*OH*OW) -> cols (G, R, KH*KW*Cg), (kh, kw, c)
-    _, h, w, _ = x.shape
-    groups, _, width = cols.shape
-    cg = width // (k_h * k_w)
-    for i in range(rows):
-        r = r0 + i
-        n = r // (out_h * out_w)
-        oh = (r // out_w) % out_h
-        ow = r % out_w
-        for ki in range(k_h):
-            ih = oh * sh - pt + ki * dh
-            for kj in range(k_w):
-                iw = ow * sw - pl + kj * dw
-                base = (ki * k_w + kj) * cg
-                if 0 <= ih < h and 0 <= iw < w:
-                    for g in range(groups):
-                        for c in range(cg):
-                            cols[g, i, base + c] = x[n, ih, iw, g * cg + c]
-                else:
-                    for g in range(groups):
-                        for c in range(cg):
-                            cols[g, i, base + c] = 0.0
-
-
+# Serial, as the forward's im2col (conv._im2col, used here too): these alternate with
+# multithreaded BLAS calls.
 @njit(cache=True)
 def _scatter_cols(dcols, dx, r0, rows, k_h, k_w, sh, sw, dh, dw, pt, pl, out_h, out_w):
-    # col2im, the transpose of _gather_cols: dcols (G, R, KH*KW*Cg) added into dx (N, H, W, C)
+    # col2im, the transpose of conv._im2col: dcols (G, R, KH*KW*Cg) added into dx (N, H, W, C)
     _, h, w, _ = dx.shape
     groups, _, width = dcols.shape
     cg = width // (k_h * k_w)
@@ -197,7 +172,7 @@ def conv2d_backward(
     geometry = (k_h, k_w, sh, sw, dh, dw, pt, pl, out_h, out_w)
     for r0 in range(0, total, chunk):
         rows = min(chunk, total - r0)
-        _gather_cols(x, cols, r0, rows, *geometry)
+        _im2col(x, cols, r0, rows, *geometry)
         dyg = dy2d[r0 : r0 + rows].reshape(rows, groups, fg).transpose(1, 0, 2)  # (G, rows, F/G)
         dstack += np.matmul(cols[:, :rows].transpose(0, 2, 1), dyg)  # (G, width, F/G)
         if input_grad:

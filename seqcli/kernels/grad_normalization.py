@@ -18,12 +18,11 @@ statistics, which are then constants: `batch_norm_backward_inference`.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
 from seqcli.kernels.activations import _as_f32, _next_item, _parallel, _threads
+from seqcli.kernels.normalization import _channel_vector, _row_moments
 
 # ----------------------------------------------------------------------------- jitted kernels
 
@@ -112,15 +111,7 @@ def _layer_norm_backward(counter, x, gamma, eps, dy, dx, partial):
             partial[t, 0, j] = 0.0
             partial[t, 1, j] = 0.0
         for i in range(t * m_n // n_blocks, (t + 1) * m_n // n_blocks):
-            total = 0.0
-            for j in range(k_n):
-                total += x[i, j]
-            mu = total / k_n
-            sq = 0.0
-            for j in range(k_n):
-                d = x[i, j] - mu
-                sq += d * d
-            inv = 1.0 / math.sqrt(sq / k_n + eps)
+            mu, inv = _row_moments(x, i, eps)
             mean_g = 0.0
             mean_g_xhat = 0.0
             for j in range(k_n):
@@ -138,14 +129,6 @@ def _layer_norm_backward(counter, x, gamma, eps, dy, dx, partial):
 
 
 # ----------------------------------------------------------------------------- public wrappers
-
-
-def _channel_vector(v, name: str, n: int) -> np.ndarray:
-    """`v` as a float32 (n,) array; ValueError on any other shape."""
-    a = _as_f32(v, name, 1)
-    if a.shape[0] != n:
-        raise ValueError(f"{name} must have shape ({n},), got {a.shape}")
-    return a
 
 
 def _same_shape(dy, x: np.ndarray) -> np.ndarray:

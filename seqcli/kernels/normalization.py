@@ -30,21 +30,28 @@ def _batch_norm(counter, x, gamma, beta, mean, var, eps, out):
         r = _next_item(counter)
 
 
+@njit(cache=True)
+def _row_moments(x, i, eps):
+    # row i of (M, K): its mean and 1 / sqrt(biased variance + eps), two-pass, in float64
+    k_n = x.shape[1]
+    total = 0.0
+    for j in range(k_n):
+        total += x[i, j]
+    mu = total / k_n
+    sq = 0.0
+    for j in range(k_n):
+        d = x[i, j] - mu
+        sq += d * d
+    return mu, 1.0 / math.sqrt(sq / k_n + eps)
+
+
 @njit(cache=True, nogil=True)
 def _layer_norm(counter, x, gamma, beta, eps, out):
-    # (M, K) -> (M, K), two-pass float64 mean and biased variance per row
+    # (M, K) -> (M, K), normalised per row
     m_n, k_n = x.shape
     i = _next_item(counter)  # taken in turn by the threads
     while i < m_n:
-        total = 0.0
-        for j in range(k_n):
-            total += x[i, j]
-        mu = total / k_n
-        sq = 0.0
-        for j in range(k_n):
-            d = x[i, j] - mu
-            sq += d * d
-        inv = 1.0 / math.sqrt(sq / k_n + eps)
+        mu, inv = _row_moments(x, i, eps)
         for j in range(k_n):
             out[i, j] = (x[i, j] - mu) * inv * gamma[j] + beta[j]
         i = _next_item(counter)
