@@ -88,3 +88,17 @@ def test_stale_cached_kernels_are_removed_when_the_sources_change(tmp_path, monk
     assert compiled.clear_stale_kernels()
     assert cached() == []
     assert not compiled.clear_stale_kernels()  # nothing left to remove
+
+
+def test_every_cached_kernel_loads_without_numba_compiler_refresh():
+    """The warm-up runs every kernel, forward and backward: from the cache (a second run), none
+    of them needs numba's compiler set up."""
+    script = ("import sys\n"
+              "from seqcli.runtime.compiled import warm_up\n"
+              "warm_up()\n"
+              "print('numba.np.linalg' in sys.modules, 'numba.np.arraymath' in sys.modules)\n")
+    for _ in range(2):  # the first run compiles what the cache may lack
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "False"]
