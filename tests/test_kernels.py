@@ -334,7 +334,7 @@ def _run_winograd(case, name, salt=9):
     kernel = _normal(rng, (3, 3, c, f), 1.0 / math.sqrt(9 * c))
     bias = _normal(rng, f, 0.5)
     out_w = w + padding[1][0] + padding[1][1] - 2
-    assert k_conv._winograd_fits(3, 3, 1, 1, 1, 1, c, out_w)
+    assert k_conv._winograd_fits(3, 3, 1, 1, 1, 1, c, f, out_w)
     args = (x, kernel, bias, (1, 1), (1, 1), padding, 1)
     got = k_conv.conv2d_forward(*args, activation_code(name))
     _check(got, naive.naive_conv2d(*args, name),
@@ -377,12 +377,14 @@ def test_conv2d_winograd_filters_follow_kernels_changed_in_place():
 
 def test_conv2d_winograd_takes_only_its_convolutions():
     fits = k_conv._winograd_fits
-    assert fits(3, 3, 1, 1, 1, 1, 32, 121)  # the Keras guide's convnet
-    assert not fits(3, 3, 2, 2, 1, 1, 32, 121)  # strided
-    assert not fits(3, 3, 1, 1, 2, 2, 32, 121)  # dilated
-    assert not fits(5, 5, 1, 1, 1, 1, 32, 121)  # another window
-    assert not fits(3, 3, 1, 1, 1, 1, 8, 121)  # few channels: the direct kernel
-    assert not fits(3, 3, 1, 1, 1, 1, 32, 8)  # narrow
+    assert fits(3, 3, 1, 1, 1, 1, 32, 32, 121)  # the Keras guide's convnet
+    assert fits(3, 3, 1, 1, 1, 1, 256, 256, 30)  # 9 MB of transformed filters
+    assert not fits(3, 3, 2, 2, 1, 1, 32, 32, 121)  # strided
+    assert not fits(3, 3, 1, 1, 2, 2, 32, 32, 121)  # dilated
+    assert not fits(5, 5, 1, 1, 1, 1, 32, 32, 121)  # another window
+    assert not fits(3, 3, 1, 1, 1, 1, 8, 32, 121)  # few channels: the direct kernel
+    assert not fits(3, 3, 1, 1, 1, 1, 32, 32, 8)  # narrow
+    assert not fits(3, 3, 1, 1, 1, 1, 256, 512, 56)  # 18 MB of filters: beyond the cache
 
 
 def test_conv2d_rejects_bad_shapes():

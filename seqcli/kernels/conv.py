@@ -659,15 +659,18 @@ def _winograd_filters(kernel: np.ndarray, c16: int, f16: int) -> np.ndarray:
 
 
 # Winograd pays off from this many input channels (fewer: the transforms cost more than the
-# products they save) and output columns (narrower: tiles wasted at the edges).
+# products they save) and output columns (narrower: tiles wasted at the edges), while its
+# transformed filters (read whole for every block of tiles) stay in the CPU's cache.
 _WINOGRAD_MIN_CHANNELS = 16
 _WINOGRAD_MIN_WIDTH = 16
+_WINOGRAD_MAX_FILTER_BYTES = 10 << 20
 
 
-def _winograd_fits(k_h, k_w, sh, sw, dh, dw, c_n, out_w) -> bool:
+def _winograd_fits(k_h, k_w, sh, sw, dh, dw, c_n, f, out_w) -> bool:
     """True for the 3x3 stride-1 undilated convolutions that go through Winograd F(4x4, 3x3)."""
+    filter_bytes = 36 * 4 * -(-c_n // 16) * 16 * -(-f // 16) * 16
     return (k_h == k_w == 3 and sh == sw == dh == dw == 1 and c_n >= _WINOGRAD_MIN_CHANNELS
-            and out_w >= _WINOGRAD_MIN_WIDTH)
+            and out_w >= _WINOGRAD_MIN_WIDTH and filter_bytes <= _WINOGRAD_MAX_FILTER_BYTES)
 
 
 @njit(cache=True, nogil=True)
@@ -753,7 +756,8 @@ def conv2d_forward(
         return dense_forward(x.reshape(nb * h * w, c_n), kernel.reshape(c_n, f), bias,
                              code).reshape(out.shape)
     full = _full_bias(b, f)
-    if groups == 1 and _wide_vectors() and _winograd_fits(k_h, k_w, sh, sw, dh, dw, c_n, out_w):
+    if (groups == 1 and _wide_vectors()
+            and _winograd_fits(k_h, k_w, sh, sw, dh, dw, c_n, f, out_w)):
         c16, f16 = -(-c_n // 16) * 16, -(-f // 16) * 16
         _parallel(_conv_winograd, nb * -(-out_h // 4), 2.0 * out.size * 9 * c_n, x,
                   _cached_winograd_filters(kernel, c16, f16), full, np.pad(full, (0, f16 - f)), out,
