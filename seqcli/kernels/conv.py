@@ -184,36 +184,53 @@ def _counted_loop(builder, count):
     builder.position_at_end(done)
 
 
+def _vector_io(context, builder, sig, args):
+    """For intrinsics over float32 arrays: the data pointer of argument i, argument i as an
+    int64, and load/store of the 16 floats at element `offset` of a data pointer."""
+    vector = ir.VectorType(ir.FloatType(), 16)
+
+    def data(i):
+        return context.make_array(sig.args[i])(context, builder, args[i]).data
+
+    def integer(i):
+        return context.cast(builder, args[i], sig.args[i], types.int64)
+
+    def at(pointer, offset):
+        return builder.bitcast(builder.gep(pointer, [offset]), vector.as_pointer())
+
+    def load(pointer, offset):
+        return builder.load(at(pointer, offset), align=4)
+
+    def store(value, pointer, offset):
+        builder.store(value, at(pointer, offset), align=4)
+
+    return data, integer, load, store
+
+
 @intrinsic
 def _conv_block(typingctx, src, base, pixel_step, row_step, k_h, k_c, kernel, w_base, w_row_step,
                 ldw, out, out_base, ldo, accumulate, pixels, vectors):
     """The direct-convolution micro-kernel, P pixels x 16V filters held in vector registers:
     out[out_base + p*ldo + f] (+)= sum_{i<k_h, q<k_c} src[base + p*pixel_step + i*row_step + q]
-    * kernel[w_base + i*w_row_step + q*ldw + f] for p < P = `pixels`, f < 16*`vectors`."""
-    if not (isinstance(pixels, types.IntegerLiteral) and isinstance(vectors, types.IntegerLiteral)):
+    * kernel[w_base + i*w_row_step + q*ldw + f] for p < P = `pixels` (a constant), f < 16V,
+    V = `vectors`: a constant, or 1 or 2 chosen at run time (both are compiled)."""
+    if not isinstance(pixels, types.IntegerLiteral) or not isinstance(vectors, types.Integer):
         return None
     for array in (src, kernel, out):
         if not isinstance(array, types.Array) or array.dtype != types.float32:
             return None
-    n_pixels, n_vectors = pixels.literal_value, vectors.literal_value
+    n_pixels = pixels.literal_value
+    fixed = vectors.literal_value if isinstance(vectors, types.IntegerLiteral) else None
     signature = types.void(src, base, pixel_step, row_step, k_h, k_c, kernel, w_base, w_row_step,
                            ldw, out, out_base, ldo, accumulate, pixels, vectors)
 
     def codegen(context, builder, sig, args):
+        data, integer, load, store = _vector_io(context, builder, sig, args)
         f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
         vector = ir.VectorType(f32, 16)
 
-        def data(i):
-            return context.make_array(sig.args[i])(context, builder, args[i]).data
-
-        def integer(i):
-            return context.cast(builder, args[i], sig.args[i], types.int64)
-
         def const(value):
             return ir.Constant(i64, value)
-
-        def vector_at(pointer, offset):
-            return builder.bitcast(builder.gep(pointer, [offset]), vector.as_pointer())
 
         x_data, w_data, out_data = data(0), data(6), data(10)
         base, pixel_step, row_step, k_h, k_c = (integer(i) for i in (1, 2, 3, 4, 5))
@@ -223,20 +240,6 @@ def _conv_block(typingctx, src, base, pixel_step, row_step, k_h, k_c, kernel, w_
             builder.module, ir.FunctionType(vector, [vector] * 3), "llvm.fma.v16f32")
         splat = ir.Constant(ir.VectorType(i32, 16), [0] * 16)
         undef = ir.Constant(vector, ir.Undefined)
-        outs = [[builder.add(out_base, builder.add(builder.mul(const(p), ldo), const(16 * v)))
-                 for v in range(n_vectors)] for p in range(n_pixels)]
-        sums = [[cgutils.alloca_once(builder, vector) for _ in range(n_vectors)]
-                for _ in range(n_pixels)]  # promoted to registers by LLVM
-        with builder.if_else(accumulate) as (add_to, fresh):
-            with add_to:
-                for p in range(n_pixels):
-                    for v in range(n_vectors):
-                        value = builder.load(vector_at(out_data, outs[p][v]), align=4)
-                        builder.store(value, sums[p][v])
-            with fresh:
-                for p in range(n_pixels):
-                    for v in range(n_vectors):
-                        builder.store(ir.Constant(vector, [0.0] * 16), sums[p][v])
         # each pixel's own pointer, hidden from LLVM behind an empty asm: it would otherwise
         # derive them one from another inside the loop, a chain of adds that halves the speed
         f32_pointer = f32.as_pointer()
@@ -244,25 +247,51 @@ def _conv_block(typingctx, src, base, pixel_step, row_step, k_h, k_c, kernel, w_
         pixel_pointers = [
             builder.call(opaque, [builder.gep(x_data, [builder.add(base, builder.mul(
                 const(p), pixel_step))])]) for p in range(n_pixels)]
-        with _counted_loop(builder, k_h) as i:
-            x_row = builder.mul(i, row_step)
-            w_row = builder.add(w_base, builder.mul(i, w_row_step))
-            with _counted_loop(builder, k_c) as q:
-                w_at = builder.add(w_row, builder.mul(q, ldw))
-                weights = [builder.load(vector_at(w_data, builder.add(w_at, const(16 * v))),
-                                        align=4) for v in range(n_vectors)]
-                x_at = builder.add(x_row, q)
-                for p in range(n_pixels):
-                    value = builder.load(builder.gep(pixel_pointers[p], [x_at]))
-                    broadcast = builder.shuffle_vector(
-                        builder.insert_element(undef, value, ir.Constant(i32, 0)), undef, splat)
-                    for v in range(n_vectors):
-                        total = builder.call(fma, [broadcast, weights[v],
-                                                   builder.load(sums[p][v])])
-                        builder.store(total, sums[p][v])
-        for p in range(n_pixels):
-            for v in range(n_vectors):
-                builder.store(builder.load(sums[p][v]), vector_at(out_data, outs[p][v]), align=4)
+
+        def emit(n_vectors):
+            outs = [[builder.add(out_base, builder.add(builder.mul(const(p), ldo),
+                                                       const(16 * v)))
+                     for v in range(n_vectors)] for p in range(n_pixels)]
+            sums = [[cgutils.alloca_once(builder, vector) for _ in range(n_vectors)]
+                    for _ in range(n_pixels)]  # promoted to registers by LLVM
+            with builder.if_else(accumulate) as (add_to, fresh):
+                with add_to:
+                    for p in range(n_pixels):
+                        for v in range(n_vectors):
+                            builder.store(load(out_data, outs[p][v]), sums[p][v])
+                with fresh:
+                    for p in range(n_pixels):
+                        for v in range(n_vectors):
+                            builder.store(ir.Constant(vector, [0.0] * 16), sums[p][v])
+            with _counted_loop(builder, k_h) as i:
+                x_row = builder.mul(i, row_step)
+                w_row = builder.add(w_base, builder.mul(i, w_row_step))
+                with _counted_loop(builder, k_c) as q:
+                    w_at = builder.add(w_row, builder.mul(q, ldw))
+                    weights = [load(w_data, builder.add(w_at, const(16 * v)))
+                               for v in range(n_vectors)]
+                    x_at = builder.add(x_row, q)
+                    for p in range(n_pixels):
+                        value = builder.load(builder.gep(pixel_pointers[p], [x_at]))
+                        broadcast = builder.shuffle_vector(builder.insert_element(
+                            undef, value, ir.Constant(i32, 0)), undef, splat)
+                        for v in range(n_vectors):
+                            total = builder.call(fma, [broadcast, weights[v],
+                                                       builder.load(sums[p][v])])
+                            builder.store(total, sums[p][v])
+            for p in range(n_pixels):
+                for v in range(n_vectors):
+                    store(builder.load(sums[p][v]), out_data, outs[p][v])
+
+        if fixed is not None:
+            emit(fixed)
+        else:
+            two = builder.icmp_signed("==", integer(15), const(2))
+            with builder.if_else(two) as (wide, narrow):
+                with wide:
+                    emit(2)
+                with narrow:
+                    emit(1)
         return context.get_dummy_value()
 
     return signature, codegen
@@ -286,24 +315,15 @@ def _conv_row_blocks(src, row_base, pixel_step, row_step, k_h, k_w, dw, c_n, ker
             x_base = row_base + start * pixel_step + j * dw * c_n
             w_base = j * c_n * f + f0
             o_base = sums_base + start * f + f0
-            if block == 12 and vectors == 2:
+            if block == 12:
                 _conv_block(src, x_base, pixel_step, row_step, k_h, k_c, flat_kernel, w_base,
-                            w_row_step, f, sums, o_base, f, j > 0, 12, 2)
-            elif block == 12:
-                _conv_block(src, x_base, pixel_step, row_step, k_h, k_c, flat_kernel, w_base,
-                            w_row_step, f, sums, o_base, f, j > 0, 12, 1)
-            elif block == 4 and vectors == 2:
-                _conv_block(src, x_base, pixel_step, row_step, k_h, k_c, flat_kernel, w_base,
-                            w_row_step, f, sums, o_base, f, j > 0, 4, 2)
+                            w_row_step, f, sums, o_base, f, j > 0, 12, vectors)
             elif block == 4:
                 _conv_block(src, x_base, pixel_step, row_step, k_h, k_c, flat_kernel, w_base,
-                            w_row_step, f, sums, o_base, f, j > 0, 4, 1)
-            elif vectors == 2:
-                _conv_block(src, x_base, pixel_step, row_step, k_h, k_c, flat_kernel, w_base,
-                            w_row_step, f, sums, o_base, f, j > 0, 1, 2)
+                            w_row_step, f, sums, o_base, f, j > 0, 4, vectors)
             else:
                 _conv_block(src, x_base, pixel_step, row_step, k_h, k_c, flat_kernel, w_base,
-                            w_row_step, f, sums, o_base, f, j > 0, 1, 1)
+                            w_row_step, f, sums, o_base, f, j > 0, 1, vectors)
         ow = start + block
 
 
@@ -408,29 +428,6 @@ def _combine(builder, coefficients, values):
     return total
 
 
-def _vector_io(context, builder, sig, args):
-    """For intrinsics over float32 arrays: the data pointer of argument i, argument i as an
-    int64, and load/store of the 16 floats at element `offset` of a data pointer."""
-    vector = ir.VectorType(ir.FloatType(), 16)
-
-    def data(i):
-        return context.make_array(sig.args[i])(context, builder, args[i]).data
-
-    def integer(i):
-        return context.cast(builder, args[i], sig.args[i], types.int64)
-
-    def at(pointer, offset):
-        return builder.bitcast(builder.gep(pointer, [offset]), vector.as_pointer())
-
-    def load(pointer, offset):
-        return builder.load(at(pointer, offset), align=4)
-
-    def store(value, pointer, offset):
-        builder.store(value, at(pointer, offset), align=4)
-
-    return data, integer, load, store
-
-
 def _float32_arrays(*arrays) -> bool:
     return all(isinstance(a, types.Array) and a.dtype == types.float32 for a in arrays)
 
@@ -522,31 +519,24 @@ def _fill_band_channels(x, n, ih0, height, pl, band_w, c16, band):
 def _tiles_gemm(v, v_base, c16, u, u_base, f16, m, m_base, tiles, vectors):
     # m[m_base + p*F16 + (0 .. 16*vectors)] = sum_c v[v_base + p*C16 + c] u[u_base + c*F16 + ..]
     # for p < tiles (12, 8, 6, 4, 2 or 1): the micro-kernel with that many pixels
-    if vectors == 2:
-        if tiles == 12:
-            _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 12, 2)
-        elif tiles == 8:
-            _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 8, 2)
-        elif tiles == 6:
-            _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 6, 2)
-        elif tiles == 4:
-            _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 4, 2)
-        elif tiles == 2:
-            _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 2, 2)
-        else:
-            _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 1, 2)
-    elif tiles == 12:
-        _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 12, 1)
+    if tiles == 12:
+        _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 12,
+                    vectors)
     elif tiles == 8:
-        _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 8, 1)
+        _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 8,
+                    vectors)
     elif tiles == 6:
-        _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 6, 1)
+        _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 6,
+                    vectors)
     elif tiles == 4:
-        _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 4, 1)
+        _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 4,
+                    vectors)
     elif tiles == 2:
-        _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 2, 1)
+        _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 2,
+                    vectors)
     else:
-        _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 1, 1)
+        _conv_block(v, v_base, c16, 0, 1, c16, u, u_base, 0, f16, m, m_base, f16, False, 1,
+                    vectors)
 
 
 @njit(cache=True)
