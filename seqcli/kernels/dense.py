@@ -196,15 +196,10 @@ def dense_forward(x, kernel, bias, activation: int) -> np.ndarray:
         return y
     macs = m * k * units
     small = macs <= _SMALL_MACS
-    if macs <= _ONE_THREAD_MACS:
-        np.matmul(x, kernel, out=y)
-        if not _bias_act_numpy(y, b, code):
-            bias_activation_inplace(y, b, code)
-        return y
-    found = None if k == 0 else _blas()
+    found = None if k == 0 or macs <= _ONE_THREAD_MACS else _blas()
     if small or found is None:
         if found is None:
-            np.matmul(x, kernel, out=y)  # float32 BLAS, its own threads
+            np.matmul(x, kernel, out=y)  # float32 BLAS, its own threads (one when this small)
         else:
             with found.single_threaded():  # small: waking BLAS's threads would cost more
                 np.matmul(x, kernel, out=y)
