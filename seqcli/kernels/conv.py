@@ -207,6 +207,10 @@ def _vector_io(context, builder, sig, args):
     return data, integer, load, store
 
 
+def _float32_arrays(*arrays) -> bool:
+    return all(isinstance(a, types.Array) and a.dtype == types.float32 for a in arrays)
+
+
 @intrinsic
 def _conv_block(typingctx, src, base, pixel_step, row_step, k_h, k_c, kernel, w_base, w_row_step,
                 ldw, out, out_base, ldo, accumulate, pixels, vectors):
@@ -216,9 +220,8 @@ def _conv_block(typingctx, src, base, pixel_step, row_step, k_h, k_c, kernel, w_
     V = `vectors`: a constant, or 1 or 2 chosen at run time (both are compiled)."""
     if not isinstance(pixels, types.IntegerLiteral) or not isinstance(vectors, types.Integer):
         return None
-    for array in (src, kernel, out):
-        if not isinstance(array, types.Array) or array.dtype != types.float32:
-            return None
+    if not _float32_arrays(src, kernel, out):
+        return None
     n_pixels = pixels.literal_value
     fixed = vectors.literal_value if isinstance(vectors, types.IntegerLiteral) else None
     signature = types.void(src, base, pixel_step, row_step, k_h, k_c, kernel, w_base, w_row_step,
@@ -426,10 +429,6 @@ def _combine(builder, coefficients, values):
         else:
             total = builder.fadd(total, term) if c > 0 else builder.fsub(total, term)
     return total
-
-
-def _float32_arrays(*arrays) -> bool:
-    return all(isinstance(a, types.Array) and a.dtype == types.float32 for a in arrays)
 
 
 @intrinsic
