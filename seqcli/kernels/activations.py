@@ -222,6 +222,12 @@ def _threads() -> int:
     return _POOL.threads
 
 
+def _n_blocks(rows: int) -> int:
+    """How many row blocks (one partial buffer each) a reduction over `rows` rows uses: one
+    a thread."""
+    return max(1, min(_POOL.threads, rows))
+
+
 def _parallel(kernel, items: int, work: float, *args) -> None:
     """kernel(counter, *args) on up to `items` threads, fewer when `work` (about one unit per
     float operation) is too small to share; the kernel takes items with `_next_item(counter)`."""

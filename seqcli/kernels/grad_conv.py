@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from seqcli.kernels.activations import _as_f32, _next_item, _parallel, _threads
+from seqcli.kernels.activations import _as_f32, _n_blocks, _next_item, _parallel
 from seqcli.kernels.conv import _im2col, _int_pair, _out_size, _padding
 
 # Upper bound on the im2col buffer of one chunk of output rows (bytes).
@@ -197,7 +197,7 @@ def depthwise_conv2d_backward(
         x, kernel, strides, dilation, padding, dy_pre, c_n * dm, "depthwise conv"
     )
     dbias = _bias_grad(dy.reshape(-1, c_n * dm))
-    n_blocks = max(1, min(_threads(), x.shape[0] * out_h))
+    n_blocks = _n_blocks(x.shape[0] * out_h)
     partial = np.empty((n_blocks, k_h, k_w, c_n, dm), dtype=np.float64)
     _parallel(_depthwise_kernel_grad, n_blocks, 2.0 * dy.size * k_h * k_w, x, dy, partial, sh, sw,
               dh, dw, pt, pl)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from seqcli.kernels.activations import _as_f32, _next_item, _parallel, _threads
+from seqcli.kernels.activations import _as_f32, _n_blocks, _next_item, _parallel
 from seqcli.kernels.normalization import _channel_vector, _row_moments
 
 # ----------------------------------------------------------------------------- jitted kernels
@@ -137,11 +137,6 @@ def _same_shape(dy, x: np.ndarray) -> np.ndarray:
     if dy.shape != x.shape:
         raise ValueError(f"dy must have the shape of x {x.shape}, got {dy.shape}")
     return dy
-
-
-def _n_blocks(rows: int) -> int:
-    """How many row blocks (one partial buffer each) a reduction over `rows` rows uses."""
-    return max(1, min(_threads(), rows))
 
 
 def _reduce(partial: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
