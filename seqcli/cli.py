@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -408,7 +409,9 @@ def _warn_non_finite(inputs, outputs=None) -> None:
 
 
 def _progressing(batches, progress):
-    for batch in batches:
+    for index, batch in enumerate(batches):
+        if index == 1:  # asked for the second batch: the first has run
+            start_up_done()
         progress.advance(len(batch))
         yield batch
 
@@ -556,12 +559,27 @@ def _terminate(signum, frame) -> None:
     raise Terminated(signum)
 
 
-def run() -> None:
-    """Console-script entry point."""
+def run(*, gc_paused: bool = False) -> None:
+    """Console-script entry point (`seqcli.__main__`); `gc_paused`: it turned the garbage
+    collector off for start-up, and `start_up_done` turns it back on."""
+    _GC_PAUSED[0] = gc_paused
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _terminate)
     _exit(main())
+
+
+_GC_PAUSED = [False]
+
+
+def start_up_done() -> None:
+    """The command's work begins (its kernels have run once): what is alive now lives until
+    exit, so the garbage collector, paused for start-up, resumes without walking it again
+    (gc.freeze). Nothing when the collector was not paused by `run`."""
+    if _GC_PAUSED[0]:
+        _GC_PAUSED[0] = False
+        gc.freeze()
+        gc.enable()
 
 
 def _exit(code: int) -> None:

@@ -16,6 +16,7 @@ from seqcli.cli import (
     WeightsOpt,
     app,
     parse_shape,
+    start_up_done,
 )
 
 
@@ -41,7 +42,7 @@ def bench(
     from seqcli.runtime.compiled import keep_freed_memory
 
     keep_freed_memory()  # as predict does
-
+    start_up_done()  # timed runs see the garbage collector on, as predict's batches do
     result = run_benchmark(model, batch_size=batch_size, threads=threads,
                            input_shape=parse_shape(input_shape), weights=weights,
                            per_layer=per_layer, seconds=seconds, allow_outside=allow_outside)

@@ -61,7 +61,7 @@ def fit(
     allow_outside: AllowOutsideOpt = False,
 ) -> None:
     """Train the trainable layers (Keras compile + fit); frozen layers stay bit-identical."""
-    from seqcli.cli import _load, _numeric_warnings_off
+    from seqcli.cli import _load, _numeric_warnings_off, start_up_done
     from seqcli.runtime.compiled import keep_freed_memory, set_threads
     from seqcli.runtime.model import Sequential
     from seqcli.training.fit import fit as run_fit
@@ -107,6 +107,7 @@ def fit(
         if checkpoint:
             _save(output, model_weights)
 
+    start_up_done()
     with _numeric_warnings_off():  # a NaN loss shows in the epoch lines, not as noise
         result = run_fit(built, model_weights, inputs, targets, loss=chosen_loss,
                          optimizer=chosen_optimizer, epochs=epochs, batch_size=batch_size,

@@ -275,3 +275,52 @@ def test_init_weights_from_a_pretrained_file(cli, tmp_path):
     bad = cli("init", model, "--weights-from", tmp_path / "bad.npz", "-o", tmp_path / "x.npz")
     assert bad.code == 65 and "base/kernel has shape (5, 3)" in bad.err
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_the_garbage_collector_is_paused_for_start_up_only():
+    """The console entry pauses the collector; predict and extract resume it once their first
+    batch has run, freezing what start-up left alive; a collector nobody paused is left be."""
+    import gc
+
+    from seqcli import cli
+
+    progress = cli.Progress("predict", 3, enabled=False)
+    was_enabled = gc.isenabled()
+    try:
+        gc.disable()
+        cli._GC_PAUSED[0] = True
+        batches = cli._progressing(iter([np.zeros(1), np.zeros(1), np.zeros(1)]), progress)
+        next(batches)
+        assert not gc.isenabled()  # the first batch runs with it paused
+        next(batches)
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+        gc.unfreeze()
+        gc.disable()  # not paused by the entry point: start_up_done changes nothing
+        cli.start_up_done()
+        assert not gc.isenabled() and gc.get_freeze_count() == 0
+    finally:
+        cli._GC_PAUSED[0] = False
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
+
+
+def test_the_console_entry_runs_the_cli_with_the_collector_paused(tmp_path):
+    """`seqcli` and `python -m seqcli` enter through seqcli.__main__.run."""
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["seqcli"] == "seqcli.__main__:run"
+    code = ("import gc, seqcli.cli as cli\n"
+            "def spy(*, gc_paused=False):\n"
+            "    print(gc_paused, gc.isenabled())\n"
+            "cli.run = spy\n"
+            "from seqcli.__main__ import run\n"
+            "run()\n")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert done.stdout.split() == ["True", "False"], done.stderr
