@@ -324,3 +324,26 @@ def test_the_console_entry_runs_the_cli_with_the_collector_paused(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=tmp_path)
     assert done.stdout.split() == ["True", "False"], done.stderr
+
+
+def test_a_named_command_is_built_alone_with_the_same_help():
+    """`seqcli NAME ...` builds NAME's click command only; its help is the whole group's."""
+    import typer
+
+    from seqcli import cli
+
+    every = typer.main.get_command(cli.app)
+    assert set(cli._click_command(["predict", "m.yaml"]).commands) == {"predict"}
+    assert set(cli._click_command(["export-onnx"]).commands) == {"export-onnx"}
+    assert set(cli._click_command(["predcit"]).commands) == set(every.commands)
+    assert set(cli._click_command(["--help"]).commands) == set(every.commands)
+    assert set(cli._click_command([]).commands) == set(every.commands)
+    for name, command in every.commands.items():
+        alone = cli._click_command([name])
+        with alone.make_context("seqcli", [name], resilient_parsing=True) as group:
+            with alone.commands[name].make_context(name, [], parent=group,
+                                                   resilient_parsing=True) as ctx:
+                help_alone = ctx.get_help()
+        with every.make_context("seqcli", [name], resilient_parsing=True) as group:
+            with command.make_context(name, [], parent=group, resilient_parsing=True) as ctx:
+                assert ctx.get_help() == help_alone
