@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pty
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -347,3 +348,28 @@ def test_a_named_command_is_built_alone_with_the_same_help():
         with every.make_context("seqcli", [name], resilient_parsing=True) as group:
             with command.make_context(name, [], parent=group, resilient_parsing=True) as ctx:
                 assert ctx.get_help() == help_alone
+
+
+def test_each_input_batch_is_let_go_before_the_next_is_read():
+    """Only one input batch is alive at a time: the next reuses its memory."""
+    import weakref
+
+    from seqcli.config.load import load_model_text
+    from seqcli.io.arrays import NonFiniteCounter
+
+    model = seqcli.Sequential.from_loaded(load_model_text(
+        "input_shape: [3]\nlayers:\n  - {type: Dense, units: 2}\n", "m.yaml", Path(".")), None)
+    model.build((3,))
+    alive = []
+
+    def upstream():
+        for _ in range(3):
+            alive[:] = [ref for ref in alive if ref() is not None]
+            assert not alive, "the previous batch is still referenced"
+            batch = np.ones((4, 3), np.float32)
+            alive.append(weakref.ref(batch))
+            yield batch
+            del batch
+
+    outputs = list(model.predict_batches(NonFiniteCounter("x").check(upstream())))
+    assert len(outputs) == 3 and outputs[0].shape == (4, 2)

@@ -195,6 +195,7 @@ class InputArray:
                 batch = np.array(array[start : start + batch_size], dtype=np.float32, order="C")
             _release_pages(array, (start + batch_size) * (array.nbytes // max(self.rows, 1)))
             yield batch
+            del batch  # before the next is read (see `_read_batches`)
 
     def _batches_from_stream(self, batch_size: int) -> Iterator[np.ndarray]:
         try:
@@ -216,7 +217,12 @@ class InputArray:
                 batch = np.frombuffer(data, self.dtype).reshape((count, *sample_shape))
                 with np.errstate(over="ignore"):
                     batch = batch.astype(np.float32, order="C")
+                del data
                 yield batch
+                # Dropped before the next batch is read (the consumer is done with it), so the
+                # next one reuses its memory: fresh pages cost a page fault each on first
+                # touch, 10-40 ms for a 24 MB batch on the dev machine.
+                del batch
         if self._stream.read(1):
             raise InputDataError(
                 f"{self.source}: there is data after the {self.rows} rows its header declares; "
@@ -266,8 +272,10 @@ class NonFiniteCounter:
                     )
                 self.nan, self.inf = self.nan + nan, self.inf + inf
                 self.bad_rows += int(np.count_nonzero(bad))
+            del finite  # a batch-sized temporary, free for the model's activations
             self.rows += len(batch)
             yield batch
+            del batch  # before the next is read (see `InputArray._read_batches`)
 
     def summary(self) -> str | None:
         """`3 NaN and 1 Inf values in 2 rows`, or None when every value was finite."""

@@ -58,4 +58,5 @@ def extract_batches(built: BuiltModel, weights: dict[str, np.ndarray], paths: li
 
     for batch in batches:
         forward(built.layers, weights, batch, until=last, collect=keep)
+        del batch  # before the next is read: it reuses this one's memory
         yield {path: found[path] for path in paths}

@@ -213,7 +213,9 @@ class Sequential:
     def predict_batches(self, batches: Iterator[np.ndarray], until: str | None = None):
         """Yield the outputs (or the output of layer `until`) of each batch in turn."""
         for batch in batches:
-            yield self._forward_in_pieces(batch, until)
+            output = self._forward_in_pieces(batch, until)
+            del batch  # before the next is read: it reuses this one's memory
+            yield output
 
     def _forward_in_pieces(self, batch: np.ndarray, until: str | None = None) -> np.ndarray:
         """`forward` of a batch, a few rows at a time when it is big, so that the activations
