@@ -1183,3 +1183,28 @@ def test_io_layer_does_not_import_numba():
         [sys.executable, "-c", script], capture_output=True, cwd=REPO, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr.decode()
+
+
+def test_float32_file_batches_are_the_map_itself_and_the_file_stays_as_it_was(tmp_path):
+    """No copy of a float32 C-order input: its batches view the copy-on-write map. Writing to
+    one changes neither the file nor the rows read later; the file may be read-only."""
+    array = np.arange(40, dtype=np.float32).reshape(10, 4)
+    path = tmp_path / "x.npy"
+    np.save(path, array)
+    before = path.read_bytes()
+    path.chmod(0o444)
+    inputs = open_input(str(path))
+    seen = []
+    for batch in inputs.batches(3):
+        assert np.shares_memory(batch, inputs._array)
+        seen.append(batch.copy())
+        batch[...] = -1  # a consumer scribbling on its batch
+    np.testing.assert_array_equal(np.concatenate(seen), array)
+    assert path.read_bytes() == before
+    whole = open_input(str(path)).as_array()
+    assert not whole.flags.writeable  # fit's view of the rows: read-only, as before
+    with pytest.raises(ValueError):
+        whole[0, 0] = 1
+    np.save(tmp_path / "y.npy", array.astype(np.float64))
+    doubles = open_input(str(tmp_path / "y.npy"))  # other dtypes: converted, never the map
+    assert not any(np.shares_memory(batch, doubles._array) for batch in doubles.batches(4))

@@ -146,7 +146,7 @@ class InputArray:
         self.dtype = header.dtype
         """The dtype stored in the file (batches are float32)."""
         self._header = header
-        self._array = array  # a read-only memory map, for files
+        self._array = array  # a copy-on-write memory map, for files (the file is never written)
         self._stream = stream  # a non-seekable stream, for stdin and pipes
         self._owns_stream = owns_stream
         self._consumed = False
@@ -169,7 +169,9 @@ class InputArray:
         if self._array is None:
             raise UsageError(f"{self.source}: this command reads its arrays from files, "
                              "not from a pipe")
-        return self._array
+        view = self._array.view()
+        view.flags.writeable = False
+        return view
 
     @property
     def rows(self) -> int:
@@ -177,7 +179,10 @@ class InputArray:
         return self.shape[0]
 
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
-        """Yield float32 C-contiguous `(b, *shape[1:])` batches, b <= batch_size, rows in order."""
+        """Yield float32 C-contiguous `(b, *shape[1:])` batches, b <= batch_size, rows in order.
+        A float32 C-order file's batches are its memory map itself (no copy; writing to one
+        changes neither the file nor later batches); other dtypes are converted batch by batch.
+        """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise UsageError(f"batch size must be a positive integer; received: {batch_size!r}")
         if self._array is not None:
@@ -192,10 +197,11 @@ class InputArray:
     def _batches_from_array(self, array: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
         for start in range(0, self.rows, batch_size):
             with np.errstate(over="ignore"):  # beyond float32's range: Inf, counted later
-                batch = np.array(array[start : start + batch_size], dtype=np.float32, order="C")
-            _release_pages(array, (start + batch_size) * (array.nbytes // max(self.rows, 1)))
+                batch = np.asarray(array[start : start + batch_size], dtype=np.float32,
+                                   order="C")
             yield batch
             del batch  # before the next is read (see `_read_batches`)
+            _release_pages(array, (start + batch_size) * (array.nbytes // max(self.rows, 1)))
 
     def _batches_from_stream(self, batch_size: int) -> Iterator[np.ndarray]:
         try:
@@ -215,8 +221,8 @@ class InputArray:
                 count = min(batch_size, self.rows - start)
                 data = self._read(count * row_size, offset=start * row_size)
                 batch = np.frombuffer(data, self.dtype).reshape((count, *sample_shape))
-                with np.errstate(over="ignore"):
-                    batch = batch.astype(np.float32, order="C")
+                with np.errstate(over="ignore"):  # float32 data is used where it was read
+                    batch = batch.astype(np.float32, order="C", copy=False)
                 del data
                 yield batch
                 # Dropped before the next batch is read (the consumer is done with it), so the
@@ -285,9 +291,10 @@ class NonFiniteCounter:
 
 
 def _release_pages(array: np.ndarray, consumed: int) -> None:
-    """Drop the pages of a memory-mapped input that have been read, so that resident memory
-    stays bounded by the batch size however large the file (Fortran-order arrays are read
-    all over, so all of their pages are dropped)."""
+    """Drop the pages of a memory-mapped input whose rows are done with, so that resident
+    memory stays bounded by the batch size however large the file (a page looked at again is
+    read from the file again; Fortran-order arrays are read all over, so all of their pages
+    are dropped)."""
     mapping = getattr(array, "_mmap", None)
     if mapping is None or not hasattr(mapping, "madvise"):
         return
@@ -340,7 +347,9 @@ def open_input(path: str) -> InputArray:
         )
     try:
         with header_warnings_quietly():
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            # copy-on-write: float32 batches are the map itself, writable for numba's kernels
+            # (a read-only array is another type to them), and the file is never written
+            array = np.load(path, mmap_mode="c", allow_pickle=False)
     except (OSError, ValueError) as error:
         raise InputDataError(f"{path}: cannot map the array: {_one_line(error)}") from error
     if array.shape != header.shape or array.dtype != header.dtype:  # changed under our feet
