@@ -40,14 +40,16 @@ def test_convolution_and_dense_paths(env, tmp_path):
 def test_cached_kernels_load_without_numba_compiler_refresh(tmp_path):
     """With a warm cache, running a model loads its kernels with only numba's runtime linked in:
     numba's linear-algebra and array-math implementations (imported by its compiler refresh,
-    0.1-0.2 s) stay unloaded, and the outputs equal those of kernels compiled afresh."""
+    0.1-0.2 s) stay unloaded, the runtime itself comes from its cached object code, and the
+    outputs equal those of kernels compiled afresh. A damaged runtime copy is compiled again."""
     script = (
         "import sys, numpy as np\n"
         "from seqcli.runtime.model import load\n"
+        "from seqcli.kernels import activations\n"
         "model = load(sys.argv[1]); model.build()\n"
         "x = np.linspace(-1, 1, 2 * 28 * 28, dtype=np.float32).reshape(2, 28, 28, 1)\n"
         "print(repr(model(x).tolist()), 'numba.np.linalg' in sys.modules,"
-        " 'numba.np.arraymath' in sys.modules)\n")
+        " 'numba.np.arraymath' in sys.modules, bool(activations._RUNTIME_FROM_CACHE))\n")
     model = str(HERE.parent / "bench" / "models" / "small_convnet.yaml")
 
     def run(cache_dir):
@@ -55,13 +57,21 @@ def test_cached_kernels_load_without_numba_compiler_refresh(tmp_path):
                               text=True, timeout=600,
                               env=dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir)))
         assert done.returncode == 0, done.stderr[-2000:]
-        return done.stdout.rsplit(" ", 2)
+        return done.stdout.rsplit(" ", 3)
 
     compiled = run(tmp_path)  # compiles every kernel: numba's full compiler
-    assert compiled[1:] == ["True", "True\n"]
-    loaded = run(tmp_path)  # the same kernels from the cache
-    assert loaded[1:] == ["False", "False\n"]
+    assert compiled[1:] == ["True", "True", "False\n"]
+    runtimes = list(tmp_path.rglob("seqcli-nrt-*.o"))
+    assert len(runtimes) == 1 and runtimes[0].stat().st_size > 1000
+    loaded = run(tmp_path)  # the same kernels from the cache, and the runtime too
+    assert loaded[1:] == ["False", "False", "True\n"]
     assert loaded[0] == compiled[0]
+    intact = runtimes[0].read_bytes()
+    runtimes[0].write_bytes(intact[:100])  # truncated: compiled again, and cached again
+    again = run(tmp_path)
+    assert again[1:] == ["False", "False", "False\n"] and again[0] == compiled[0]
+    assert runtimes[0].read_bytes() == intact
+    assert run(tmp_path)[1:] == ["False", "False", "True\n"]
 
 
 def test_stale_cached_kernels_are_removed_when_the_sources_change(tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ import threading
 
 import numpy as np
 from llvmlite import ir
+from numba import __version__ as numba_version
 from numba import config, njit, types
 from numba.extending import intrinsic
 
@@ -95,7 +96,9 @@ def _numba_ready() -> None:
       only to choose BLAS for np.correlate/np.convolve inside jitted code; seqcli never uses
       them, so where scipy is installed that registry is loaded with the probe answered "no"
       before a compile (np.dot and the rest of numba's linear algebra still import scipy when
-      they are compiled)."""
+      they are compiled).
+
+    The runtime itself comes from object code cached beside the kernels (`_runtime_ready`)."""
     if _NUMBA_READY:
         return
     _NUMBA_READY.append(True)
@@ -112,7 +115,8 @@ def _numba_ready() -> None:
     def load_overload(cache, sig, target_context):
         if not getattr(cache._py_func, "__module__", "").startswith("seqcli."):
             return full_load(cache, sig, target_context)
-        rtsys.initialize(target_context)
+        if not rtsys._init:
+            _runtime_ready(target_context, cache._cache_path)
         with cache._guard_against_spurious_io_errors():
             found = cache._load_overload(sig, target_context)
             if found is not None:
@@ -121,6 +125,75 @@ def _numba_ready() -> None:
         return None
 
     Cache.load_overload = load_overload
+
+
+_RUNTIME_FROM_CACHE: list = []  # [True] once numba's runtime came from seqcli's cached copy
+
+
+def _runtime_ready(context, folder: str) -> None:
+    """Set numba's runtime (NRT) up as `rtsys.initialize` does, but with its functions taken
+    from object code cached in `folder` (next to seqcli's kernels) rather than compiled: that
+    compile is LLVM's optimiser and code generator's first run in the process, some 15 ms of
+    every start. Without a cached copy they are compiled and then cached; with anything
+    unexpected (another numba, an unreadable file), numba sets its runtime up itself."""
+    import hashlib
+    from pathlib import Path
+
+    import llvmlite
+    from llvmlite import binding as ll
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.runtime import _nrt_python, nrtdynmod, rtsys
+
+    codegen = context.codegen()
+    key = hashlib.sha256(repr((numba_version, llvmlite.__version__,
+                               codegen.magic_tuple())).encode()).hexdigest()[:16]
+    path = Path(folder) / f"seqcli-nrt-{key}.o"
+    with global_compiler_lock:
+        if rtsys._init:
+            return
+        try:
+            for name, address in _nrt_python.c_helpers.items():
+                ll.add_symbol(name if name.startswith("_") else "NRT_" + name, address)
+            if config.NRT_STATS:
+                _nrt_python.memsys_enable_stats()
+            library = _cached_runtime(codegen, path)
+            if library is None:
+                module, library = nrtdynmod.create_nrt_module(context)
+                library.add_ir_module(module)
+                library.enable_object_caching()
+                library.finalize()
+                _cache_runtime(library, path)
+            else:
+                _RUNTIME_FROM_CACHE.append(True)
+            rtsys._library, rtsys._init = library, True
+        except Exception:  # another numba's internals: its own set-up
+            rtsys.initialize(context)
+
+
+def _cached_runtime(codegen, path):
+    """The runtime library from its cached object code, or None."""
+    try:
+        data = path.read_bytes()
+        size = int.from_bytes(data[:8], "little")
+        if len(data) < 8 + size:
+            return None
+        return codegen.unserialize_library(("nrt", "object", (data[8:8 + size],
+                                                              data[8 + size:])))
+    except (OSError, ValueError, RuntimeError):
+        return None
+
+
+def _cache_runtime(library, path) -> None:
+    """Write the runtime's object code and bitcode (numba's own cache format for a library)."""
+    from seqcli.errors import OutputError
+    from seqcli.io.atomic import atomic_output
+
+    _, _, (object_code, bitcode) = library.serialize_using_object_code()
+    try:
+        with atomic_output(path) as out:
+            out.write(len(object_code).to_bytes(8, "little") + object_code + bitcode)
+    except (OSError, OutputError):  # a read-only cache folder: compiled again next time
+        pass
 
 
 def _array_math_without_scipy() -> None:
