@@ -1208,3 +1208,12 @@ def test_float32_file_batches_are_the_map_itself_and_the_file_stays_as_it_was(tm
     np.save(tmp_path / "y.npy", array.astype(np.float64))
     doubles = open_input(str(tmp_path / "y.npy"))  # other dtypes: converted, never the map
     assert not any(np.shares_memory(batch, doubles._array) for batch in doubles.batches(4))
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (10, 4), }"
+    header += " " * (129 - 10 - len(header)) + "\n"  # data at byte 130: not float32-aligned
+    (tmp_path / "odd.npy").write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little")
+                                       + header.encode() + array.tobytes())
+    odd = open_input(str(tmp_path / "odd.npy"))
+    batches = list(odd.batches(4))  # copied into aligned memory, as the kernels expect
+    assert all(batch.flags.aligned and not np.shares_memory(batch, odd._array)
+               for batch in batches)
+    np.testing.assert_array_equal(np.concatenate(batches), array)

@@ -197,8 +197,7 @@ class InputArray:
     def _batches_from_array(self, array: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
         for start in range(0, self.rows, batch_size):
             with np.errstate(over="ignore"):  # beyond float32's range: Inf, counted later
-                batch = np.asarray(array[start : start + batch_size], dtype=np.float32,
-                                   order="C")
+                batch = np.require(array[start : start + batch_size], np.float32, "CAE")
             yield batch
             del batch  # before the next is read (see `_read_batches`)
             _release_pages(array, (start + batch_size) * (array.nbytes // max(self.rows, 1)))
