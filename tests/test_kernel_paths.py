@@ -49,7 +49,8 @@ def test_cached_kernels_load_without_numba_compiler_refresh(tmp_path):
         "model = load(sys.argv[1]); model.build()\n"
         "x = np.linspace(-1, 1, 2 * 28 * 28, dtype=np.float32).reshape(2, 28, 28, 1)\n"
         "print(repr(model(x).tolist()), 'numba.np.linalg' in sys.modules,"
-        " 'numba.np.arraymath' in sys.modules, bool(activations._RUNTIME_FROM_CACHE))\n")
+        " 'numba.np.arraymath' in sys.modules, bool(activations._RUNTIME_FROM_CACHE),"
+        " 'numpy.ma' in sys.modules)\n")
     model = str(HERE.parent / "bench" / "models" / "small_convnet.yaml")
 
     def run(cache_dir):
@@ -57,21 +58,21 @@ def test_cached_kernels_load_without_numba_compiler_refresh(tmp_path):
                               text=True, timeout=600,
                               env=dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir)))
         assert done.returncode == 0, done.stderr[-2000:]
-        return done.stdout.rsplit(" ", 3)
+        return done.stdout.rsplit(" ", 4)
 
     compiled = run(tmp_path)  # compiles every kernel: numba's full compiler
-    assert compiled[1:] == ["True", "True", "False\n"]
+    assert compiled[1:4] == ["True", "True", "False"]
     runtimes = list(tmp_path.rglob("seqcli-nrt-*.o"))
     assert len(runtimes) == 1 and runtimes[0].stat().st_size > 1000
     loaded = run(tmp_path)  # the same kernels from the cache, and the runtime too
-    assert loaded[1:] == ["False", "False", "True\n"]
+    assert loaded[1:] == ["False", "False", "True", "False\n"]  # nor numpy.ma imported
     assert loaded[0] == compiled[0]
     intact = runtimes[0].read_bytes()
     runtimes[0].write_bytes(intact[:100])  # truncated: compiled again, and cached again
     again = run(tmp_path)
-    assert again[1:] == ["False", "False", "False\n"] and again[0] == compiled[0]
+    assert again[1:4] == ["False", "False", "False"] and again[0] == compiled[0]
     assert runtimes[0].read_bytes() == intact
-    assert run(tmp_path)[1:] == ["False", "False", "True\n"]
+    assert run(tmp_path)[1:4] == ["False", "False", "True"]
 
 
 def test_stale_cached_kernels_are_removed_when_the_sources_change(tmp_path, monkeypatch):
@@ -112,3 +113,32 @@ def test_every_cached_kernel_loads_without_numba_compiler_refresh():
                               timeout=900)
         assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["False", "False"]
+
+
+
+def test_arrays_are_typed_as_numba_types_them():
+    """seqcli's array typing (which skips numba's masked-array check while numpy.ma is not
+    imported) gives numba's own types: every layout, dtype, rank and read-only flag; and
+    numba's own refusals."""
+    script = (
+        "import sys, numpy as np\n"
+        "from numba.core.typing.typeof import Purpose, _typeof_ndarray, typeof_impl\n"
+        "from seqcli.kernels import activations\n"
+        "activations._numba_ready()\n"
+        "assert typeof_impl.dispatch(np.ndarray) is not _typeof_ndarray\n"
+        "base = np.arange(24, dtype=np.float32).reshape(2, 3, 4)\n"
+        "frozen = base.copy(); frozen.flags.writeable = False\n"
+        "values = [base, base[:, ::2], np.asfortranarray(base), base.astype(np.float64),\n"
+        "          base.astype(np.int8), base.astype(bool), np.ones((), np.float32), frozen,\n"
+        "          np.zeros((0, 5), np.complex64), base[..., 0].T]\n"
+        "ours = [typeof_impl(value, Purpose.argument) for value in values]\n"
+        "print('numpy.ma' in sys.modules)\n"  # numba's own typing, next, imports it
+        "assert ours == [_typeof_ndarray(value, Purpose.argument) for value in values]\n"
+        "try:\n"
+        "    typeof_impl(np.zeros(2, 'V4'), Purpose.argument)\n"
+        "except Exception as error:\n"
+        "    print(type(error).__name__)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "NumbaValueError"]

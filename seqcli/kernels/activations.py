@@ -98,7 +98,9 @@ def _numba_ready() -> None:
       before a compile (np.dot and the rest of numba's linear algebra still import scipy when
       they are compiled).
 
-    The runtime itself comes from object code cached beside the kernels (`_runtime_ready`)."""
+    The runtime itself comes from object code cached beside the kernels (`_runtime_ready`), and
+    typing an array argument skips numba's check against numpy's masked arrays while numpy.ma
+    is not imported (`_typeof_array`): asking numpy for it imports it (6 ms)."""
     if _NUMBA_READY:
         return
     _NUMBA_READY.append(True)
@@ -125,6 +127,30 @@ def _numba_ready() -> None:
         return None
 
     Cache.load_overload = load_overload
+    _typeof_array()
+
+
+def _typeof_array() -> None:
+    """numba types an ndarray argument as before, minus its masked-array refusal while numpy.ma
+    is not imported (no masked array can exist then); anything else goes to numba's own."""
+    try:
+        from numba.core.typing.typeof import typeof_impl
+        from numba.np import numpy_support
+    except ImportError:
+        return
+    numba_typeof = typeof_impl.dispatch(np.ndarray)
+
+    def typeof_array(value, context):
+        if type(value) is not np.ndarray or "numpy.ma" in sys.modules:
+            return numba_typeof(value, context)
+        try:
+            dtype = numpy_support.from_dtype(value.dtype)
+            layout = numpy_support.map_layout(value)
+        except Exception:  # numba's own refusal, message and all
+            return numba_typeof(value, context)
+        return types.Array(dtype, value.ndim, layout, readonly=not value.flags.writeable)
+
+    typeof_impl.register(np.ndarray)(typeof_array)
 
 
 _RUNTIME_FROM_CACHE: list = []  # [True] once numba's runtime came from seqcli's cached copy
