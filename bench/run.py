@@ -402,7 +402,7 @@ def report(env_lines, rows, e2e, start_rows, big, notes, elapsed) -> str:
                 f"{big['rows'] / big['seconds']:,.0f} rows/s), peak resident memory "
                 f"{big['rss'] / 2**20:.0f} MB."]
     out += ["", "## Targets", ""] + targets(rows, e2e, start_rows, big)
-    out += ["", "## Reproduce", "", "    make bench            # about 3 minutes; writes this "
+    out += ["", "## Reproduce", "", "    make bench            # about 2 minutes; writes this "
             "file", "    .venv/bin/seqcli bench configs/guide_convnet.yaml --batch-size 32 "
             "--per-layer", ""]
     return "\n".join(out)
