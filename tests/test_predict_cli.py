@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import os
 import pty
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -308,9 +311,6 @@ def test_the_garbage_collector_is_paused_for_start_up_only():
 
 def test_the_console_entry_runs_the_cli_with_the_collector_paused(tmp_path):
     """`seqcli` and `python -m seqcli` enter through seqcli.__main__.run."""
-    import tomllib
-    from pathlib import Path
-
     project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
     assert project["project"]["scripts"]["seqcli"] == "seqcli.__main__:run"
     code = ("import gc, seqcli.cli as cli\n"
@@ -319,9 +319,6 @@ def test_the_console_entry_runs_the_cli_with_the_collector_paused(tmp_path):
             "cli.run = spy\n"
             "from seqcli.__main__ import run\n"
             "run()\n")
-    import subprocess
-    import sys
-
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=tmp_path)
     assert done.stdout.split() == ["True", "False"], done.stderr
