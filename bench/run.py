@@ -46,27 +46,18 @@ np.save(output, np.concatenate(outputs))
 # ----------------------------------------------------------------------------- helpers
 
 
-def median_time(run, seconds: float, min_runs: int = 3) -> list[float]:
-    """Seconds per call of `run()`, for `seconds` and at least `min_runs` calls."""
-    times = []
-    end = time.perf_counter() + seconds
-    while len(times) < min_runs or time.perf_counter() < end:
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def interleaved(peers: dict, seconds: float, rounds: int) -> dict[str, float]:
     """Median seconds per call of each peer's `run`, measured in turns (a pause between turns
     lets the previous peer's spinning threads go idle)."""
+    from seqcli.benchmark import timed_runs
+
     times: dict[str, list[float]] = {name: [] for name in peers}
     for run in peers.values():
         run()  # warm
     for _ in range(rounds):
         for name, run in peers.items():
             time.sleep(0.05)
-            times[name] += median_time(run, seconds / rounds)
+            times[name] += timed_runs(run, seconds / rounds, 3)
     return {name: statistics.median(values) for name, values in times.items()}
 
 

@@ -126,7 +126,7 @@ class _CompileCounter:
         self._event.unregister("numba:compile", self._listener)
 
 
-def _timed_runs(run, seconds: float, min_runs: int) -> list[float]:
+def timed_runs(run, seconds: float, min_runs: int) -> list[float]:
     """Seconds per call of `run()`, called for `seconds` and at least `min_runs` times."""
     times: list[float] = []
     end = time.perf_counter() + seconds
@@ -153,7 +153,7 @@ def _layer_timings(model: Sequential, x: np.ndarray, seconds: float, gemm: float
     for info in _leaves(model.built_model.layers):
         own = {key.rsplit("/", 1)[1]: weights[key] for key in info.weights}
         output = info.layer.forward(own, x)
-        times = _timed_runs(lambda info=info, own=own, x=x: info.layer.forward(own, x),
+        times = timed_runs(lambda info=info, own=own, x=x: info.layer.forward(own, x),
                             seconds, 3)
         median = float(np.median(times))
         macs = int(info.macs or 0)
@@ -209,7 +209,7 @@ def _run(model_path, batch_size, threads, input_shape, weights, per_layer, secon
         model(x)
         first_run_s = time.perf_counter() - start
     model(x)  # caches and thread pools settled
-    times = _timed_runs(lambda: model(x), seconds, 5)
+    times = timed_runs(lambda: model(x), seconds, 5)
     gemm = gemm_rate(threads)
     mean = float(np.mean(times))
     macs = int(built.macs or 0)
