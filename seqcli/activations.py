@@ -29,6 +29,9 @@ ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
 ACTIVATION_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 # Activations that act on the whole last axis rather than elementwise.
 LAST_AXIS_ACTIVATIONS = ("softmax", "log_softmax")
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+"""Keras 3's selu constants (onnx's defaults differ in the last float32 digit)."""
 
 
 def canonical_activation(name: str | None) -> str:

@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from seqcli.build import LayerInfo
 from seqcli.runtime.model import Sequential
 
 
@@ -137,21 +136,13 @@ def timed_runs(run, seconds: float, min_runs: int) -> list[float]:
     return times
 
 
-def _leaves(infos: list[LayerInfo]) -> list[LayerInfo]:
-    """The layers that compute, in order (a nested model's own layers in its place)."""
-    found = []
-    for info in infos:
-        found.extend(_leaves(info.children) if info.children else [info])
-    return found
-
-
 def _layer_timings(model: Sequential, x: np.ndarray, seconds: float, gemm: float):
     """Each layer timed alone on its real input (the previous layer's output)."""
-    weights = model._weights.arrays
+    weights = model.weight_arrays
     batch = x.shape[0]
     rows = []
-    for info in _leaves(model.built_model.layers):
-        own = {key.rsplit("/", 1)[1]: weights[key] for key in info.weights}
+    for info in model.built_model.leaves():
+        own = info.own_weights(weights)
         output = info.layer.forward(own, x)
         times = timed_runs(lambda info=info, own=own, x=x: info.layer.forward(own, x),
                             seconds, 3)

@@ -57,6 +57,11 @@ class LayerInfo:
         for child in self.children:
             yield from child.walk()
 
+    def own_weights(self, weights: dict) -> dict:
+        """This layer's arrays out of a model's `weights` (by full key), by weight name
+        (`kernel`), as its `forward` takes them."""
+        return {key.rsplit("/", 1)[1]: weights[key] for key in self.weights}
+
 
 @dataclass
 class BuiltModel:
@@ -100,6 +105,10 @@ class BuiltModel:
         """Every layer, nested ones included, depth first."""
         for info in self.layers:
             yield from info.walk()
+
+    def leaves(self) -> list[LayerInfo]:
+        """The layers that compute, in execution order (a nested model is its layers)."""
+        return [info for info in self.walk() if not info.children]
 
     def find(self, path: str) -> LayerInfo | None:
         """The layer at `path` (`head/dense`), or None."""

@@ -29,13 +29,9 @@ def _rows(model: BuiltModel, expand_nested: bool):
         yield from visit(info, 0)
 
 
-def _leaves(model: BuiltModel):
-    return [info for info in model.walk() if not info.children]
-
-
 def activation_bytes(model: BuiltModel, batch_size: int) -> int | None:
     """float32 bytes of every layer's output for a batch (None if a dimension is unknown)."""
-    sizes = [num_elements(info.output_shape) for info in _leaves(model)]
+    sizes = [num_elements(info.output_shape) for info in model.leaves()]
     if any(size is None for size in sizes):
         return None
     return sum(sizes) * BYTES_PER_VALUE * batch_size
@@ -43,7 +39,7 @@ def activation_bytes(model: BuiltModel, batch_size: int) -> int | None:
 
 def total_macs(model: BuiltModel) -> int | None:
     """Multiply-accumulates per sample (None if a dimension is unknown)."""
-    macs = [info.macs for info in _leaves(model)]
+    macs = [info.macs for info in model.leaves()]
     return None if any(m is None for m in macs) else sum(macs)
 
 

@@ -16,8 +16,7 @@ import pytest
 import seqcli
 from seqcli.activations import ACTIVATIONS
 from seqcli.cli import main
-from seqcli.interop.onnx_export import _EXPORTERS, export_onnx
-from seqcli.layers import LAYER_TYPES
+from seqcli.interop.onnx_export import export_onnx
 from tests.conftest import CONFIGS, to_yaml
 
 HERE = Path(__file__).parent / "keras_reference"
@@ -79,10 +78,6 @@ def test_onnx_equals_keras_and_seqcli(cli, entry, tmp_path):
 
     graph = onnx.load(out)
     assert _transposes_in_a_row(graph) == []
-
-
-def test_every_layer_type_has_an_exporter():
-    assert set(_EXPORTERS) == set(LAYER_TYPES) - {"Input", "Sequential"}
 
 
 def _random_weights(model_path: Path, weights_path: Path, seed: int = 0) -> None:

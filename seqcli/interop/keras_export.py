@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from seqcli.interop.keras_format import (
-    BASE_FIELDS,
     CONFIG_MEMBER,
     FORMAT_KERAS_VERSION,
     METADATA_MEMBER,
@@ -29,32 +28,10 @@ from seqcli.interop.keras_format import (
 )
 
 
-def _plain(value):
-    """Tuples as lists, recursively (JSON has no tuples; Keras writes lists)."""
-    if isinstance(value, (tuple, list)):
-        return [_plain(item) for item in value]
-    return value
-
-
-NO_BUILD_CONFIG = frozenset({
-    "Activation", "Dropout", "Reshape", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D",
-    "AveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
-    "GlobalAveragePooling2D"})
-"""Layers without a `build` of their own, which Keras saves without a `build_config`."""
-
-
 def layer_options(layer) -> dict:
     """A seqcli layer's options in Keras's config spelling (without name, trainable, dtype)."""
-    options = {}
-    for name in type(layer).model_fields:
-        if name in BASE_FIELDS:
-            continue
-        value = getattr(layer, name)
-        options[name] = initializer_config(value) if name.endswith("_initializer") \
-            else _plain(value)
-    if layer.type == "LayerNormalization" and isinstance(options["axis"], int):
-        options["axis"] = [options["axis"]]  # as a built Keras LayerNormalization has it
-    return options
+    return {name: initializer_config(value) if name.endswith("_initializer") else value
+            for name, value in layer.keras_options().items()}
 
 
 class _InputNames:
@@ -73,7 +50,7 @@ class _InputNames:
 
 
 def _batch(shape) -> list:
-    return [None, *_plain(tuple(shape))]
+    return [None, *(int(d) if d is not None else None for d in shape)]
 
 
 def _sequential_config(name: str, trainable: bool, infos, input_shape, names: _InputNames):
@@ -101,7 +78,7 @@ def _layer_entry(info, names: _InputNames) -> dict:
               **layer_options(layer)}
     entry = {"module": "keras.layers", "class_name": layer.type, "config": config,
              "registered_name": None, "build_config": build_config}
-    if layer.type in NO_BUILD_CONFIG:
+    if not layer.keras_build_config:
         del entry["build_config"]
     return entry
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from seqcli.layers.base import INITIALIZER_CLASSES
 from seqcli.layers.sequential import snake_case
 
 CONFIG_MEMBER = "config.json"
@@ -21,23 +22,6 @@ METADATA_MEMBER = "metadata.json"
 WEIGHTS_MEMBER = "model.weights.h5"
 FORMAT_KERAS_VERSION = "3.15.1"
 """The Keras version whose files this module was checked against (written to metadata.json)."""
-
-INITIALIZER_CLASSES = {
-    "glorot_uniform": "GlorotUniform",
-    "glorot_normal": "GlorotNormal",
-    "he_uniform": "HeUniform",
-    "he_normal": "HeNormal",
-    "lecun_uniform": "LecunUniform",
-    "lecun_normal": "LecunNormal",
-    "zeros": "Zeros",
-    "ones": "Ones",
-}
-"""seqcli's initializer names and Keras's classes for them."""
-INITIALIZER_NAMES = {cls: name for name, cls in INITIALIZER_CLASSES.items()}
-
-BASE_FIELDS = frozenset({"type", "name", "trainable", "dtype", "input_shape", "layers", "from_"})
-"""Fields of a seqcli layer that are not layer options in Keras's config."""
-
 
 def saved_names(class_names: list[str]) -> list[str]:
     """Keras's group name of each object of a saved list (`_get_unique_name`): the snake_case
@@ -84,12 +68,7 @@ def from_keras(entry: dict) -> bool:
 
 
 def keras_weight_shape(info, key: str) -> tuple:
-    """The shape Keras gives weight `key` of a built layer. It differs from seqcli's only for
-    a LayerNormalization over axes written out of order: Keras sorts them first. Both apply
-    the values in increasing-axis order, so the two shapes are reshapes of each other."""
-    shape = tuple(info.weights[key])
-    layer = info.layer
-    if layer.type == "LayerNormalization" and isinstance(layer.axis, list):
-        full = (None, *info.input_shape)
-        return tuple(full[axis] for axis in sorted(layer.axis))
-    return shape
+    """The shape Keras gives weight `key` of a built layer (see `Layer.keras_weight_shape`):
+    a reshape of seqcli's, holding the same values."""
+    return tuple(info.layer.keras_weight_shape(info.input_shape, key.rsplit("/", 1)[1],
+                                               tuple(info.weights[key])))

@@ -27,14 +27,12 @@ from seqcli.interop.keras_archive import (
     open_keras_archive,
 )
 from seqcli.interop.keras_format import (
-    BASE_FIELDS,
-    INITIALIZER_NAMES,
     from_keras,
     keras_weight_shape,
     saved_groups,
     saved_names,
 )
-from seqcli.layers.base import INITIALIZERS
+from seqcli.layers.base import COMMON_FIELDS, INITIALIZER_NAMES, INITIALIZERS
 from seqcli.layers.sequential import LAYER_TYPES
 
 MAX_NESTING = 32
@@ -43,16 +41,6 @@ LAYER_CLASSES = {name: cls for name, cls in LAYER_TYPES.items()
                  if name not in ("Input", "Sequential")}
 TRAINING_ONLY_SUFFIXES = ("_regularizer", "_constraint")
 """Options that only shape training (dropped with a note); activity_regularizer excepted."""
-KERAS_ONLY_DEFAULTS = {
-    "quantization_config": None,
-    "lora_rank": None,
-    "lora_alpha": None,
-    "renorm": False,
-    "renorm_clipping": None,
-    "rms_scaling": False,
-}
-"""Keras options seqcli lacks, accepted only at these (default) values."""
-IGNORED_OPTIONS = frozenset({"renorm_momentum"})  # only meaningful with renorm=True
 FIRST_OPTIONS = ("units", "filters")
 """Written first, as Keras users write them (then seqcli's field order)."""
 ALLOWED_CALL_ARGUMENTS = {"mask": (None,), "training": (None, False)}
@@ -328,7 +316,7 @@ class _ConfigReader:
     def _options(self, class_name: str, config: dict, where: str, first: bool):
         """(seqcli options in Keras's key order, input shape hint) of a layer config."""
         cls = LAYER_CLASSES[class_name]
-        fields = set(cls.model_fields) - BASE_FIELDS
+        fields = set(cls.model_fields) - COMMON_FIELDS
         options, hint = {}, None
         for key, value in config.items():
             if key in ("name", "trainable"):
@@ -349,11 +337,11 @@ class _ConfigReader:
                     self.notes.append(f"{where}: {key} ({self._class_of(value)}) dropped: "
                                       "seqcli has no regularizers or constraints (they only "
                                       "shape training)")
-            elif key in KERAS_ONLY_DEFAULTS:
-                if value != KERAS_ONLY_DEFAULTS[key]:
+            elif key in cls.keras_only_options:
+                if value != cls.keras_only_options[key]:
                     self.refuse(where, f"{key}={value!r} is not supported by seqcli (only "
-                                f"{KERAS_ONLY_DEFAULTS[key]!r})")
-            elif key in IGNORED_OPTIONS:
+                                f"{cls.keras_only_options[key]!r})")
+            elif key in cls.keras_ignored_options:
                 continue
             elif key == "data_format":
                 if value not in (None, "channels_last"):
@@ -367,10 +355,8 @@ class _ConfigReader:
                     options[key] = initializer
             elif key == "activation":
                 options[key] = self._activation(value, where)
-            elif key == "axis" and isinstance(value, list) and len(value) == 1:
-                options[key] = value[0]  # LayerNormalization stores axis -1 as [-1] once built
             else:
-                options[key] = value
+                options[key] = cls.from_keras_option(key, value)
         return options, hint
 
     def _minimal(self, class_name: str, name: str, options: dict, where: str) -> dict:

@@ -10,10 +10,13 @@ Elementwise ops, normalisation, padding and resizing run in whichever layout the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from seqcli import layers as L  # noqa: N812
+from seqcli.activations import SELU_ALPHA, SELU_SCALE
 from seqcli.build import BuiltModel, LayerInfo, build
 from seqcli.errors import SeqcliError, UsageError
 from seqcli.layers.normalization import sample_axis
@@ -32,9 +35,6 @@ MISSING_ONNX = ("export-onnx needs the 'onnx' package, which is not installed: "
 TERMINAL_REFUSAL = ("refusing to write a binary ONNX file to a terminal; redirect stdout or "
                     "pass -o FILE.onnx")
 
-# Keras 3's selu constants (onnx's defaults differ in the last float32 digit)
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
 
 
 def require_onnx():
@@ -262,17 +262,37 @@ class _Graph:
 
 # --------------------------------------------------------------------------- layers
 
+Exporter = Callable[["_Graph", LayerInfo, dict, "_Tensor", str], "_Tensor"]
+EXPORTERS: dict[type, Exporter] = {}
+"""Layer class → the function that adds its nodes to the graph: `(graph, info, weights by
+name, input tensor, name prefix) → output tensor`. Every layer class has one but the nested
+Sequential, which is exported as its layers."""
+
+
+def exports(*classes: type):
+    """Register the decorated function as the ONNX lowering of the layer `classes`."""
+    def register(function: Exporter) -> Exporter:
+        for cls in classes:
+            if cls in EXPORTERS:
+                raise TypeError(f"{cls.__name__} has two ONNX exporters")
+            EXPORTERS[cls] = function
+        return function
+
+    return register
+
+
 
 def _export_layers(graph: _Graph, infos: list[LayerInfo], weights: dict, x: _Tensor) -> _Tensor:
     for info in infos:
         if info.children:  # a nested Sequential: its layers, named by their paths
             x = _export_layers(graph, info.children, weights, x)
             continue
-        own = {key.rsplit("/", 1)[1]: weights[key] for key in info.weights}
-        x = _EXPORTERS[info.layer.type](graph, info, own, x, info.path + "/")
+        x = EXPORTERS[type(info.layer)](graph, info, info.own_weights(weights), x,
+                                        info.path + "/")
     return x
 
 
+@exports(L.Dense)
 def _dense(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str) -> _Tensor:
     """x @ kernel + bias on the last axis: Gemm on rank 2, MatMul (+ Add) above."""
     layer = info.layer
@@ -294,6 +314,7 @@ def _onnx_pads(pads) -> list[int]:
     return [before for before, _ in pads] + [after for _, after in pads]
 
 
+@exports(L.Conv1D, L.Conv2D)
 def _conv(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str) -> _Tensor:
     """Conv1D/Conv2D: kernel (k…, in/groups, filters) → (filters, in/groups, k…)."""
     layer = info.layer
@@ -309,6 +330,7 @@ def _depthwise_kernel(kernel: np.ndarray) -> np.ndarray:
     return np.transpose(kernel, (2, 3, 0, 1)).reshape(channels * multiplier, 1, kh, kw)
 
 
+@exports(L.DepthwiseConv2D)
 def _depthwise(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
     """DepthwiseConv2D as a Conv with one group per input channel."""
     layer = info.layer
@@ -316,6 +338,7 @@ def _depthwise(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix
                       weights.get("bias"), info.input_shape[-1], layer.activation)
 
 
+@exports(L.SeparableConv2D)
 def _separable(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
     """SeparableConv2D: the depthwise Conv, then a 1×1 Conv with the bias."""
     layer = info.layer
@@ -346,6 +369,7 @@ def _conv_node(graph: _Graph, info: LayerInfo, x: _Tensor, prefix: str, kernel: 
     return _activation(graph, activation, _Tensor(y, x.rank, True), prefix)
 
 
+@exports(L.MaxPooling1D, L.MaxPooling2D, L.AveragePooling1D, L.AveragePooling2D)
 def _pooling(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
     """MaxPool (pads never win) or AveragePool over real cells only (count_include_pad=0)."""
     layer = info.layer
@@ -362,6 +386,8 @@ def _pooling(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: 
     return _Tensor(y, x.rank, True)
 
 
+@exports(L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalAveragePooling1D,
+         L.GlobalAveragePooling2D)
 def _global_pooling(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
     """Max or mean over the spatial axes, in the layout the tensor has (keepdims kept)."""
     layer = info.layer
@@ -377,12 +403,14 @@ def _global_pooling(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, p
     return _Tensor(y, x.rank if layer.keepdims else 2, False)
 
 
+@exports(L.Flatten)
 def _flatten(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
     """Flatten in channels-last (seqcli's, Keras's) element order."""
     x = graph.channels_last(x, prefix)
     return _Tensor(graph.op("Flatten", [x.name], prefix + "Flatten", axis=1), 2, False)
 
 
+@exports(L.Reshape)
 def _reshape(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
     """Reshape in channels-last element order; 0 keeps the (dynamic) batch size."""
     x = graph.channels_last(x, prefix)
@@ -391,11 +419,13 @@ def _reshape(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: 
     return _Tensor(y, len(info.output_shape) + 1, False)
 
 
+@exports(L.Dropout)
 def _identity(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
     """Dropout at inference: nothing to compute."""
     return x
 
 
+@exports(L.ActivationLayer)
 def _activation_layer(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
     """The Activation layer."""
     return _activation(graph, info.layer.activation, x, prefix)
@@ -412,6 +442,7 @@ def _broadcast(x: _Tensor, input_shape: tuple, logical_axes: list[int],
     return np.transpose(full, _to_first(x.rank)) if x.channels_first else full
 
 
+@exports(L.BatchNormalization)
 def _batch_normalization(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor,
                          prefix: str):
     """Inference form folded as Keras computes it: x·inv + (beta - moving_mean·inv),
@@ -428,6 +459,7 @@ def _batch_normalization(graph: _Graph, info: LayerInfo, weights: dict, x: _Tens
     return _Tensor(y, x.rank, x.channels_first)
 
 
+@exports(L.LayerNormalization)
 def _layer_normalization(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor,
                          prefix: str):
     """(x - mean) / sqrt(variance + epsilon) · gamma + beta over `axis`: the
@@ -462,6 +494,7 @@ def _layer_normalization(graph: _Graph, info: LayerInfo, weights: dict, x: _Tens
     return _Tensor(y, x.rank, x.channels_first)
 
 
+@exports(L.Rescaling)
 def _rescaling(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
     """x · scale + offset."""
     layer = info.layer
@@ -473,6 +506,7 @@ def _rescaling(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix
     return _Tensor(y, x.rank, x.channels_first)
 
 
+@exports(L.ZeroPadding2D)
 def _zero_padding(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
     """Pad with zeros: [[top, bottom], [left, right]] on height and width."""
     (top, bottom), (left, right) = info.layer.padding
@@ -482,6 +516,7 @@ def _zero_padding(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, pre
     return _Tensor(y, x.rank, x.channels_first)
 
 
+@exports(L.UpSampling2D)
 def _upsampling(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
     """Nearest-neighbour Resize by whole factors: out[i] = in[floor(i / size)]."""
     height, width = info.layer.size
@@ -520,7 +555,7 @@ def _activation(graph: _Graph, name: str, x: _Tensor, prefix: str) -> _Tensor:
     elif name == "elu":
         y = op("Elu", [v], alpha=1.0)
     elif name == "selu":
-        y = op("Selu", [v], alpha=_SELU_ALPHA, gamma=_SELU_SCALE)
+        y = op("Selu", [v], alpha=SELU_ALPHA, gamma=SELU_SCALE)
     elif name == "leaky_relu":
         y = op("LeakyRelu", [v], alpha=0.2)
     elif name == "gelu":  # exact: x/2 · (1 + erf(x/√2))
@@ -538,30 +573,3 @@ def _activation(graph: _Graph, name: str, x: _Tensor, prefix: str) -> _Tensor:
         raise SeqcliError(f"internal error: no ONNX form for activation '{name}'")
     return _Tensor(y, x.rank, x.channels_first)
 
-
-_EXPORTERS = {
-    "Dense": _dense,
-    "Conv1D": _conv,
-    "Conv2D": _conv,
-    "DepthwiseConv2D": _depthwise,
-    "SeparableConv2D": _separable,
-    "MaxPooling1D": _pooling,
-    "MaxPooling2D": _pooling,
-    "AveragePooling1D": _pooling,
-    "AveragePooling2D": _pooling,
-    "GlobalMaxPooling1D": _global_pooling,
-    "GlobalMaxPooling2D": _global_pooling,
-    "GlobalAveragePooling1D": _global_pooling,
-    "GlobalAveragePooling2D": _global_pooling,
-    "Flatten": _flatten,
-    "Reshape": _reshape,
-    "Dropout": _identity,
-    "Activation": _activation_layer,
-    "BatchNormalization": _batch_normalization,
-    "LayerNormalization": _layer_normalization,
-    "Rescaling": _rescaling,
-    "ZeroPadding2D": _zero_padding,
-    "UpSampling2D": _upsampling,
-}
-"""Layer type → its exporter, for every layer type of the contract (a nested Sequential is
-flattened into its layers)."""

@@ -1,9 +1,11 @@
-"""What every layer shares: Keras's common keys, field types, and the layer protocol."""
+"""What every layer shares: Keras's common keys, field types, the layer protocol, and the
+registry that every layer class joins by being defined (`LAYER_REGISTRY`)."""
 
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, ClassVar, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -17,26 +19,20 @@ from pydantic import (
 from seqcli.activations import canonical_activation
 from seqcli.shapes import Shape, ShapeError
 
-INITIALIZERS = (
-    "glorot_uniform",
-    "glorot_normal",
-    "he_uniform",
-    "he_normal",
-    "lecun_uniform",
-    "lecun_normal",
-    "zeros",
-    "ones",
-)
-_INITIALIZER_CLASS_NAMES = {
-    "GlorotUniform": "glorot_uniform",
-    "GlorotNormal": "glorot_normal",
-    "HeUniform": "he_uniform",
-    "HeNormal": "he_normal",
-    "LecunUniform": "lecun_uniform",
-    "LecunNormal": "lecun_normal",
-    "Zeros": "zeros",
-    "Ones": "ones",
+INITIALIZER_CLASSES = {
+    "glorot_uniform": "GlorotUniform",
+    "glorot_normal": "GlorotNormal",
+    "he_uniform": "HeUniform",
+    "he_normal": "HeNormal",
+    "lecun_uniform": "LecunUniform",
+    "lecun_normal": "LecunNormal",
+    "zeros": "Zeros",
+    "ones": "Ones",
 }
+"""seqcli's initializer names and the Keras classes for them (both spellings are accepted)."""
+INITIALIZERS = tuple(INITIALIZER_CLASSES)
+INITIALIZER_NAMES = {cls: name for name, cls in INITIALIZER_CLASSES.items()}
+"""Keras's initializer class name → seqcli's name."""
 
 
 def _did_you_mean(value: str, known) -> str:
@@ -53,7 +49,7 @@ def _check_activation(value):
 def _check_initializer(value):
     if not isinstance(value, str):
         raise ValueError("expected an initializer name such as 'glorot_uniform'")
-    value = _INITIALIZER_CLASS_NAMES.get(value, value)
+    value = INITIALIZER_NAMES.get(value, value)
     if value not in INITIALIZERS:
         raise ValueError(f"unknown initializer '{value}'.{_did_you_mean(value, INITIALIZERS)}")
     return value
@@ -140,8 +136,29 @@ def _check_shape(value):
 InputShape = Annotated[tuple, BeforeValidator(_check_shape)]
 
 
+@dataclass(frozen=True)
+class Example:
+    """A small input a layer runs on: the warm-up compiles its kernels with it, and the smoke
+    test runs it (forward, and one training step)."""
+
+    settings: dict[str, Any]
+    """The layer's keys, as in a model file, without `type`."""
+    input_shape: tuple
+    """Per-sample input shape."""
+    batch: int = 2
+    """Rows of the example batch (large enough, where it matters, for a threaded path)."""
+
+
+LAYER_REGISTRY: dict[str, type[Layer]] = {}
+"""Every layer type a model file may use, by its `type`, in the order the classes were
+defined. A layer class joins it by being defined (its `type` field names it)."""
+
+
 class Layer(BaseModel):
-    """A layer's settings (Keras keys and defaults) and its shape, weight and forward rules."""
+    """A layer's settings (Keras keys and defaults) and its shape, weight and forward rules.
+
+    A subclass with a `type: Literal["Name"]` field is a layer type: it registers itself in
+    `LAYER_REGISTRY`. Subclasses without one are shared bases (`_Windowed`, `_Pooling`)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=False)
 
@@ -154,12 +171,40 @@ class Layer(BaseModel):
     input_shape: InputShape | None = None
     """Per-sample input shape; allowed on the first layer only (a Keras 2 spelling)."""
 
-    # weight names that are never trainable (BatchNormalization's moving statistics)
     non_trainable_weights: ClassVar[tuple[str, ...]] = ()
+    """Weight names that are never trainable (BatchNormalization's moving statistics)."""
+    examples: ClassVar[tuple[Example, ...]] = ()
+    """Small inputs that reach every kernel code path of the layer (warm-up, smoke test)."""
+    keras_build_config: ClassVar[bool] = True
+    """False for layers without a `build` of their own, which Keras saves without a
+    `build_config`."""
+    keras_only_options: ClassVar[dict[str, Any]] = {
+        "quantization_config": None, "lora_rank": None, "lora_alpha": None}
+    """Options Keras writes that seqcli lacks, accepted on import only at these values."""
+    keras_ignored_options: ClassVar[frozenset[str]] = frozenset()
+    """Options Keras writes that mean nothing at the values `keras_only_options` allows."""
+
     # where the layer was written: (file, line, column), set by the loader
     _origin: tuple[str, int, int] | None = PrivateAttr(default=None)
     # where the layer's mapping sits in that file's data: ("layers", 2, "layers", 0)
     _data_path: tuple | None = PrivateAttr(default=None)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs):
+        super().__pydantic_init_subclass__(**kwargs)
+        field = cls.model_fields.get("type")
+        if field is None:
+            return  # a shared base, not a layer type
+        type_name = field.default
+        if not isinstance(type_name, str) or cls.__name__.startswith("_"):
+            raise TypeError(f"{cls.__name__}: a layer type needs `type: Literal[...] = "
+                            f"'<its Keras class name>'`")
+        known = LAYER_REGISTRY.get(type_name)
+        if known is not None and known.__qualname__ != cls.__qualname__:
+            raise TypeError(f"layer type '{type_name}' is defined twice: by "
+                            f"{known.__module__}.{known.__qualname__} and "
+                            f"{cls.__module__}.{cls.__qualname__}")
+        LAYER_REGISTRY[type_name] = cls
 
     def output_shape(self, input_shape: Shape) -> Shape:
         """The per-sample output shape for a per-sample input shape."""
@@ -189,6 +234,36 @@ class Layer(BaseModel):
         """(dx, {weight name: gradient}) for the upstream gradient `dy`; dx is None when
         `input_grad` is False (no trainable layer before this one)."""
         return (dy.reshape(cache.shape) if input_grad else None), {}
+
+    # ------------------------------------------------------------ Keras's .keras format
+
+    def keras_options(self) -> dict[str, Any]:
+        """The layer's own options (not name, trainable, dtype) as Keras's config holds them,
+        initializers still as seqcli names."""
+        return {name: _plain(getattr(self, name)) for name in type(self).model_fields
+                if name not in COMMON_FIELDS}
+
+    @classmethod
+    def from_keras_option(cls, key: str, value):
+        """A Keras config value as seqcli's field holds it (the inverse of `keras_options`)."""
+        return value
+
+    def keras_weight_shape(self, input_shape: Shape, name: str, shape: Shape) -> Shape:
+        """The shape Keras gives weight `name`, which holds the same values as seqcli's
+        `shape` (by default the same shape)."""
+        return shape
+
+
+COMMON_FIELDS = frozenset({"type", "name", "trainable", "dtype", "input_shape", "layers",
+                           "from_"})
+"""Fields of a seqcli layer that are not its own options in Keras's config."""
+
+
+def _plain(value):
+    """Tuples as lists, recursively (JSON has no tuples; Keras writes lists)."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(item) for item in value]
+    return value
 
 
 def require_rank(layer: Layer, input_shape: Shape, rank: int, what: str) -> None:

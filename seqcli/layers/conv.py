@@ -7,11 +7,12 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BeforeValidator, model_validator
 
-from seqcli.activations import activation_code
+from seqcli.activations import ACTIVATIONS, activation_code
 from seqcli.layers.base import (
     Activation,
     Count,
     DataFormat,
+    Example,
     Initializer,
     IntTuple,
     Layer,
@@ -103,6 +104,21 @@ class Conv2D(_Windowed):
     use_bias: bool = True
     kernel_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+
+    examples = (
+        # every activation fused into the epilogue
+        *(Example({"filters": 4, "kernel_size": 3, "padding": "same", "activation": name},
+                  (12, 12, 2)) for name in ACTIVATIONS),
+        Example({"filters": 16, "kernel_size": 3, "strides": 2}, (12, 12, 4)),  # direct
+        Example({"filters": 5, "kernel_size": 2, "use_bias": False}, (6, 6, 3)),
+        Example({"filters": 4, "kernel_size": 1}, (5, 5, 16)),  # pointwise: a matmul
+        Example({"filters": 4, "kernel_size": 3, "groups": 2, "padding": "same"}, (6, 6, 4)),
+        Example({"filters": 6, "kernel_size": 3, "dilation_rate": 2}, (9, 9, 2)),
+        # Winograd: 3x3 stride 1, 16+ channels, 16+ output columns
+        Example({"filters": 16, "kernel_size": 3, "padding": "same", "activation": "relu"},
+                (8, 20, 16)),
+        Example({"filters": 20, "kernel_size": 3}, (10, 30, 17)),
+    )
 
     @model_validator(mode="after")
     def _strides_with_dilation(self):
@@ -200,6 +216,14 @@ class Conv1D(Conv2D):
                        BeforeValidator(_check_padding_1d)] = "valid"
     dilation_rate: IntTuple(1) = (1,)
 
+    examples = (
+        Example({"filters": 3, "kernel_size": 2}, (8, 2)),
+        Example({"filters": 4, "kernel_size": 3, "padding": "causal", "dilation_rate": 2},
+                (10, 3)),
+        Example({"filters": 3, "kernel_size": 3, "strides": 2, "padding": "same",
+                 "use_bias": False, "activation": "tanh"}, (9, 2)),
+    )
+
 
 class DepthwiseConv2D(_Windowed):
     """Per-channel 2-D convolution: kernel (kh, kw, in, depth_multiplier), bias (in·dm);
@@ -211,6 +235,12 @@ class DepthwiseConv2D(_Windowed):
     use_bias: bool = True
     depthwise_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+
+    examples = (
+        Example({"kernel_size": 3, "depth_multiplier": 2}, (12, 12, 2)),
+        Example({"kernel_size": 3, "strides": 2, "padding": "same", "use_bias": False,
+                 "activation": "relu6"}, (9, 9, 4)),
+    )
 
     def _channels_out(self, input_shape: Shape):
         channels = input_shape[-1] if input_shape else None
@@ -268,6 +298,12 @@ class SeparableConv2D(_Windowed):
     depthwise_initializer: Initializer = "glorot_uniform"
     pointwise_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+
+    examples = (
+        Example({"filters": 4, "kernel_size": 3}, (12, 12, 2)),
+        Example({"filters": 8, "kernel_size": 3, "depth_multiplier": 2, "padding": "same",
+                 "use_bias": False, "activation": "relu"}, (7, 7, 3)),
+    )
 
     def _channels_out(self, input_shape: Shape):
         return self.filters

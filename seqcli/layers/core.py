@@ -7,12 +7,13 @@ from typing import Literal
 
 from pydantic import field_validator
 
-from seqcli.activations import activation_code
+from seqcli.activations import ACTIVATIONS, activation_code
 from seqcli.layers.base import (
     MAX_SIZE,
     Activation,
     Count,
     DataFormat,
+    Example,
     Initializer,
     Layer,
     require_known,
@@ -29,6 +30,14 @@ class Dense(Layer):
     use_bias: bool = True
     kernel_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+
+    examples = (
+        Example({"units": 3}, (4,)),
+        Example({"units": 3, "use_bias": False, "activation": "relu"}, (2, 4)),
+        # big enough for the threaded BLAS path (above the kernels' small-work threshold)
+        Example({"units": 256, "activation": "relu"}, (256,), batch=256),
+        Example({"units": 64, "activation": "softmax"}, (256,), batch=256),
+    )
 
     def output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) < 1:
@@ -84,6 +93,9 @@ class ActivationLayer(Layer):
     type: Literal["Activation"] = "Activation"
     activation: Activation
 
+    examples = tuple(Example({"activation": name}, (3, 5)) for name in ACTIVATIONS)
+    keras_build_config = False
+
     def forward(self, weights, x):
         from seqcli.kernels.activations import activation_forward
 
@@ -107,6 +119,10 @@ class Dropout(Layer):
     rate: float
     noise_shape: list[int | None] | None = None
     seed: int | None = None
+
+    examples = (Example({"rate": 0.5}, (6,)), Example({"rate": 0.25, "noise_shape": [None, 1, 3]},
+                                                      (4, 3)))
+    keras_build_config = False
 
     @field_validator("rate")
     @classmethod
@@ -156,6 +172,8 @@ class Flatten(Layer):
     type: Literal["Flatten"] = "Flatten"
     data_format: DataFormat = "channels_last"
 
+    examples = (Example({}, (3, 4, 2)),)
+
     def output_shape(self, input_shape: Shape) -> Shape:
         return (num_elements(input_shape),)
 
@@ -168,6 +186,9 @@ class Reshape(Layer):
 
     type: Literal["Reshape"] = "Reshape"
     target_shape: list[int]
+
+    examples = (Example({"target_shape": [3, -1]}, (12,)),)
+    keras_build_config = False
 
     @field_validator("target_shape")
     @classmethod
@@ -208,6 +229,8 @@ class Rescaling(Layer):
     type: Literal["Rescaling"] = "Rescaling"
     scale: float
     offset: float = 0.0
+
+    examples = (Example({"scale": 0.5, "offset": 1.0}, (3, 4)),)
 
     def forward(self, weights, x):
         from seqcli.kernels.reshaping import rescale_forward

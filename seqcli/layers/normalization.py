@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import field_validator
 
-from seqcli.layers.base import Initializer, Layer, require_known
+from seqcli.layers.base import Example, Initializer, Layer, require_known
 from seqcli.shapes import Shape, ShapeError, format_shape
 
 
@@ -45,6 +45,12 @@ class BatchNormalization(Layer):
     moving_variance_initializer: Initializer = "ones"
 
     non_trainable_weights: ClassVar[tuple[str, ...]] = ("moving_mean", "moving_variance")
+    examples = (
+        Example({}, (4, 4, 3)), Example({"axis": 1, "center": False}, (4, 5, 3)),
+        Example({"scale": False}, (6,)), Example({"trainable": False}, (4, 3)),  # inference mode
+    )
+    keras_only_options = {**Layer.keras_only_options, "renorm": False, "renorm_clipping": None}
+    keras_ignored_options = frozenset({"renorm_momentum"})  # only meaningful with renorm
     _epsilon = field_validator("epsilon")(classmethod(lambda cls, v: _check_epsilon(v)))
 
     def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
@@ -131,6 +137,13 @@ class LayerNormalization(Layer):
     beta_initializer: Initializer = "zeros"
     gamma_initializer: Initializer = "ones"
 
+    examples = (
+        Example({}, (5,)), Example({"axis": [1, 2]}, (2, 3, 4)),
+        Example({"axis": [-1, 1], "scale": False}, (2, 3, 4)),
+        Example({"axis": 1, "center": False}, (3, 4)),
+    )
+    keras_only_options = {**Layer.keras_only_options, "rms_scaling": False}
+
     _epsilon = field_validator("epsilon")(classmethod(lambda cls, v: _check_epsilon(v)))
 
     @field_validator("axis")
@@ -165,6 +178,26 @@ class LayerNormalization(Layer):
 
     def weight_initializers(self) -> dict[str, str]:
         return {"gamma": self.gamma_initializer, "beta": self.beta_initializer}
+
+    def keras_options(self) -> dict:
+        options = super().keras_options()
+        if isinstance(options["axis"], int):
+            options["axis"] = [options["axis"]]  # as a built Keras LayerNormalization has it
+        return options
+
+    @classmethod
+    def from_keras_option(cls, key: str, value):
+        if key == "axis" and isinstance(value, list) and len(value) == 1:
+            return value[0]  # Keras stores axis -1 as [-1] once built
+        return value
+
+    def keras_weight_shape(self, input_shape: Shape, name: str, shape: Shape) -> Shape:
+        """Keras sorts axes written out of order: the shape over the sorted axes, a reshape
+        of seqcli's (both apply the values in increasing-axis order)."""
+        if not isinstance(self.axis, list):
+            return shape
+        full = (None, *input_shape)
+        return tuple(full[axis] for axis in sorted(self.axis))
 
     def _rows(self, weights, x):
         """(x as rows (M, K) over the normalised axes, the axis order used, gamma, beta)."""

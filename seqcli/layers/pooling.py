@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import model_validator
 
-from seqcli.layers.base import DataFormat, IntTuple, Layer, Padding, require_rank
+from seqcli.layers.base import DataFormat, Example, IntTuple, Layer, Padding, require_rank
 from seqcli.shapes import Shape, ShapeError, conv_output_length, format_shape, paddings
 
 
@@ -19,6 +19,8 @@ class _Pooling(Layer):
     strides: IntTuple(2) | None = None
     padding: Padding = "valid"
     data_format: DataFormat = "channels_last"
+
+    keras_build_config = False
 
     @model_validator(mode="after")
     def _default_strides(self):
@@ -75,12 +77,18 @@ class MaxPooling2D(_Pooling):
 
     type: Literal["MaxPooling2D"] = "MaxPooling2D"
 
+    examples = (Example({}, (6, 6, 3)), Example({"pool_size": 3, "strides": 2, "padding": "same"},
+                                                (7, 6, 2)))
+
 
 class AveragePooling2D(_Pooling):
     """The mean over each window's real (unpadded) cells."""
 
     mode: ClassVar[str] = "average"
     type: Literal["AveragePooling2D"] = "AveragePooling2D"
+
+    examples = (Example({}, (6, 6, 3)), Example({"pool_size": 3, "strides": 2, "padding": "same"},
+                                                (7, 6, 2)))
 
 
 class MaxPooling1D(_Pooling):
@@ -90,6 +98,9 @@ class MaxPooling1D(_Pooling):
     type: Literal["MaxPooling1D"] = "MaxPooling1D"
     pool_size: IntTuple(1) = (2,)
     strides: IntTuple(1) | None = None
+
+    examples = (Example({}, (8, 2)), Example({"pool_size": 3, "strides": 2, "padding": "same"},
+                                             (9, 3)))
 
 
 class AveragePooling1D(_Pooling):
@@ -101,6 +112,9 @@ class AveragePooling1D(_Pooling):
     pool_size: IntTuple(1) = (2,)
     strides: IntTuple(1) | None = None
 
+    examples = (Example({}, (8, 2)), Example({"pool_size": 3, "strides": 2, "padding": "same"},
+                                             (9, 3)))
+
 
 class _GlobalPooling(Layer):
     """Reduces all spatial axes, keeping the channels (and the axes, with keepdims)."""
@@ -109,6 +123,8 @@ class _GlobalPooling(Layer):
     mode: ClassVar[str] = "max"
     keepdims: bool = False
     data_format: DataFormat = "channels_last"
+
+    keras_build_config = False
 
     def output_shape(self, input_shape: Shape) -> Shape:
         require_rank(self, input_shape, self.rank + 1,
@@ -144,12 +160,16 @@ class GlobalMaxPooling2D(_GlobalPooling):
 
     type: Literal["GlobalMaxPooling2D"] = "GlobalMaxPooling2D"
 
+    examples = (Example({}, (4, 5, 3)), Example({"keepdims": True}, (4, 5, 3)))
+
 
 class GlobalAveragePooling2D(_GlobalPooling):
     """The mean over height and width."""
 
     mode: ClassVar[str] = "average"
     type: Literal["GlobalAveragePooling2D"] = "GlobalAveragePooling2D"
+
+    examples = (Example({}, (4, 5, 3)), Example({"keepdims": True}, (4, 5, 3)))
 
 
 class GlobalMaxPooling1D(_GlobalPooling):
@@ -158,6 +178,8 @@ class GlobalMaxPooling1D(_GlobalPooling):
     rank: ClassVar[int] = 1
     type: Literal["GlobalMaxPooling1D"] = "GlobalMaxPooling1D"
 
+    examples = (Example({}, (7, 3)), Example({"keepdims": True}, (7, 3)))
+
 
 class GlobalAveragePooling1D(_GlobalPooling):
     """The mean over steps."""
@@ -165,3 +187,5 @@ class GlobalAveragePooling1D(_GlobalPooling):
     rank: ClassVar[int] = 1
     mode: ClassVar[str] = "average"
     type: Literal["GlobalAveragePooling1D"] = "GlobalAveragePooling1D"
+
+    examples = (Example({}, (7, 3)), Example({"keepdims": True}, (7, 3)))

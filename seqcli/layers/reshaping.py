@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, field_validator
 
-from seqcli.layers.base import MAX_SIZE, DataFormat, IntTuple, Layer, require_rank
+from seqcli.layers.base import MAX_SIZE, DataFormat, Example, IntTuple, Layer, require_rank
 from seqcli.shapes import Shape
 
 
@@ -38,6 +38,8 @@ class ZeroPadding2D(Layer):
     padding: Annotated[tuple, BeforeValidator(_check_zero_padding)] = ((1, 1), (1, 1))
     data_format: DataFormat = "channels_last"
 
+    examples = (Example({}, (3, 4, 2)), Example({"padding": [[0, 1], [2, 3]]}, (3, 4, 2)))
+
     def output_shape(self, input_shape: Shape) -> Shape:
         require_rank(self, input_shape, 3, "inputs of shape (height, width, channels)")
         (top, bottom), (left, right) = self.padding
@@ -63,6 +65,8 @@ class UpSampling2D(Layer):
     size: IntTuple(2) = (2, 2)
     interpolation: str = "nearest"
     data_format: DataFormat = "channels_last"
+
+    examples = (Example({}, (3, 4, 2)), Example({"size": [2, 3]}, (3, 4, 2)))
 
     @field_validator("interpolation")
     @classmethod

@@ -1,27 +1,25 @@
-"""The model-file schema: the tagged union of layers, `Input`, nested `Sequential`, the file."""
+"""The model-file schema: the tagged union of every registered layer, `Input`, nested
+`Sequential`, the file.
+
+Every module of `seqcli.layers` is imported here, so that each layer class defined in one
+registers itself (`LAYER_REGISTRY`): adding a layer type means adding its class, nothing else.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
+from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from seqcli.layers.base import InputShape, Layer
-from seqcli.layers.conv import Conv1D, Conv2D, DepthwiseConv2D, SeparableConv2D
-from seqcli.layers.core import ActivationLayer, Dense, Dropout, Flatten, Rescaling, Reshape
-from seqcli.layers.normalization import BatchNormalization, LayerNormalization
-from seqcli.layers.pooling import (
-    AveragePooling1D,
-    AveragePooling2D,
-    GlobalAveragePooling1D,
-    GlobalAveragePooling2D,
-    GlobalMaxPooling1D,
-    GlobalMaxPooling2D,
-    MaxPooling1D,
-    MaxPooling2D,
-)
-from seqcli.layers.reshaping import UpSampling2D, ZeroPadding2D
+from seqcli.layers.base import LAYER_REGISTRY, Example, InputShape, Layer
+
+for _module in sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])):
+    if _module not in ("base", "sequential"):
+        importlib.import_module(f"seqcli.layers.{_module}")
 
 
 class Input(BaseModel):
@@ -69,6 +67,9 @@ class Sequential(Layer):
     from_: str | None = Field(default=None, alias="from")
     """A model file (relative to this one) whose layers and weights are used."""
 
+    examples = (Example({"layers": [{"type": "Dense", "units": 3},
+                                    {"type": "Dense", "units": 2, "trainable": False}]}, (4,)),)
+
     # the nested model's own declared input shape, and (for `from`) its weights file
     _input_shape: tuple | None = PrivateAttr(default=None)
     _weights_path: object = PrivateAttr(default=None)
@@ -85,32 +86,8 @@ class Sequential(Layer):
         return [layer for layer in (self.layers or []) if not isinstance(layer, Input)]
 
 
-LAYER_CLASSES: tuple[type[Layer], ...] = (
-    Dense,
-    Conv1D,
-    Conv2D,
-    DepthwiseConv2D,
-    SeparableConv2D,
-    MaxPooling1D,
-    MaxPooling2D,
-    AveragePooling1D,
-    AveragePooling2D,
-    GlobalMaxPooling1D,
-    GlobalMaxPooling2D,
-    GlobalAveragePooling1D,
-    GlobalAveragePooling2D,
-    Flatten,
-    Reshape,
-    Dropout,
-    ActivationLayer,
-    BatchNormalization,
-    LayerNormalization,
-    Rescaling,
-    ZeroPadding2D,
-    UpSampling2D,
-    Sequential,
-)
-"""Every layer type a model file may use."""
+LAYER_CLASSES: tuple[type[Layer], ...] = tuple(LAYER_REGISTRY.values())
+"""Every layer type a model file may use (the registry's, nested `Sequential` last)."""
 
 LayerEntry = Annotated[
     Union[tuple(LAYER_CLASSES) + (Input,)],  # noqa: UP007 (built from the table above)
@@ -118,9 +95,9 @@ LayerEntry = Annotated[
 ]
 """One entry of `layers:`: a layer, or `Input` as the first entry."""
 
-__all__ = [cls.__name__ for cls in LAYER_CLASSES] + ["Activation", "Input", "LAYER_CLASSES",
-                                                   "LAYER_TYPES", "ModelFile"]
-Activation = ActivationLayer
+for _cls in LAYER_CLASSES:  # the Python API: `from seqcli.layers import Dense`
+    globals()[_cls.__name__] = _cls
+Activation = LAYER_REGISTRY["Activation"]
 """Keras's name for the Activation layer (`ActivationLayer` avoids a clash with the type)."""
 
 LAYER_TYPES: dict[str, type] = {
@@ -148,6 +125,9 @@ class ModelFile(BaseModel):
 
 Sequential.model_rebuild()
 ModelFile.model_rebuild()
+
+__all__ = [cls.__name__ for cls in LAYER_CLASSES] + ["Activation", "Input", "LAYER_CLASSES",
+                                                   "LAYER_TYPES", "ModelFile"]
 
 
 def snake_case(type_name: str) -> str:

@@ -27,8 +27,7 @@ def forward(infos: list[LayerInfo], weights: dict[str, np.ndarray], x: np.ndarra
         if info.children:
             x = forward(info.children, weights, x, until, collect)
         else:
-            own = {key.rsplit("/", 1)[1]: weights[key] for key in info.weights}
-            x = info.layer.forward(own, x)
+            x = info.layer.forward(info.own_weights(weights), x)
         if collect is not None:
             collect(info.path, x)
         if until is not None and (info.path == until or until.startswith(info.path + "/")):
@@ -155,6 +154,18 @@ class Sequential:
         """Every weight by key (`head/dense/kernel`), in Keras's order."""
         self._require_built("weights")
         return dict(self._weights.arrays)
+
+    @property
+    def weight_arrays(self) -> dict[str, np.ndarray]:
+        """The model's own weight arrays by key (training updates them in place)."""
+        self._require_built("weights")
+        return self._weights.arrays
+
+    @property
+    def weights_seed(self) -> int:
+        """The seed that drew the weights no file provided."""
+        self._require_built("weights")
+        return self._weights.seed
 
     @property
     def initialised_weights(self) -> list[str]:

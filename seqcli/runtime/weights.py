@@ -31,9 +31,7 @@ class ModelWeights:
 def initializer_specs(built: BuiltModel) -> dict[str, tuple[tuple[int, ...], str]]:
     """{key: (shape, initializer name)} for every weight of the model."""
     specs = {}
-    for info in built.walk():
-        if info.children:
-            continue
+    for info in built.leaves():
         initializers = info.layer.weight_initializers()
         for key, shape in info.weights.items():
             specs[key] = (shape, initializers[key.rsplit("/", 1)[1]])

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from seqcli.build import BuiltModel, LayerInfo
+from seqcli.build import BuiltModel
 from seqcli.runtime.model import forward
 from seqcli.training.losses import Loss, accuracy_counts
 from seqcli.training.optimizers import Optimizer
@@ -26,24 +26,15 @@ class History:
             self.history.setdefault(name, []).append(value)
 
 
-def _leaves(built: BuiltModel) -> list[LayerInfo]:
-    """The layers that compute, in execution order (nested models are their layers)."""
-    return [info for info in built.walk() if not info.children]
-
-
-def _own(info: LayerInfo, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {key.rsplit("/", 1)[1]: weights[key] for key in info.weights}
-
-
 def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
                loss: Loss, optimizer: Optimizer, rng: np.random.Generator):
     """One batch: forward in training mode, loss, backward, update. Returns (loss, accuracy
     hits, predictions); frozen weights are never written."""
-    leaves = _leaves(built)
+    leaves = built.leaves()
     caches = []
     h = x
     for info in leaves:
-        h, cache = info.layer.forward_train(_own(info, weights), h, rng)
+        h, cache = info.layer.forward_train(info.own_weights(weights), h, rng)
         caches.append(cache)
     value = loss.value(y, h)
     hits, predictions = accuracy_counts(y, h) if loss.classification else (0, 0)
@@ -59,7 +50,7 @@ def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray,
         info = leaves[index]
         if not trainable_before[index] and not info.trainable_keys:
             break  # nothing at or before this layer learns
-        grad, layer_grads = info.layer.backward(_own(info, weights), caches[index], grad,
+        grad, layer_grads = info.layer.backward(info.own_weights(weights), caches[index], grad,
                                                 input_grad=trainable_before[index])
         prefix = info.path + "/"
         for name, value_grad in layer_grads.items():
