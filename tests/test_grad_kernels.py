@@ -27,31 +27,15 @@ from seqcli.kernels import grad_reshaping as g_resh
 from seqcli.shapes import paddings
 
 try:
-    from tests import naive, naive_grad
+    from tests import layer_table, naive, naive_grad
 except ImportError:  # tests/ is not a package: pytest puts it on sys.path itself
+    import layer_table
     import naive
     import naive_grad
 
-# Every public gradient kernel -> the float64 forward whose finite differences it must match
-# (checked by test_every_grad_kernel_has_reference).
-GRAD_REFERENCES = {
-    g_act.activation_backward: naive.naive_activation,
-    g_dense.dense_backward: naive_grad.dense64,
-    g_conv.conv2d_backward: naive_grad.conv2d64,
-    g_conv.depthwise_conv2d_backward: naive_grad.depthwise_conv2d64,
-    g_pool.max_pool2d_backward: naive_grad.max_pool2d64,
-    g_pool.avg_pool2d_backward: naive_grad.avg_pool2d64,
-    g_pool.global_max_pool_backward: naive.naive_global_max_pool,
-    g_pool.global_avg_pool_backward: naive.naive_global_avg_pool,
-    g_norm.batch_norm_backward_inference: naive_grad.batch_norm64,
-    g_norm.batch_norm_train_forward: naive_grad.batch_norm_train64,
-    g_norm.batch_norm_train_backward: naive_grad.batch_norm_train64,
-    g_norm.batch_norm_moving_update: naive_grad.moving_update64,
-    g_norm.layer_norm_backward: naive_grad.layer_norm64,
-    g_resh.zero_pad2d_backward: naive.naive_zero_pad2d,
-    g_resh.upsample2d_nearest_backward: naive.naive_upsample2d_nearest,
-    g_resh.rescale_backward: naive.naive_rescale,
-}
+# Every public gradient kernel -> the float64 forward whose finite differences it must match,
+# from the layer table (checked by test_every_grad_kernel_has_reference).
+GRAD_REFERENCES = layer_table.GRAD_REFERENCES
 
 JAX = np.load(Path(__file__).parent / "grad_reference" / "jax_grads.npz")
 F32 = np.float32

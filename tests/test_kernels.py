@@ -22,27 +22,14 @@ from seqcli.kernels import pooling as k_pool
 from seqcli.kernels import reshaping as k_resh
 
 try:
-    from tests import naive
+    from tests import layer_table, naive
 except ImportError:  # tests/ is not a package: pytest puts it on sys.path itself
+    import layer_table
     import naive
 
-# Every public kernel function -> its slow reference (checked by test_every_kernel_has_reference).
-KERNEL_REFERENCES = {
-    k_act.activation_forward: naive.naive_activation,
-    k_act.bias_activation_inplace: naive.naive_bias_activation,
-    k_dense.dense_forward: naive.naive_dense,
-    k_conv.conv2d_forward: naive.naive_conv2d,
-    k_conv.depthwise_conv2d_forward: naive.naive_depthwise_conv2d,
-    k_pool.max_pool2d_forward: naive.naive_max_pool2d,
-    k_pool.avg_pool2d_forward: naive.naive_avg_pool2d,
-    k_pool.global_max_pool_forward: naive.naive_global_max_pool,
-    k_pool.global_avg_pool_forward: naive.naive_global_avg_pool,
-    k_norm.batch_norm_forward: naive.naive_batch_norm,
-    k_norm.layer_norm_forward: naive.naive_layer_norm,
-    k_resh.zero_pad2d_forward: naive.naive_zero_pad2d,
-    k_resh.upsample2d_nearest_forward: naive.naive_upsample2d_nearest,
-    k_resh.rescale_forward: naive.naive_rescale,
-}
+# Every public kernel function -> its slow reference, from the layer table (checked by
+# test_every_kernel_has_reference).
+KERNEL_REFERENCES = layer_table.KERNEL_REFERENCES
 
 RTOL = 1e-5
 ATOL = 1e-5

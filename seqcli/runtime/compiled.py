@@ -114,38 +114,52 @@ def _kernel_sources():
     return (Path(folder) if exists else None), digest.hexdigest()
 
 
-def warm_up() -> None:
-    """Compile every kernel by running every layer type and activation on a tiny input (and a
-    dense layer and grouped convolution big enough for their threaded BLAS kernels)."""
-    import numpy as np
+def example_models(classes=None):
+    """(layer class, example, runtime model) of every example of every registered layer type
+    (or of `classes`): each a one-layer model loaded as a model file would be."""
+    import json
+    from pathlib import Path
 
-    from seqcli.activations import ACTIVATIONS
-    from seqcli.layers import sequential as L  # noqa: N812
+    from seqcli.config.load import load_model_text
+    from seqcli.layers.base import LAYER_REGISTRY
     from seqcli.runtime.model import Sequential
 
+    for cls in classes or LAYER_REGISTRY.values():
+        type_name = cls.model_fields["type"].default
+        for example in cls.examples:
+            document = {"input_shape": list(example.input_shape), "seed": 0,
+                        "layers": [{"type": type_name, **example.settings}]}
+            loaded = load_model_text(json.dumps(document), f"<{type_name} example>", Path.cwd())
+            yield cls, example, Sequential.from_loaded(loaded)
+
+
+def run_example(model, example, rng, train: bool = True):
+    """The model's output for a random batch of the example. With `train`, then one training
+    step (mean squared error, SGD) and each layer's backward pass with its input gradient too
+    (the step skips it where no trainable layer comes before)."""
+    import numpy as np
+
+    x = rng.random((example.batch, *example.input_shape), dtype=np.float32)
+    y = model(x)
+    if train:
+        _train_once(model, x, rng.random(y.shape, dtype=np.float32), rng)
+        weights = model.weight_arrays
+        for info in model.built_model.leaves():
+            own = info.own_weights(weights)
+            out, cache = info.layer.forward_train(own, x, rng)
+            info.layer.backward(own, cache, np.ones_like(out), input_grad=True)
+            x = out
+    return y
+
+
+def warm_up() -> None:
+    """Compile every kernel: run every registered layer type's examples, forward and one
+    training step (their examples reach every kernel code path)."""
+    import numpy as np
+
     rng = np.random.default_rng(0)
-    image = [L.Conv2D(filters=4, kernel_size=3, padding="same", activation=name)
-             for name in ACTIVATIONS]
-    image += [
-        L.Conv2D(filters=16, kernel_size=3, strides=2), L.Conv2D(filters=4, kernel_size=1),
-        L.Conv2D(filters=4, kernel_size=3, groups=2, padding="same"),
-        L.DepthwiseConv2D(kernel_size=3, depth_multiplier=2),
-        L.SeparableConv2D(filters=4, kernel_size=3),
-        L.MaxPooling2D(padding="same"), L.AveragePooling2D(padding="same"),
-        L.ZeroPadding2D(), L.UpSampling2D(), L.BatchNormalization(),
-        L.LayerNormalization(), L.Rescaling(scale=0.5), L.Activation(activation="relu"),
-        L.GlobalMaxPooling2D(keepdims=True), L.GlobalAveragePooling2D(), L.Dense(units=3),
-    ]
-    steps = [L.Conv1D(filters=3, kernel_size=2), L.MaxPooling1D(), L.AveragePooling1D(),
-             L.GlobalMaxPooling1D(), L.Dense(units=2)]
-    averaged = [L.Conv1D(filters=3, kernel_size=2), L.GlobalAveragePooling1D()]
-    for layers, shape in ((image, (12, 12, 2)), (steps, (8, 2)), (averaged, (8, 2))):
-        network = Sequential(layers, input_shape=shape)
-        x = rng.random((2, *shape))
-        y = network(x)
-        _train_once(network, x.astype(np.float32), np.zeros_like(y), rng)
-    wide = [L.Dense(units=256, activation="relu"), L.Dense(units=64, activation="softmax")]
-    Sequential(wide, input_shape=(256,))(rng.random((256, 256)))  # above _SMALL_MACS
+    for _, example, model in example_models():
+        run_example(model, example, rng)
 
 
 def _train_once(network, x, y, rng) -> None:
@@ -154,5 +168,5 @@ def _train_once(network, x, y, rng) -> None:
     from seqcli.training.losses import get_loss
     from seqcli.training.optimizers import get_optimizer
 
-    train_step(network.built_model, network._weights.arrays, x, y, get_loss("mse"),
+    train_step(network.built_model, network.weight_arrays, x, y, get_loss("mse"),
                get_optimizer("sgd"), rng)

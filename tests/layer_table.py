@@ -1,0 +1,297 @@
+"""The test table: one row per layer type, everything the tests know about it.
+
+A row holds the layer's shape/parameter cases (Keras 3's numbers: settings without `type`,
+per-sample input shape, output shape, params, trainable params), the kernels its forward
+pass calls with their slow references (tests/naive.py), the kernels its training step
+calls with the float64 forwards whose finite differences they must match
+(tests/naive_grad.py), and the Keras-made fixtures (tests/keras_reference/manifest.json)
+that hold it. Its ONNX case is its shape cases, exported and run in onnxruntime.
+
+The per-concern tables the tests use (`CASES`, `KERNEL_REFERENCES`, `GRAD_REFERENCES`) are
+derived from these rows; tests/test_layer_table.py fails for a registered layer type without
+a row, for a row missing a part, and for a row whose kernels are not those the layer calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from seqcli.kernels import activations as k_act
+from seqcli.kernels import conv as k_conv
+from seqcli.kernels import dense as k_dense
+from seqcli.kernels import grad_activations as g_act
+from seqcli.kernels import grad_conv as g_conv
+from seqcli.kernels import grad_dense as g_dense
+from seqcli.kernels import grad_normalization as g_norm
+from seqcli.kernels import grad_pooling as g_pool
+from seqcli.kernels import grad_reshaping as g_resh
+from seqcli.kernels import normalization as k_norm
+from seqcli.kernels import pooling as k_pool
+from seqcli.kernels import reshaping as k_resh
+
+try:
+    from tests import naive, naive_grad
+except ImportError:  # tests/ is not a package: pytest puts it on sys.path itself
+    import naive
+    import naive_grad
+
+
+@dataclass(frozen=True)
+class Row:
+    """Everything the tests know about one layer type."""
+
+    cases: list[tuple]
+    """(settings without `type`, input shape, output shape, params, trainable params)."""
+    kernels: dict
+    """Forward kernel → its slow reference ({} for a layer that computes nothing)."""
+    grads: dict
+    """Training kernel (training forward, backward) → the float64 function it is checked
+    against ({} for a layer without any)."""
+    keras: tuple[str, ...]
+    """Fixtures recorded with Keras that hold the layer (stems of the manifest)."""
+
+
+ACTIVATION = {k_act.activation_forward: naive.naive_activation}
+ACTIVATION_GRAD = {g_act.activation_backward: naive.naive_activation}
+
+ROWS: dict[str, Row] = {
+    "Dense": Row(
+        cases=[
+            ({"units": 2}, (4,), (2,), 10, 10),
+            ({"units": 5, "use_bias": False}, (3, 4), (3, 5), 20, 20),
+            ({"units": 3, "activation": "softmax"}, (2, 3, 7), (2, 3, 3), 24, 24),
+        ],
+        kernels={k_dense.dense_forward: naive.naive_dense, **ACTIVATION},
+        grads={g_dense.dense_backward: naive_grad.dense64},
+        keras=("dense_activations_a", "dense_rank4_no_bias"),
+    ),
+    "Conv2D": Row(
+        cases=[  # valid/same, even kernels, strides > 1, dilation, groups, 1x1, non-square
+            ({"filters": 32, "kernel_size": 5, "strides": 2}, (250, 250, 3), (123, 123, 32),
+             2432, 2432),
+            ({"filters": 8, "kernel_size": 3, "strides": 2, "padding": "same"}, (7, 5, 3),
+             (4, 3, 8), 224, 224),
+            ({"filters": 4, "kernel_size": 2, "padding": "same"}, (6, 6, 2), (6, 6, 4), 36, 36),
+            ({"filters": 4, "kernel_size": 4, "strides": 3, "padding": "same"}, (10, 7, 1),
+             (4, 3, 4), 68, 68),
+            ({"filters": 6, "kernel_size": 3, "dilation_rate": 2}, (9, 9, 2), (5, 5, 6),
+             114, 114),
+            ({"filters": 4, "kernel_size": 1}, (5, 5, 3), (5, 5, 4), 16, 16),
+            ({"filters": 4, "kernel_size": 3, "groups": 2}, (6, 6, 4), (4, 4, 4), 76, 76),
+            ({"filters": 5, "kernel_size": [2, 3], "strides": [2, 1]}, (7, 8, 1), (3, 6, 5),
+             35, 35),
+            ({"filters": 3, "kernel_size": 3, "use_bias": False, "padding": "SAME"},
+             (4, 4, 2), (4, 4, 3), 54, 54),
+        ],
+        kernels={k_conv.conv2d_forward: naive.naive_conv2d, **ACTIVATION},
+        grads={g_conv.conv2d_backward: naive_grad.conv2d64, **ACTIVATION_GRAD},
+        keras=("conv2d_same_even", "conv2d_groups", "winograd_convnet"),
+    ),
+    "Conv1D": Row(
+        cases=[  # causal padding too
+            ({"filters": 4, "kernel_size": 3}, (10, 2), (8, 4), 28, 28),
+            ({"filters": 4, "kernel_size": 3, "padding": "causal", "dilation_rate": 2},
+             (10, 2), (10, 4), 28, 28),
+            ({"filters": 3, "kernel_size": 2, "strides": 2, "padding": "same"}, (9, 1),
+             (5, 3), 9, 9),
+        ],
+        kernels={k_conv.conv2d_forward: naive.naive_conv2d, **ACTIVATION},
+        grads={g_conv.conv2d_backward: naive_grad.conv2d64, **ACTIVATION_GRAD},
+        keras=("conv1d_strides", "conv1d_dilation_groups"),
+    ),
+    "DepthwiseConv2D": Row(
+        cases=[
+            ({"kernel_size": 3, "depth_multiplier": 2}, (8, 8, 3), (6, 6, 6), 60, 60),
+            ({"kernel_size": 3, "strides": 2, "padding": "same"}, (7, 7, 4), (4, 4, 4), 40, 40),
+            ({"kernel_size": 2, "depth_multiplier": 3, "use_bias": False}, (5, 4, 2),
+             (4, 3, 6), 24, 24),
+        ],
+        kernels={k_conv.depthwise_conv2d_forward: naive.naive_depthwise_conv2d, **ACTIVATION},
+        grads={g_conv.depthwise_conv2d_backward: naive_grad.depthwise_conv2d64,
+               **ACTIVATION_GRAD},
+        keras=("depthwise", "depthwise_stride_dilation"),
+    ),
+    "SeparableConv2D": Row(
+        cases=[
+            ({"filters": 8, "kernel_size": 3}, (8, 8, 3), (6, 6, 8), 59, 59),
+            ({"filters": 4, "kernel_size": 3, "depth_multiplier": 2, "padding": "same"},
+             (5, 5, 2), (5, 5, 4), 56, 56),
+        ],
+        kernels={k_conv.depthwise_conv2d_forward: naive.naive_depthwise_conv2d,
+                 k_conv.conv2d_forward: naive.naive_conv2d, **ACTIVATION},
+        grads={g_conv.depthwise_conv2d_backward: naive_grad.depthwise_conv2d64,
+               g_conv.conv2d_backward: naive_grad.conv2d64, **ACTIVATION_GRAD},
+        keras=("separable",),
+    ),
+    "MaxPooling2D": Row(
+        cases=[  # strides default to the pool size; 'same' rounds up
+            ({}, (5, 5, 3), (2, 2, 3), 0, 0),
+            ({"pool_size": 3, "strides": 2, "padding": "same"}, (7, 6, 1), (4, 3, 1), 0, 0),
+            ({"pool_size": 3, "strides": 1}, (5, 4, 2), (3, 2, 2), 0, 0),
+        ],
+        kernels={k_pool.max_pool2d_forward: naive.naive_max_pool2d},
+        grads={g_pool.max_pool2d_backward: naive_grad.max_pool2d64},
+        keras=("pooling2d_same", "guide_convnet"),
+    ),
+    "AveragePooling2D": Row(
+        cases=[
+            ({"pool_size": [2, 3]}, (6, 9, 1), (3, 3, 1), 0, 0),
+            ({"pool_size": 2, "padding": "same"}, (5, 3, 2), (3, 2, 2), 0, 0),
+        ],
+        kernels={k_pool.avg_pool2d_forward: naive.naive_avg_pool2d},
+        grads={g_pool.avg_pool2d_backward: naive_grad.avg_pool2d64},
+        keras=("pooling2d_valid", "pooling2d_same_uneven"),
+    ),
+    "MaxPooling1D": Row(
+        cases=[
+            ({}, (9, 2), (4, 2), 0, 0),
+            ({"pool_size": 3, "strides": 2, "padding": "same"}, (10, 4), (5, 4), 0, 0),
+        ],
+        kernels={k_pool.max_pool2d_forward: naive.naive_max_pool2d},
+        grads={g_pool.max_pool2d_backward: naive_grad.max_pool2d64},
+        keras=("pooling1d", "text_conv1d"),
+    ),
+    "AveragePooling1D": Row(
+        cases=[({"pool_size": 2, "strides": 1}, (5, 3), (4, 3), 0, 0)],
+        kernels={k_pool.avg_pool2d_forward: naive.naive_avg_pool2d},
+        grads={g_pool.avg_pool2d_backward: naive_grad.avg_pool2d64},
+        keras=("pooling1d", "pooling1d_strides"),
+    ),
+    "GlobalMaxPooling2D": Row(
+        cases=[
+            ({}, (4, 4, 3), (3,), 0, 0),
+            ({"keepdims": True}, (4, 4, 3), (1, 1, 3), 0, 0),
+        ],
+        kernels={k_pool.global_max_pool_forward: naive.naive_global_max_pool},
+        grads={g_pool.global_max_pool_backward: naive.naive_global_max_pool},
+        keras=("global_pooling2d", "global_pooling2d_keepdims"),
+    ),
+    "GlobalAveragePooling2D": Row(
+        cases=[({}, (2, 5, 7), (7,), 0, 0), ({"keepdims": True}, (2, 5, 7), (1, 1, 7), 0, 0)],
+        kernels={k_pool.global_avg_pool_forward: naive.naive_global_avg_pool},
+        grads={g_pool.global_avg_pool_backward: naive.naive_global_avg_pool},
+        keras=("global_pooling2d", "mobilenet_block"),
+    ),
+    "GlobalMaxPooling1D": Row(
+        cases=[({}, (7, 5), (5,), 0, 0), ({"keepdims": True}, (7, 5), (1, 5), 0, 0)],
+        kernels={k_pool.global_max_pool_forward: naive.naive_global_max_pool},
+        grads={g_pool.global_max_pool_backward: naive.naive_global_max_pool},
+        keras=("global_pooling1d", "text_conv1d"),
+    ),
+    "GlobalAveragePooling1D": Row(
+        cases=[({}, (7, 5), (5,), 0, 0)],
+        kernels={k_pool.global_avg_pool_forward: naive.naive_global_avg_pool},
+        grads={g_pool.global_avg_pool_backward: naive.naive_global_avg_pool},
+        keras=("global_pooling1d", "nested_deep"),
+    ),
+    "Flatten": Row(
+        cases=[({}, (3, 4, 5), (60,), 0, 0)],
+        kernels={},
+        grads={},
+        keras=("flatten_reshape_dropout", "dense_rank4_no_bias"),
+    ),
+    "Reshape": Row(
+        cases=[
+            ({"target_shape": [3, -1]}, (12,), (3, 4), 0, 0),
+            ({"target_shape": [2, 2, 3]}, (4, 3), (2, 2, 3), 0, 0),
+        ],
+        kernels={},
+        grads={},
+        keras=("flatten_reshape_dropout", "reshape_to_image"),
+    ),
+    "Dropout": Row(
+        cases=[({"rate": 0.5}, (5,), (5,), 0, 0)],
+        kernels={},
+        grads={},
+        keras=("flatten_reshape_dropout", "small_convnet"),
+    ),
+    "Activation": Row(
+        cases=[({"activation": "gelu"}, (3, 4), (3, 4), 0, 0)],
+        kernels=ACTIVATION,
+        grads=ACTIVATION_GRAD,
+        keras=("activation_layers_a", "activation_layers_b"),
+    ),
+    "Rescaling": Row(
+        cases=[({"scale": 0.5, "offset": 1.0}, (4,), (4,), 0, 0)],
+        kernels={k_resh.rescale_forward: naive.naive_rescale},
+        grads={g_resh.rescale_backward: naive.naive_rescale},
+        keras=("rescaling", "small_convnet"),
+    ),
+    "ZeroPadding2D": Row(
+        cases=[
+            ({}, (3, 3, 2), (5, 5, 2), 0, 0),
+            ({"padding": [1, 2]}, (3, 3, 2), (5, 7, 2), 0, 0),
+            ({"padding": [[0, 1], [2, 3]]}, (3, 3, 2), (4, 8, 2), 0, 0),
+        ],
+        kernels={k_resh.zero_pad2d_forward: naive.naive_zero_pad2d},
+        grads={g_resh.zero_pad2d_backward: naive.naive_zero_pad2d},
+        keras=("zeropadding",),
+    ),
+    "UpSampling2D": Row(
+        cases=[
+            ({}, (3, 4, 1), (6, 8, 1), 0, 0),
+            ({"size": [2, 3]}, (3, 4, 1), (6, 12, 1), 0, 0),
+        ],
+        kernels={k_resh.upsample2d_nearest_forward: naive.naive_upsample2d_nearest},
+        grads={g_resh.upsample2d_nearest_backward: naive.naive_upsample2d_nearest},
+        keras=("upsampling",),
+    ),
+    "BatchNormalization": Row(
+        cases=[  # the moving statistics are never trainable
+            ({}, (4, 4, 3), (4, 4, 3), 12, 6),
+            ({"axis": 1}, (4, 5, 3), (4, 5, 3), 16, 8),
+            ({"center": False}, (6,), (6,), 18, 6),
+            ({"trainable": False}, (6,), (6,), 24, 0),
+        ],
+        kernels={k_norm.batch_norm_forward: naive.naive_batch_norm},
+        grads={g_norm.batch_norm_train_forward: naive_grad.batch_norm_train64,
+               g_norm.batch_norm_train_backward: naive_grad.batch_norm_train64,
+               g_norm.batch_norm_moving_update: naive_grad.moving_update64,
+               g_norm.batch_norm_backward_inference: naive_grad.batch_norm64},
+        keras=("batchnorm", "batchnorm_axes", "batchnorm_frozen"),
+    ),
+    "LayerNormalization": Row(
+        cases=[
+            ({}, (5,), (5,), 10, 10),
+            ({"axis": [1, 2]}, (2, 3, 4), (2, 3, 4), 12, 12),
+            ({"axis": [-2, -1], "scale": False}, (2, 3, 4), (2, 3, 4), 12, 12),
+        ],
+        kernels={k_norm.layer_norm_forward: naive.naive_layer_norm},
+        grads={g_norm.layer_norm_backward: naive_grad.layer_norm64},
+        keras=("layernorm", "layernorm_dense"),
+    ),
+    "Sequential": Row(
+        cases=[  # one row with its totals
+            ({"layers": [{"type": "Dense", "units": 3}, {"type": "Dense", "units": 2}]}, (4,),
+             (2,), 23, 23),
+            ({"trainable": False,
+              "layers": [{"type": "Dense", "units": 3}, {"type": "BatchNormalization"}]},
+             (4,), (3,), 27, 0),
+        ],
+        kernels={},  # its layers' own
+        grads={},
+        keras=("nested_inline", "nested_deep", "nested_frozen"),
+    ),
+}
+
+SHARED_KERNELS = {k_act.bias_activation_inplace: naive.naive_bias_activation}
+"""Kernels that layers reach only through other kernels (the fused bias + activation
+epilogue of dense and convolution kernels)."""
+
+
+def _merged(tables) -> dict:
+    merged: dict = {}
+    for table in tables:
+        for kernel, reference in table.items():
+            assert merged.get(kernel, reference) is reference, f"{kernel} has two references"
+            merged[kernel] = reference
+    return merged
+
+
+CASES = [({"type": name, **settings}, *rest) for name, row in ROWS.items()
+         for settings, *rest in row.cases]
+"""Every shape case: (settings with `type`, input shape, output shape, params, trainable)."""
+KERNEL_REFERENCES = _merged([row.kernels for row in ROWS.values()] + [SHARED_KERNELS])
+"""Every public forward kernel → its slow reference."""
+GRAD_REFERENCES = _merged(row.grads for row in ROWS.values())
+"""Every public training kernel → the float64 function its results are checked against."""
