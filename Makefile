@@ -23,8 +23,9 @@ $(BYTECODE): $(STAMP) $(shell find seqcli -name '*.py')
 	$(BIN)/python -m compileall -q seqcli
 	touch $(BYTECODE)
 
-# every kernel compiled into numba's cache; again after a kernel source changes
-$(WARM): $(STAMP) $(wildcard seqcli/kernels/*.py)
+# every kernel compiled into numba's cache (every layer's examples run); again after a kernel
+# or layer source changes
+$(WARM): $(STAMP) $(wildcard seqcli/kernels/*.py seqcli/layers/*.py) seqcli/warmup.py
 	$(BIN)/python -m seqcli.warmup
 	touch $(WARM)
 

@@ -1,16 +1,84 @@
 """`python -m seqcli.warmup`: compile and cache every kernel now rather than on first use
-(after removing cached kernels that a change to the kernel sources left stale)."""
+(after removing cached kernels that a change to the kernel sources left stale), by running
+every registered layer type's examples forward and through a training step."""
 
-import sys
-import time
+from __future__ import annotations
 
-from seqcli.runtime.compiled import clear_stale_kernels, record_kernel_sources, warm_up
 
-start = time.perf_counter()
-if clear_stale_kernels():
-    print("seqcli: cached kernels removed: the kernel sources changed since they were built",
+def example_models(classes=None):
+    """(layer class, example, runtime model) of every example of every registered layer type
+    (or of `classes`): each a one-layer model loaded as a model file would be."""
+    import json
+    from pathlib import Path
+
+    from seqcli.config.load import load_model_text
+    from seqcli.layers.base import LAYER_REGISTRY
+    from seqcli.runtime.model import Sequential
+
+    for cls in classes or LAYER_REGISTRY.values():
+        type_name = cls.model_fields["type"].default
+        for example in cls.examples:
+            document = {"input_shape": list(example.input_shape), "seed": 0,
+                        "layers": [{"type": type_name, **example.settings}]}
+            loaded = load_model_text(json.dumps(document), f"<{type_name} example>", Path.cwd())
+            yield cls, example, Sequential.from_loaded(loaded)
+
+
+def run_example(model, example, rng, train: bool = True):
+    """The model's output for a random batch of the example. With `train`, then one training
+    step (mean squared error, SGD) and each layer's backward pass with its input gradient too
+    (the step skips it where no trainable layer comes before)."""
+    import numpy as np
+
+    x = rng.random((example.batch, *example.input_shape), dtype=np.float32)
+    y = model(x)
+    if train:
+        _train_once(model, x, rng.random(y.shape, dtype=np.float32), rng)
+        weights = model.weight_arrays
+        for info in model.built_model.leaves():
+            own = info.own_weights(weights)
+            out, cache = info.layer.forward_train(own, x, rng)
+            info.layer.backward(own, cache, np.ones_like(out), input_grad=True)
+            x = out
+    return y
+
+
+def warm_up() -> None:
+    """Compile every kernel: run every registered layer type's examples, forward and one
+    training step (their examples reach every kernel code path)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for _, example, model in example_models():
+        run_example(model, example, rng)
+
+
+def _train_once(network, x, y, rng) -> None:
+    """One training step, which compiles the backward kernels of the network's layers."""
+    from seqcli.training.fit import train_step
+    from seqcli.training.losses import get_loss
+    from seqcli.training.optimizers import get_optimizer
+
+    train_step(network.built_model, network.weight_arrays, x, y, get_loss("mse"),
+               get_optimizer("sgd"), rng)
+
+
+def main() -> None:
+    """Clear stale kernels, compile every kernel, record the sources; say so on stderr."""
+    import sys
+    import time
+
+    from seqcli.runtime.compiled import clear_stale_kernels, record_kernel_sources
+
+    start = time.perf_counter()
+    if clear_stale_kernels():
+        print("seqcli: cached kernels removed: the kernel sources changed since they were "
+              "built", file=sys.stderr)
+    warm_up()
+    record_kernel_sources()
+    print(f"seqcli: kernels compiled and cached in {time.perf_counter() - start:.1f} s",
           file=sys.stderr)
-warm_up()
-record_kernel_sources()
-print(f"seqcli: kernels compiled and cached in {time.perf_counter() - start:.1f} s",
-      file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

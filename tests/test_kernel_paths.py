@@ -105,7 +105,7 @@ def test_every_cached_kernel_loads_without_numba_compiler_refresh():
     """The warm-up runs every kernel, forward and backward: from the cache (a second run), none
     of them needs numba's compiler set up."""
     script = ("import sys\n"
-              "from seqcli.runtime.compiled import warm_up\n"
+              "from seqcli.warmup import warm_up\n"
               "warm_up()\n"
               "print('numba.np.linalg' in sys.modules, 'numba.np.arraymath' in sys.modules)\n")
     for _ in range(2):  # the first run compiles what the cache may lack

@@ -22,7 +22,7 @@ import seqcli.kernels
 from seqcli.interop.onnx_export import EXPORTERS, to_onnx
 from seqcli.layers import LAYER_CLASSES, LAYER_TYPES
 from seqcli.layers.base import LAYER_REGISTRY
-from seqcli.runtime.compiled import example_models, run_example
+from seqcli.warmup import example_models, run_example
 from tests.conftest import REPO
 from tests.layer_table import ROWS, Row
 
@@ -187,7 +187,7 @@ _COVERAGE = """
 import importlib, json, pkgutil, sys
 from numba.core.dispatcher import Dispatcher
 import seqcli.kernels
-from seqcli.runtime.compiled import warm_up
+from seqcli.warmup import warm_up
 warm_up()
 unreached = []
 for info in pkgutil.iter_modules(seqcli.kernels.__path__):
@@ -203,7 +203,8 @@ print(json.dumps({'unreached': unreached, 'wide': bool(conv._wide_vectors())}))
 _NO_COMPILE = """
 import sys
 import numpy as np
-from seqcli.runtime.compiled import example_models, notify_compiling, run_example
+from seqcli.runtime.compiled import notify_compiling
+from seqcli.warmup import example_models, run_example
 from seqcli.runtime.model import load
 compiled = []
 notify_compiling(lambda: compiled.append(True))
