@@ -4,7 +4,6 @@ registry that every layer class joins by being defined (`LAYER_REGISTRY`)."""
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -136,17 +135,22 @@ def _check_shape(value):
 InputShape = Annotated[tuple, BeforeValidator(_check_shape)]
 
 
-@dataclass(frozen=True)
 class Example:
     """A small input a layer runs on: the warm-up compiles its kernels with it, and the smoke
     test runs it (forward, and one training step)."""
 
-    settings: dict[str, Any]
-    """The layer's keys, as in a model file, without `type`."""
-    input_shape: tuple
-    """Per-sample input shape."""
-    batch: int = 2
-    """Rows of the example batch (large enough, where it matters, for a threaded path)."""
+    __slots__ = ("settings", "input_shape", "batch")
+
+    def __init__(self, settings: dict[str, Any], input_shape: tuple, batch: int = 2):
+        self.settings = settings
+        """The layer's keys, as in a model file, without `type`."""
+        self.input_shape = input_shape
+        """Per-sample input shape."""
+        self.batch = batch
+        """Rows of the example batch (large enough, where it matters, for a threaded path)."""
+
+    def __repr__(self) -> str:
+        return f"Example({self.settings!r}, {self.input_shape!r}, batch={self.batch})"
 
 
 LAYER_REGISTRY: dict[str, type[Layer]] = {}
