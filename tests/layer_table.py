@@ -236,6 +236,22 @@ ROWS: dict[str, Row] = {
         grads={g_resh.upsample2d_nearest_backward: naive.naive_upsample2d_nearest},
         keras=("upsampling",),
     ),
+    "RepeatVector": Row(
+        cases=[({"n": 3}, (4,), (3, 4), 0, 0), ({"n": 1}, (7,), (1, 7), 0, 0)],
+        kernels={},  # a copy: numpy's broadcast
+        grads={},
+        keras=("repeat_permute",),
+    ),
+    "Permute": Row(
+        cases=[
+            ({"dims": [2, 1]}, (3, 4), (4, 3), 0, 0),
+            ({"dims": [3, 1, 2]}, (2, 3, 4), (4, 2, 3), 0, 0),
+            ({"dims": [1]}, (5,), (5,), 0, 0),
+        ],
+        kernels={},  # numpy's transpose
+        grads={},
+        keras=("repeat_permute",),
+    ),
     "BatchNormalization": Row(
         cases=[  # the moving statistics are never trainable
             ({}, (4, 4, 3), (4, 4, 3), 12, 6),

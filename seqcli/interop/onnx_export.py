@@ -526,6 +526,23 @@ def _upsampling(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefi
     return _Tensor(y, x.rank, x.channels_first)
 
 
+@exports(L.RepeatVector)
+def _repeat_vector(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
+    """(N, F) → (N, 1, F) → tiled n times along the new axis."""
+    axes = graph.constant(prefix + "axes", [1], np.int64)
+    y = graph.op("Unsqueeze", [x.name, axes], prefix + "Unsqueeze")
+    repeats = graph.constant(prefix + "repeats", [1, info.layer.n, 1], np.int64)
+    return _Tensor(graph.op("Tile", [y, repeats], prefix + "Tile"), 3, False)
+
+
+@exports(L.Permute)
+def _permute(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
+    """Transpose of the logical (channels-last) axes, batch first."""
+    x = graph.channels_last(x, prefix)
+    y = graph.op("Transpose", [x.name], prefix + "Transpose", perm=[0, *info.layer.dims])
+    return _Tensor(y, x.rank, False)
+
+
 # --------------------------------------------------------------------------- activations
 
 _ONE_OP = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softplus": "Softplus",

@@ -1,4 +1,4 @@
-"""ZeroPadding2D and UpSampling2D."""
+"""ZeroPadding2D, UpSampling2D, RepeatVector and Permute."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, field_validator
 
-from seqcli.layers.base import MAX_SIZE, DataFormat, Example, IntTuple, Layer, require_rank
-from seqcli.shapes import Shape
+from seqcli.layers.base import (
+    MAX_SIZE,
+    Count,
+    DataFormat,
+    Example,
+    IntTuple,
+    Layer,
+    require_rank,
+)
+from seqcli.shapes import Shape, ShapeError, format_shape
 
 
 def _check_zero_padding(value):
@@ -91,3 +99,66 @@ class UpSampling2D(Layer):
         from seqcli.kernels.grad_reshaping import upsample2d_nearest_backward
 
         return (upsample2d_nearest_backward(self.size, dy) if input_grad else None), {}
+
+
+class RepeatVector(Layer):
+    """Repeats each sample's vector `n` times: (features,) → (n, features)."""
+
+    type: Literal["RepeatVector"] = "RepeatVector"
+    n: Count
+    """How many times to repeat."""
+
+    examples = (Example({"n": 3}, (4,)),)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        require_rank(self, input_shape, 1, "inputs of shape (features,)")
+        return (self.n, input_shape[0])
+
+    def forward(self, weights, x):
+        import numpy as np
+
+        return np.ascontiguousarray(np.broadcast_to(x[:, None, :], (len(x), self.n, x.shape[1])))
+
+    def backward(self, weights, cache, dy, input_grad=True):
+        import numpy as np
+
+        return (np.ascontiguousarray(dy.sum(axis=1, dtype=np.float32)) if input_grad
+                else None), {}
+
+
+class Permute(Layer):
+    """Reorders each sample's axes: output axis i is input axis `dims[i]` (counted from 1, the
+    batch axis left out)."""
+
+    type: Literal["Permute"] = "Permute"
+    dims: list[int]
+    """A permutation of 1, …, rank."""
+
+    examples = (Example({"dims": [2, 1]}, (3, 4)), Example({"dims": [3, 1, 2]}, (2, 3, 4)))
+
+    @field_validator("dims")
+    @classmethod
+    def _permutation(cls, value):
+        if not value or sorted(value) != list(range(1, len(value) + 1)):
+            raise ValueError("the set of indices in `dims` must be consecutive and start from 1. "
+                             f"Received: dims={value}")
+        return value
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != len(self.dims):
+            raise ShapeError(f"Permute with dims={self.dims} expects inputs with {len(self.dims)} "
+                             f"axes besides the batch axis. Received: input_shape="
+                             f"{format_shape(input_shape)}")
+        return tuple(input_shape[d - 1] for d in self.dims)
+
+    def forward(self, weights, x):
+        import numpy as np
+
+        return np.ascontiguousarray(np.transpose(x, (0, *self.dims)))
+
+    def backward(self, weights, cache, dy, input_grad=True):
+        import numpy as np
+
+        if not input_grad:
+            return None, {}
+        return np.ascontiguousarray(np.transpose(dy, np.argsort((0, *self.dims)))), {}

@@ -316,19 +316,23 @@ def main(argv):
         entry = make(path.stem, path)
         print(f"{path.stem}: {entry.get('output_shape', 'summary only')}", file=sys.stderr)
         entries.append(entry)
-    if not argv:
-        import jax
+    if argv:  # the named stems' entries replace (or join) those of the manifest
+        made = {entry["stem"] for entry in entries}
+        old = json.loads((HERE / "manifest.json").read_text())["models"]
+        entries = sorted([e for e in old if e["stem"] not in made] + entries,
+                         key=lambda entry: entry["stem"])
+    import jax
 
-        manifest = {
-            "keras_version": keras.__version__,
-            "backend": keras.backend.backend(),
-            "jax_version": jax.__version__,
-            "numpy_version": np.__version__,
-            "batch": BATCH,
-            "generator": "tests/keras_reference/make_fixtures.py",
-            "models": entries,
-        }
-        (HERE / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    manifest = {
+        "keras_version": keras.__version__,
+        "backend": keras.backend.backend(),
+        "jax_version": jax.__version__,
+        "numpy_version": np.__version__,
+        "batch": BATCH,
+        "generator": "tests/keras_reference/make_fixtures.py",
+        "models": entries,
+    }
+    (HERE / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
 if __name__ == "__main__":
