@@ -26,14 +26,13 @@ import numpy as np
 
 from seqcli.errors import ConfigError, MissingFileError, WeightsError
 from seqcli.interop.keras_format import CONFIG_MEMBER, METADATA_MEMBER, WEIGHTS_MEMBER
+from seqcli.io.limits import MAX_COMPRESSION_RATIO, likely_zip_bomb
 
 MAX_CONFIG_BYTES = 4 * 1024**2
 """A model's config.json is kilobytes; anything over this is refused unread."""
 MAX_METADATA_BYTES = 64 * 1024
 MAX_WEIGHTS_BYTES = 16 * 1024**3
 """The largest model.weights.h5 member inflated to disk, and the most weight bytes read."""
-MAX_COMPRESSION_RATIO = 1000  # deflate tops out near 1032:1; Keras stores members uncompressed
-MIN_RATIO_CHECKED_SIZE = 1024**2
 MAX_GROUP_DEPTH = 64
 MAX_GROUPS = 100_000
 """Groups walked when looking for unexpected weights (hard links can make cycles)."""
@@ -98,8 +97,8 @@ class KerasArchive:
             raise ConfigError(
                 f"{self.source}: {name} declares {info.file_size:,} bytes, over the "
                 f"{limit:,}-byte limit; refused")
-        ratio = info.file_size / max(info.compress_size, 1)
-        if info.file_size > MIN_RATIO_CHECKED_SIZE and ratio > MAX_COMPRESSION_RATIO:
+        if likely_zip_bomb(info.file_size, info.compress_size):
+            ratio = info.file_size / max(info.compress_size, 1)
             raise ConfigError(
                 f"{self.source}: {name} is compressed {ratio:,.0f}:1, more than "
                 f"{MAX_COMPRESSION_RATIO}:1; refused as a likely zip bomb")
@@ -306,8 +305,7 @@ class SafeH5:
         # the model's shapes come from the same untrusted file: the bytes must be there too
         declared = math.prod(shape) * dtype.itemsize
         stored = dataset.id.get_storage_size()
-        if stored > self.size or (declared > MIN_RATIO_CHECKED_SIZE
-                                  and declared > MAX_COMPRESSION_RATIO * stored):
+        if stored > self.size or likely_zip_bomb(declared, stored):
             raise WeightsError(
                 f"{self.source}: {path} declares {declared:,} bytes but the file stores "
                 f"{min(stored, self.size):,} for it; refused as a likely decompression bomb")

@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 from pydantic import ValidationError
 
+from seqcli.config.load import MAX_NESTING
 from seqcli.errors import ConfigError, UsageError, WeightsError
 from seqcli.interop.keras_archive import (
     HDF5_SIGNATURE,
@@ -35,7 +36,6 @@ from seqcli.interop.keras_format import (
 from seqcli.layers.base import COMMON_FIELDS, INITIALIZER_NAMES, INITIALIZERS
 from seqcli.layers.sequential import LAYER_TYPES
 
-MAX_NESTING = 32
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 LAYER_CLASSES = {name: cls for name, cls in LAYER_TYPES.items()
                  if name not in ("Input", "Sequential")}

@@ -24,20 +24,20 @@ import safetensors
 import safetensors.numpy
 from numpy.lib import format as npy_format
 
-from seqcli.errors import MissingFileError, WeightsError
+from seqcli.errors import MissingFileError, UsageError, WeightsError
 from seqcli.io.arrays import (
     MAX_HEADER_SIZE,
     dtype_problem,
     header_warnings_quietly,
     read_npy_header,
+    save_npz,
 )
-from seqcli.io.atomic import atomic_output
+from seqcli.io.atomic import STDOUT, atomic_output
+from seqcli.io.limits import MAX_COMPRESSION_RATIO, likely_zip_bomb
 
 SUFFIXES = (".safetensors", ".npz")
 MAX_SAFETENSORS_HEADER = 100_000_000  # bytes, the safetensors library's own limit
 MAX_TOTAL_SIZE = 4 * 1024**3  # bytes of tensors declared by one .npz
-MAX_COMPRESSION_RATIO = 1000  # larger is a zip bomb (deflate itself tops out near 1032:1) ...
-MIN_RATIO_CHECKED_SIZE = 1024**2  # ... for members that inflate beyond 1 MiB
 _FLOAT_DTYPES = {"F16": 2, "F32": 4, "F64": 8}  # safetensors dtype -> itemsize
 _EXPECTED_FLOAT = "expected a float16, float32 or float64 tensor"
 
@@ -222,8 +222,8 @@ def _check_npz_members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfil
                 f"{path}: the arrays declare more than {MAX_TOTAL_SIZE} bytes in total; "
                 "refused as a likely zip bomb"
             )
-        ratio = member.file_size / max(member.compress_size, 1)
-        if member.file_size > MIN_RATIO_CHECKED_SIZE and ratio > MAX_COMPRESSION_RATIO:
+        if likely_zip_bomb(member.file_size, member.compress_size):
+            ratio = member.file_size / max(member.compress_size, 1)
             raise WeightsError(
                 f"{path}: {key} is compressed {ratio:.0f}:1, more than "
                 f"{MAX_COMPRESSION_RATIO}:1; refused as a likely zip bomb "
@@ -287,6 +287,26 @@ def check_weights(
         problems.append(f"unexpected tensor {key} of shape {tuple(found[key].shape)}")
     if problems:
         raise WeightsError("\n".join(f"{source}: {problem}" for problem in problems))
+
+
+def weights_format(path: str | Path, *, stdout: bool = True) -> str:
+    """`npz` or `safetensors`: the format a weights file named `path` is written in, by its
+    suffix (`-`, stdout, is `safetensors` when `stdout` allows it); a UsageError otherwise."""
+    name = str(path)
+    if name.endswith(".npz"):
+        return "npz"
+    if name.endswith(".safetensors") or (stdout and name == STDOUT):
+        return "safetensors"
+    raise UsageError(f"{name}: weights files end in .safetensors or .npz")
+
+
+def write_weights(path: str | Path, weights: Mapping[str, np.ndarray]) -> None:
+    """Write `weights` atomically as `.safetensors` (also for `-`, stdout) or `.npz`, as the
+    name of `path` says (`weights_format`)."""
+    if weights_format(path) == "npz":
+        save_npz(path, weights)
+    else:
+        write_safetensors(path, weights)
 
 
 def write_safetensors(
