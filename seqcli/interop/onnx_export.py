@@ -32,8 +32,6 @@ _PROTOBUF_LIMIT = 2**31 - 1  # one protobuf message (the whole .onnx file) must 
 
 MISSING_ONNX = ("export-onnx needs the 'onnx' package, which is not installed: "
                 "pip install 'seqcli[onnx]'")
-TERMINAL_REFUSAL = ("refusing to write a binary ONNX file to a terminal; redirect stdout or "
-                    "pass -o FILE.onnx")
 
 
 
@@ -101,10 +99,9 @@ def convert_model_file(model_path: str, weights: str | None = None, input_shape=
 
 def refuse_terminal(output_path: str) -> None:
     """UsageError when `output_path` is `-` and stdout is a terminal (binary data)."""
-    import sys
+    from seqcli.io.atomic import refuse_terminal as refuse
 
-    if str(output_path) == "-" and sys.stdout is not None and sys.stdout.isatty():
-        raise UsageError(TERMINAL_REFUSAL)
+    refuse(output_path, "a binary ONNX file", "-o FILE.onnx")
 
 
 def write_onnx(export: OnnxExport, output_path: str) -> None:

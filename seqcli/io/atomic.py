@@ -21,9 +21,6 @@ from typing import IO
 from seqcli.errors import OutputError, UsageError
 
 STDOUT = "-"
-TERMINAL_REFUSAL = (
-    "refusing to write binary .npy data to a terminal; redirect stdout or pass -o FILE"
-)
 
 _ELSEWHERE = "choose another output path"
 _REASONS = {  # errno -> (reason, what to do)
@@ -37,6 +34,19 @@ _REASONS = {  # errno -> (reason, what to do)
     errno.EFBIG: ("the file is too large for this file system", _ELSEWHERE),
     errno.EROFS: ("the file system is read-only", _ELSEWHERE),
 }
+
+
+def terminal_refusal(what: str = "binary .npy data", option: str = "-o FILE") -> UsageError:
+    """The error for binary data bound for a terminal (CONTRACT §3: exit 2): `what` names the
+    data, `option` how to name a file instead."""
+    return UsageError(f"refusing to write {what} to a terminal; redirect stdout or pass {option}")
+
+
+def refuse_terminal(path: str | Path, what: str = "binary .npy data",
+                    option: str = "-o FILE") -> None:
+    """Raise `terminal_refusal(what, option)` when `path` is `-` and stdout is a terminal."""
+    if str(path) == STDOUT and sys.stdout is not None and sys.stdout.isatty():
+        raise terminal_refusal(what, option)
 
 
 def output_error(path: str | Path, error: OSError) -> OutputError:
@@ -198,7 +208,7 @@ def _special_file(path: Path, binary: bool) -> Iterator[GuardedFile]:
         raise output_error(path, error) from error
     if binary and raw.isatty():  # such as -o /dev/tty, or -o /dev/stdout on a terminal
         raw.close()
-        raise UsageError(TERMINAL_REFUSAL)
+        raise terminal_refusal()
     file = GuardedFile(raw, str(path))
     try:
         yield file
@@ -217,7 +227,7 @@ def _stdout(binary: bool) -> Iterator[GuardedFile]:
     if stream is None:
         raise OutputError("cannot write <stdout>: there is no standard output; pass -o FILE")
     if binary and stream.isatty():
-        raise UsageError(TERMINAL_REFUSAL)
+        raise terminal_refusal()
     if binary:
         stream.flush()  # text written earlier goes first
         stream = stream.buffer
