@@ -1,0 +1,78 @@
+"""A model file made ready to run on a stream of batches: what `predict` and `extract` drive."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from seqcli.build import BuiltModel
+from seqcli.config.load import LoadedModel, load_model
+from seqcli.runtime.model import Sequential
+
+
+class Runner:
+    """A loaded model ready to run on batches; built from the data's shape when it declares
+    none (Keras's deferred build)."""
+
+    def __init__(self, loaded: LoadedModel, weights: str | None = None):
+        self.model = Sequential.from_loaded(loaded, weights)
+        self.loaded = loaded
+
+    def build(self, data_shape: tuple) -> None:
+        """Build from the model's input shape, or from the data's (deferred build); an
+        InputDataError when the data (batch first) does not fit the model."""
+        declared = self.loaded.input_shape
+        fits = declared is not None and len(declared) == len(data_shape) - 1 and all(
+            d is None or d == s for d, s in zip(declared, data_shape[1:]))
+        self.model.build(data_shape[1:] if declared is None or fits else None)
+        self.model.check_input_shape(data_shape)
+
+    def initial_weights_note(self) -> str | None:
+        """What the user may not expect, `FILE: ...`: some or all weights come from the
+        initialisers, not a file. None when a file provides them all."""
+        initialised = self.model.initialised_weights
+        if not initialised:
+            return None
+        if len(initialised) == len(self.model.weight_arrays):
+            note = "no weights file; using initial weights"
+        else:
+            shown = ", ".join(initialised[:4]) + (", ..." if len(initialised) > 4 else "")
+            note = f"no weights file provides {shown}; using initial values"
+        return f"{self.loaded.source}: {note} (seed {self.model.weights_seed})"
+
+    @property
+    def built_model(self) -> BuiltModel:
+        """Shapes and parameter counts of every layer (once built)."""
+        return self.model.built_model
+
+    @property
+    def output_shape(self) -> tuple:
+        """Per-sample output shape."""
+        return self.model.built_model.output_shape
+
+    @property
+    def weights(self) -> dict[str, np.ndarray]:
+        """The model's weight arrays by key."""
+        return self.model.weight_arrays
+
+    def run(self, batches: Iterator[np.ndarray], until: str | None = None):
+        """Outputs batch by batch (of layer `until`, if given)."""
+        return self.model.predict_batches(batches, until)
+
+
+def prepare_run(model: str, weights: str | None = None, threads: int | None = None, *,
+                allow_outside: bool = False) -> Runner:
+    """The model file `model` loaded as a Runner (not built yet), with `threads` set for the
+    kernels and BLAS and freed memory kept for the next batch."""
+    from seqcli.runtime.compiled import keep_freed_memory, set_threads
+
+    set_threads(threads)
+    keep_freed_memory()
+    return Runner(load_model(model, allow_outside=allow_outside), weights)
+
+
+def numeric_warnings_off():
+    """numpy's floating-point warnings off (a context manager): NaN and Inf are counted and
+    reported instead."""
+    return np.errstate(all="ignore")
