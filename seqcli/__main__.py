@@ -9,7 +9,7 @@ def run() -> None:
     Start-up (typer, pydantic, numpy, numba, the model and its kernels) leaves some 85,000
     objects that live until exit; the cyclic garbage collector would walk them again and again
     as they come (some 30-40 ms), to find a few hundred to free. It is off until the command's
-    work begins (`seqcli.cli.start_up_done`); short commands finish without it."""
+    work begins (`seqcli.cli.app.start_up_done`); short commands finish without it."""
     gc.disable()
     from seqcli.cli import run as run_cli
 

@@ -286,24 +286,25 @@ def test_the_garbage_collector_is_paused_for_start_up_only():
     batch has run, freezing what start-up left alive; a collector nobody paused is left be."""
     import gc
 
-    from seqcli import cli
+    from seqcli.cli.app import _GC_PAUSED, start_up_done
+    from seqcli.cli.progress import Progress, progressing
 
-    progress = cli.Progress("predict", 3, enabled=False)
+    progress = Progress("predict", 3, enabled=False)
     was_enabled = gc.isenabled()
     try:
         gc.disable()
-        cli._GC_PAUSED[0] = True
-        batches = cli._progressing(iter([np.zeros(1), np.zeros(1), np.zeros(1)]), progress)
+        _GC_PAUSED[0] = True
+        batches = progressing(iter([np.zeros(1), np.zeros(1), np.zeros(1)]), progress)
         next(batches)
         assert not gc.isenabled()  # the first batch runs with it paused
         next(batches)
         assert gc.isenabled() and gc.get_freeze_count() > 0
         gc.unfreeze()
         gc.disable()  # not paused by the entry point: start_up_done changes nothing
-        cli.start_up_done()
+        start_up_done()
         assert not gc.isenabled() and gc.get_freeze_count() == 0
     finally:
-        cli._GC_PAUSED[0] = False
+        _GC_PAUSED[0] = False
         gc.unfreeze()
         if was_enabled:
             gc.enable()
@@ -328,16 +329,16 @@ def test_a_named_command_is_built_alone_with_the_same_help():
     """`seqcli NAME ...` builds NAME's click command only; its help is the whole group's."""
     import typer
 
-    from seqcli import cli
+    from seqcli.cli.app import _click_command, app
 
-    every = typer.main.get_command(cli.app)
-    assert set(cli._click_command(["predict", "m.yaml"]).commands) == {"predict"}
-    assert set(cli._click_command(["export-onnx"]).commands) == {"export-onnx"}
-    assert set(cli._click_command(["predcit"]).commands) == set(every.commands)
-    assert set(cli._click_command(["--help"]).commands) == set(every.commands)
-    assert set(cli._click_command([]).commands) == set(every.commands)
+    every = typer.main.get_command(app)
+    assert set(_click_command(["predict", "m.yaml"]).commands) == {"predict"}
+    assert set(_click_command(["export-onnx"]).commands) == {"export-onnx"}
+    assert set(_click_command(["predcit"]).commands) == set(every.commands)
+    assert set(_click_command(["--help"]).commands) == set(every.commands)
+    assert set(_click_command([]).commands) == set(every.commands)
     for name, command in every.commands.items():
-        alone = cli._click_command([name])
+        alone = _click_command([name])
         with alone.make_context("seqcli", [name], resilient_parsing=True) as group:
             with alone.commands[name].make_context(name, [], parent=group,
                                                    resilient_parsing=True) as ctx:

@@ -638,19 +638,6 @@ def model_yaml(document: dict, header: str = "") -> str:
     return comment + text
 
 
-def write_weights_file(target: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write weights as `.safetensors` (also for `-`) or `.npz`, atomically."""
-    from seqcli.io.arrays import save_npz
-    from seqcli.io.weights import write_safetensors
-
-    if target.endswith(".npz"):
-        save_npz(target, arrays)
-    elif target == "-" or target.endswith(".safetensors"):
-        write_safetensors(target, arrays)
-    else:
-        raise UsageError(f"{target}: weights files end in .safetensors or .npz")
-
-
 @dataclass
 class ImportReport:
     """What `import_keras` wrote."""

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from seqcli.cli import (
+from seqcli.cli.app import (
     AllowOutsideOpt,
     InputShapeOpt,
     ModelArg,

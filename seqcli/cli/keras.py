@@ -8,12 +8,13 @@ from typing import Annotated
 
 import typer
 
-from seqcli.cli import (
+from seqcli.cli.app import (
     AllowOutsideOpt,
     InputShapeOpt,
     QuietOpt,
     WeightsOpt,
     app,
+    load,
     parse_shape,
 )
 from seqcli.errors import UsageError
@@ -70,13 +71,13 @@ def import_keras(
         return
 
     from seqcli.build import build
-    from seqcli.config.load import load_model
-    from seqcli.interop.keras_import import read_keras_weights, write_weights_file
+    from seqcli.interop.keras_import import read_keras_weights
+    from seqcli.io.weights import write_weights
 
-    loaded = load_model(source, allow_outside=allow_outside)
+    loaded = load(source, allow_outside)
     built = build(loaded, parse_shape(input_shape))
     arrays = read_keras_weights(Path(weights_only), built)
-    write_weights_file(output, arrays)
+    write_weights(output, arrays)
     if output != "-" and not quiet:
         print(f"seqcli: wrote {_count(len(arrays), 'tensor')} "
               f"({_count(built.total_params, 'param')}) from {weights_only} to {output}",

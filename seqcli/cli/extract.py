@@ -1,0 +1,67 @@
+"""`seqcli extract`: intermediate layers' outputs, one layer as `.npy`, several as `.npz`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from seqcli.cli.app import (
+    AllowOutsideOpt,
+    BatchSizeOpt,
+    ModelArg,
+    QuietOpt,
+    StrictOpt,
+    ThreadsOpt,
+    WeightsOpt,
+    app,
+)
+
+
+@app.command()
+def extract(
+    model: ModelArg,
+    input: Annotated[str, typer.Argument(
+        metavar="INPUT", help="Input .npy (batch first); - or omitted: stdin.")] = "-",
+    layer: Annotated[list[str] | None, typer.Option(
+        "--layer", help="A layer name or nested path (base/conv2d); repeat for several.")] = None,
+    all_layers: Annotated[bool, typer.Option(
+        "--all", help="Every top-level layer, as the Keras guide's [layer.output ...].")] = False,
+    output: Annotated[str, typer.Option(
+        "-o", "--output", help="Output: .npy for one layer, .npz for several; - is stdout.")] = "-",
+    weights: WeightsOpt = None,
+    batch_size: BatchSizeOpt = 32,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+    strict: StrictOpt = False,
+    allow_outside: AllowOutsideOpt = False,
+) -> None:
+    """Write intermediate layers' outputs: one layer as .npy, several as .npz keyed by path."""
+    from seqcli.cli.progress import Progress, announce, progressing, warn_non_finite
+    from seqcli.io.arrays import NonFiniteCounter, NpyWriter, NpzWriter, open_input
+    from seqcli.runtime.extract import choose_layers, extract_batches
+    from seqcli.runtime.runner import numeric_warnings_off, prepare_run
+
+    runner = prepare_run(model, weights, threads, allow_outside=allow_outside)
+    with open_input(input) as data, numeric_warnings_off():
+        runner.build(data.shape)
+        built = runner.built_model
+        paths = choose_layers(built, layer or [], all_layers)
+        announce(runner, quiet)
+        rows = data.shape[0]
+        progress = Progress("extract", rows, enabled=not quiet)
+        inputs = NonFiniteCounter(data.source, strict=strict)
+        results = extract_batches(built, runner.weights, paths,
+                                  progressing(inputs.check(data.batches(batch_size)), progress))
+        shapes = {path: built.find(path).output_shape for path in paths}
+        if len(paths) == 1 and not all_layers:
+            with NpyWriter(output, shapes[paths[0]], rows) as writer:
+                for found in results:
+                    writer.write(found[paths[0]])
+        else:
+            with NpzWriter(output, shapes, rows) as writer:
+                for found in results:
+                    for path, array in found.items():
+                        writer.write(path, array)
+        progress.done()
+    warn_non_finite(inputs)

@@ -1,0 +1,55 @@
+"""`seqcli freeze`: the model file rewritten with `trainable` set, comments and order kept."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from seqcli.cli.app import AllowOutsideOpt, ModelArg, app
+from seqcli.errors import UsageError
+
+
+@app.command()
+def freeze(
+    model: ModelArg,
+    layer: Annotated[list[str] | None, typer.Option(
+        "--layer", help="Layer name, nested path or glob (conv2d*) to freeze; repeatable.")] = None,
+    all_but_last: Annotated[bool, typer.Option(
+        "--all-but-last", help="Freeze every top-level layer but the last.")] = False,
+    up_to: Annotated[str | None, typer.Option(
+        "--up-to", help="Freeze the top-level layers up to and including this one.")] = None,
+    unfreeze: Annotated[list[str] | None, typer.Option(
+        "--unfreeze", help="Layer name, path or glob to make trainable again; repeatable.")] = None,
+    output: Annotated[str, typer.Option(
+        "-o", "--output", help="Write the model file here (default: stdout).")] = "-",
+    in_place: Annotated[bool, typer.Option(
+        "--in-place", help="Rewrite MODEL itself (atomically).")] = False,
+    allow_outside: AllowOutsideOpt = False,
+) -> None:
+    """Write the model file with `trainable` set; comments and formatting are kept."""
+    from seqcli.config.freeze import FreezeRequest, frozen_ancestor, plan, rewrite
+    from seqcli.config.load import load_model_text, read_model_text
+    from seqcli.config.yamlsafe import parse_yaml
+    from seqcli.io.atomic import atomic_output
+
+    if in_place and (model == "-" or output != "-"):
+        raise UsageError("--in-place rewrites MODEL itself: it needs a file, and no -o")
+    if not (layer or all_but_last or up_to or unfreeze):
+        raise UsageError("say what to freeze: --layer NAME, --all-but-last, --up-to NAME "
+                         "or --unfreeze NAME")
+    text, source, base_dir = read_model_text(model)
+    loaded = load_model_text(text, source, base_dir, allow_outside=allow_outside)
+    request = FreezeRequest(layers=layer or [], all_but_last=all_but_last, up_to=up_to,
+                            unfreeze=unfreeze)
+    changes = plan(loaded, request)
+    for path, trainable in changes.items():
+        ancestor = frozen_ancestor(loaded, path)
+        if trainable and ancestor and changes.get(ancestor) is not True:
+            print(f"seqcli: warning: '{path}' stays frozen while its nested model "
+                  f"'{ancestor}' is frozen", file=sys.stderr)
+    new_text = rewrite(text, parse_yaml(text), loaded, changes)
+    load_model_text(new_text, source, base_dir, allow_outside=allow_outside)  # still valid
+    with atomic_output(model if in_place else output, binary=False) as out:
+        out.write(new_text)
