@@ -3,7 +3,7 @@
 Run it from a Python environment that has keras (3.x), jax, numpy and pyyaml, from the
 repository root:
 
-    KERAS_BACKEND=jax python tests/keras_files/make_keras_files.py
+    KERAS_BACKEND=jax python tests/keras_files/make_keras_files.py [STEM ...]
 
 It writes into tests/keras_files/:
 
@@ -136,8 +136,25 @@ def functional_chain():
     return keras.Model(inputs, outputs, name="chain"), "normal"
 
 
+def vector_steps():
+    """A vector made into steps: Dense relu, RepeatVector 4, Permute (2, 1) (features become
+    steps), a Dense over the steps, Permute (2, 1) back, Flatten, Dense."""
+    model = keras.Sequential([
+        keras.Input((6,)),
+        L.Dense(5, activation="relu"),
+        L.RepeatVector(4),
+        L.Permute((2, 1)),
+        L.Dense(3),
+        L.Permute((2, 1)),
+        L.Flatten(),
+        L.Dense(2),
+    ], name="vector_steps")
+    return model, "normal"
+
+
 MODELS = {"image_stack": image_stack, "sequence_stack": sequence_stack,
-          "nested_frozen": nested_frozen, "functional_chain": functional_chain}
+          "nested_frozen": nested_frozen, "functional_chain": functional_chain,
+          "vector_steps": vector_steps}
 
 
 def make_input(rng, shape, kind):
@@ -214,12 +231,17 @@ def make_refused() -> None:
         model.save(HERE / f"refuse_{case}.keras")
 
 
-def main() -> None:
-    entries = [make_model(stem) for stem in MODELS]
-    keras.Sequential([L.Dense(4), L.Dense(2)], name="unbuilt").save(HERE / "unbuilt.keras")
-    for stem in ("nested_frozen", "mobilenet_block"):
-        make_reference(stem)
-    make_refused()
+def main(stems: list[str]) -> None:
+    """Every file; or, given stems, only those models' (merged into the manifest)."""
+    entries = [make_model(stem) for stem in (stems or MODELS)]
+    if stems:
+        old = json.loads((HERE / "manifest.json").read_text())["models"]
+        entries = [e for e in old if e["stem"] not in stems] + entries
+    else:
+        keras.Sequential([L.Dense(4), L.Dense(2)], name="unbuilt").save(HERE / "unbuilt.keras")
+        for stem in ("nested_frozen", "mobilenet_block"):
+            make_reference(stem)
+        make_refused()
     import jax
 
     manifest = {"keras_version": keras.__version__, "backend": keras.backend.backend(),
@@ -232,4 +254,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
