@@ -101,21 +101,21 @@ class Threads:
         import numba
         from threadpoolctl import threadpool_limits
 
-        from seqcli.kernels.activations import _set_threads, _threads
+        from seqcli.kernels.threads import set_threads, thread_count
 
-        self.before = numba.get_num_threads(), _threads()
+        self.before = numba.get_num_threads(), thread_count()
         numba.set_num_threads(self.count)
-        _set_threads(self.count)
+        set_threads(self.count)
         self.limits = threadpool_limits(self.count)
         return self
 
     def __exit__(self, *exc_info):
         import numba
 
-        from seqcli.kernels.activations import _set_threads
+        from seqcli.kernels.threads import set_threads
 
         numba.set_num_threads(self.before[0])
-        _set_threads(self.before[1])
+        set_threads(self.before[1])
         self.limits.restore_original_limits()
 
 

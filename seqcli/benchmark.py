@@ -166,17 +166,17 @@ def run_benchmark(model_path: str, *, batch_size: int = 32, threads: int | None 
     the steady state for `seconds`; optionally each layer alone; and a GEMM for scale."""
     from threadpoolctl import threadpool_limits
 
-    from seqcli.kernels.activations import _set_threads, _threads
+    from seqcli.kernels.threads import set_threads, thread_count
 
-    before = _threads()
+    before = thread_count()
     limits = threadpool_limits(threads) if threads else None  # BLAS, until restored below
     try:
         if threads:
-            _set_threads(threads)
-        return _run(model_path, batch_size, _threads(), input_shape, weights, per_layer,
+            set_threads(threads)
+        return _run(model_path, batch_size, thread_count(), input_shape, weights, per_layer,
                     seconds, seed, allow_outside)
     finally:
-        _set_threads(before)
+        set_threads(before)
         if limits is not None:
             limits.restore_original_limits()
 

@@ -45,11 +45,11 @@ def test_cached_kernels_load_without_numba_compiler_refresh(tmp_path):
     script = (
         "import sys, numpy as np\n"
         "from seqcli.runtime.model import load\n"
-        "from seqcli.kernels import activations\n"
+        "from seqcli.kernels import numba_startup\n"
         "model = load(sys.argv[1]); model.build()\n"
         "x = np.linspace(-1, 1, 2 * 28 * 28, dtype=np.float32).reshape(2, 28, 28, 1)\n"
         "print(repr(model(x).tolist()), 'numba.np.linalg' in sys.modules,"
-        " 'numba.np.arraymath' in sys.modules, bool(activations._RUNTIME_FROM_CACHE),"
+        " 'numba.np.arraymath' in sys.modules, numba_startup.runtime_from_cache(),"
         " 'numpy.ma' in sys.modules)\n")
     model = str(HERE.parent / "bench" / "models" / "small_convnet.yaml")
 
@@ -78,10 +78,10 @@ def test_cached_kernels_load_without_numba_compiler_refresh(tmp_path):
 def test_stale_cached_kernels_are_removed_when_the_sources_change(tmp_path, monkeypatch):
     """The warm-up's guard against numba's per-file cache keys: cached kernels stay while the
     kernel sources are those recorded, and all go once they differ (or nothing was recorded)."""
-    from seqcli.kernels import conv
+    from seqcli.kernels import numba_startup
     from seqcli.runtime import compiled
 
-    monkeypatch.setattr(conv._conv_direct._cache, "_cache_path", str(tmp_path))
+    monkeypatch.setattr(numba_startup, "cache_folder", lambda: str(tmp_path))
 
     def cached(*names):
         for name in names:
@@ -123,8 +123,8 @@ def test_arrays_are_typed_as_numba_types_them():
     script = (
         "import sys, numpy as np\n"
         "from numba.core.typing.typeof import Purpose, _typeof_ndarray, typeof_impl\n"
-        "from seqcli.kernels import activations\n"
-        "activations._numba_ready()\n"
+        "from seqcli.kernels import numba_startup\n"
+        "numba_startup.numba_ready()\n"
         "assert typeof_impl.dispatch(np.ndarray) is not _typeof_ndarray\n"
         "base = np.arange(24, dtype=np.float32).reshape(2, 3, 4)\n"
         "frozen = base.copy(); frozen.flags.writeable = False\n"

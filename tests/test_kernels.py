@@ -64,12 +64,18 @@ def _act_for(i: int) -> str:
 # ----------------------------------------------------------------------------- completeness
 
 
+# Modules of seqcli.kernels that hold no kernels: what the kernels run on (CPU features, threads,
+# numba's start-up, LLVM helpers, size checks); their public functions are used elsewhere.
+NOT_KERNELS = ("cpu", "threads", "numba_startup", "intrinsics", "geometry")
+
+
 def _public_kernel_functions():
     """(qualified name, object) of each public function defined in a seqcli.kernels forward
-    module (the grad_* modules have their own table in tests/test_grad_kernels.py)."""
+    module (the grad_* modules have their own table in tests/test_grad_kernels.py; the modules
+    in NOT_KERNELS hold no kernels)."""
     found = []
     for info in pkgutil.iter_modules(seqcli.kernels.__path__):
-        if info.name.startswith("grad_"):
+        if info.name.startswith("grad_") or info.name in NOT_KERNELS:
             continue
         module = importlib.import_module(f"seqcli.kernels.{info.name}")
         for name, obj in vars(module).items():

@@ -1,26 +1,22 @@
 """Activation kernels (codes from `seqcli.activations`), the bias+activation epilogue every
-kernel fuses, and what all kernels share: the threads their parallel loops run on.
+kernel fuses, and the argument checks all kernels share.
 
 Numba caches each jitted function by its own file only: a kernel keeps its cached copy of a
-helper from another kernel file (here, conv.py, normalization.py) after that file changes.
-`make install` (and so `make test`) rebuilds every cached kernel once any kernel source
-changed (`python -m seqcli.warmup`); elsewhere, run that after editing a shared helper."""
+helper from another kernel file (here, the convolution and normalization kernels keep the
+epilogue) after that file changes. `make install` (and so `make test`) rebuilds every cached
+kernel once any kernel source changed (`python -m seqcli.warmup`); elsewhere, run that after
+editing a shared helper."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import queue
-import sys
-import threading
 
 import numpy as np
-from llvmlite import ir
-from numba import __version__ as numba_version
-from numba import config, njit, types
-from numba.extending import intrinsic
+from numba import njit
 
 from seqcli.activations import ACTIVATION_CODES, ACTIVATIONS
+from seqcli.kernels.numba_startup import numba_ready
+from seqcli.kernels.threads import _next_item, _parallel
 
 # Integer codes as module constants: numba freezes them into the compiled code.
 _LINEAR = ACTIVATION_CODES["linear"]
@@ -79,277 +75,6 @@ def _bias_or_empty(bias, units: int) -> np.ndarray:
     if b.shape[0] != units:
         raise ValueError(f"bias must have shape ({units},), got {b.shape}")
     return b
-
-
-_NUMBA_READY: list = []  # [True] once prepared
-
-
-def _numba_ready() -> None:
-    """Call before the first numba kernel runs. Two start-up costs that seqcli's kernels do not
-    need are avoided:
-
-    - Loading a kernel from numba's cache first "refreshes" numba's compiler: it imports and
-      registers every implementation numba has (0.1-0.2 s), none of which a compiled kernel
-      uses; it needs only numba's runtime (NRT) linked in. seqcli's kernels are loaded with just
-      that; compiling one (a cache miss) still refreshes everything first, as numba does.
-    - That refresh loads numba's array-math registry, which imports scipy.linalg (0.1-0.3 s)
-      only to choose BLAS for np.correlate/np.convolve inside jitted code; seqcli never uses
-      them, so where scipy is installed that registry is loaded with the probe answered "no"
-      before a compile (np.dot and the rest of numba's linear algebra still import scipy when
-      they are compiled).
-
-    The runtime itself comes from object code cached beside the kernels (`_runtime_ready`), and
-    typing an array argument skips numba's check against numpy's masked arrays while numpy.ma
-    is not imported (`_typeof_array`): asking numpy for it imports it (6 ms)."""
-    if _NUMBA_READY:
-        return
-    _NUMBA_READY.append(True)
-    try:
-        from numba.core.caching import Cache
-        from numba.core.runtime import rtsys
-
-        full_load = Cache.load_overload
-        Cache._guard_against_spurious_io_errors  # noqa: B018 - both used below
-        Cache._load_overload  # noqa: B018
-    except (ImportError, AttributeError):  # another numba: its own loading, unchanged
-        return
-
-    def load_overload(cache, sig, target_context):
-        if not getattr(cache._py_func, "__module__", "").startswith("seqcli."):
-            return full_load(cache, sig, target_context)
-        if not rtsys._init:
-            _runtime_ready(target_context, cache._cache_path)
-        with cache._guard_against_spurious_io_errors():
-            found = cache._load_overload(sig, target_context)
-            if found is not None:
-                return found
-        _array_math_without_scipy()  # numba compiles it next
-        return None
-
-    Cache.load_overload = load_overload
-    _typeof_array()
-
-
-def _typeof_array() -> None:
-    """numba types an ndarray argument as before, minus its masked-array refusal while numpy.ma
-    is not imported (no masked array can exist then); anything else goes to numba's own."""
-    try:
-        from numba.core.typing.typeof import typeof_impl
-        from numba.np import numpy_support
-    except ImportError:
-        return
-    numba_typeof = typeof_impl.dispatch(np.ndarray)
-
-    def typeof_array(value, context):
-        if type(value) is not np.ndarray or "numpy.ma" in sys.modules:
-            return numba_typeof(value, context)
-        try:
-            dtype = numpy_support.from_dtype(value.dtype)
-            layout = numpy_support.map_layout(value)
-        except Exception:  # numba's own refusal, message and all
-            return numba_typeof(value, context)
-        return types.Array(dtype, value.ndim, layout, readonly=not value.flags.writeable)
-
-    typeof_impl.register(np.ndarray)(typeof_array)
-
-
-_RUNTIME_FROM_CACHE: list = []  # [True] once numba's runtime came from seqcli's cached copy
-
-
-def _runtime_ready(context, folder: str) -> None:
-    """Set numba's runtime (NRT) up as `rtsys.initialize` does, but with its functions taken
-    from object code cached in `folder` (next to seqcli's kernels) rather than compiled: that
-    compile is LLVM's optimiser and code generator's first run in the process, some 15 ms of
-    every start. Without a cached copy they are compiled and then cached; with anything
-    unexpected (another numba, an unreadable file), numba sets its runtime up itself."""
-    import hashlib
-    from pathlib import Path
-
-    import llvmlite
-    from llvmlite import binding as ll
-    from numba.core.compiler_lock import global_compiler_lock
-    from numba.core.runtime import _nrt_python, nrtdynmod, rtsys
-
-    codegen = context.codegen()
-    key = hashlib.sha256(repr((numba_version, llvmlite.__version__,
-                               codegen.magic_tuple())).encode()).hexdigest()[:16]
-    path = Path(folder) / f"seqcli-nrt-{key}.o"
-    with global_compiler_lock:
-        if rtsys._init:
-            return
-        try:
-            for name, address in _nrt_python.c_helpers.items():
-                ll.add_symbol(name if name.startswith("_") else "NRT_" + name, address)
-            if config.NRT_STATS:
-                _nrt_python.memsys_enable_stats()
-            library = _cached_runtime(codegen, path)
-            if library is None:
-                module, library = nrtdynmod.create_nrt_module(context)
-                library.add_ir_module(module)
-                library.enable_object_caching()
-                library.finalize()
-                _cache_runtime(library, path)
-            else:
-                _RUNTIME_FROM_CACHE.append(True)
-            rtsys._library, rtsys._init = library, True
-        except Exception:  # another numba's internals: its own set-up
-            rtsys.initialize(context)
-
-
-def _cached_runtime(codegen, path):
-    """The runtime library from its cached object code, or None."""
-    try:
-        data = path.read_bytes()
-        size = int.from_bytes(data[:8], "little")
-        if len(data) < 8 + size:
-            return None
-        return codegen.unserialize_library(("nrt", "object", (data[8:8 + size],
-                                                              data[8 + size:])))
-    except (OSError, ValueError, RuntimeError):
-        return None
-
-
-def _cache_runtime(library, path) -> None:
-    """Write the runtime's object code and bitcode (numba's own cache format for a library)."""
-    from seqcli.errors import OutputError
-    from seqcli.io.atomic import atomic_output
-
-    _, _, (object_code, bitcode) = library.serialize_using_object_code()
-    try:
-        with atomic_output(path) as out:
-            out.write(len(object_code).to_bytes(8, "little") + object_code + bitcode)
-    except (OSError, OutputError):  # a read-only cache folder: compiled again next time
-        pass
-
-
-def _array_math_without_scipy() -> None:
-    """Load numba's array-math registry with scipy.linalg hidden (see `_numba_ready`)."""
-    probe = "scipy.linalg.cython_blas"
-    if "numba.np.arraymath" in sys.modules or probe in sys.modules:
-        return
-    if importlib.util.find_spec("scipy") is None:
-        return
-    sys.modules[probe] = None  # `import` of it raises ImportError, its parents left unloaded
-    try:
-        import numba.np.arraymath  # noqa: F401
-    finally:
-        del sys.modules[probe]
-
-
-# ----------------------------------------------------------------------------- threads
-# The kernels' parallel loops hand out their items (rows, tiles) through an atomic counter to
-# whichever threads come: the calling thread and the pool's workers that wake up in time. The
-# caller waits only for workers that took part, never for one the OS has not scheduled yet (on
-# a busy machine numba's fork-join prange waits a whole time slice for it, at every layer).
-
-
-class _Job:
-    """One parallel kernel call: the workers that joined it, and the first error raised."""
-
-    __slots__ = ("kernel", "args", "done", "active", "closed", "error")
-
-    def __init__(self, kernel, args):
-        self.kernel, self.args = kernel, args
-        self.done = threading.Condition(threading.Lock())
-        self.active, self.closed, self.error = 0, False, None
-
-
-class _Pool:
-    """Worker threads that join kernel calls (`run`); started on first use, daemons."""
-
-    def __init__(self):
-        self.threads = max(1, int(config.NUMBA_NUM_THREADS))
-        self.queues: list[queue.SimpleQueue] = []
-        self.lock = threading.Lock()
-
-    def run(self, kernel, args: tuple, workers: int) -> None:
-        """kernel(*args) on this thread and up to `workers - 1` pool threads."""
-        helpers = min(workers, self.threads) - 1
-        if helpers <= 0:
-            kernel(*args)
-            return
-        self._start(helpers)
-        job = _Job(kernel, args)
-        for worker in self.queues[:helpers]:
-            worker.put(job)
-        try:
-            kernel(*args)
-        finally:
-            with job.done:
-                job.closed = True
-                while job.active:
-                    job.done.wait()
-        if job.error is not None:
-            raise job.error
-
-    def _start(self, helpers: int) -> None:
-        with self.lock:
-            while len(self.queues) < helpers:
-                jobs = queue.SimpleQueue()
-                threading.Thread(target=self._work, args=(jobs,), daemon=True,
-                                 name=f"seqcli-kernels-{len(self.queues) + 1}").start()
-                self.queues.append(jobs)
-
-    @staticmethod
-    def _work(jobs: queue.SimpleQueue) -> None:
-        while True:
-            job = jobs.get()
-            with job.done:
-                if job.closed:  # woke too late: the caller did it all
-                    continue
-                job.active += 1
-            try:
-                job.kernel(*job.args)
-            except BaseException as error:  # handed to the caller
-                job.error = job.error or error
-            finally:
-                with job.done:
-                    job.active -= 1
-                    job.done.notify_all()
-
-
-_POOL = _Pool()
-
-
-def _set_threads(threads: int) -> None:
-    """Threads the kernels use, this one included (`seqcli --threads`)."""
-    _POOL.threads = max(1, int(threads))
-
-
-def _threads() -> int:
-    """Threads the kernels use."""
-    return _POOL.threads
-
-
-def _n_blocks(rows: int) -> int:
-    """How many row blocks (one partial buffer each) a reduction over `rows` rows uses: one
-    a thread."""
-    return max(1, min(_POOL.threads, rows))
-
-
-def _parallel(kernel, items: int, work: float, *args) -> None:
-    """kernel(counter, *args) on up to `items` threads, fewer when `work` (about one unit per
-    float operation) is too small to share; the kernel takes items with `_next_item(counter)`."""
-    workers = min(items, _POOL.threads, max(1, int(work // _WORK_PER_THREAD)))
-    _POOL.run(kernel, (np.zeros(1, dtype=np.int64), *args), workers)
-
-
-# Work (about a floating-point operation each; an element moved counts 16) below which one
-# more thread costs more than it saves: waking one takes some 10-50 us.
-_WORK_PER_THREAD = 1 << 21
-
-
-@intrinsic
-def _next_item(typingctx, counter):
-    """counter[0] += 1, atomically; returns the value before: threads take items in turn."""
-    if not isinstance(counter, types.Array) or counter.dtype != types.int64:
-        return None
-
-    def codegen(context, builder, sig, args):
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        return builder.atomic_rmw("add", data, ir.Constant(ir.IntType(64), 1), "monotonic")
-
-    return types.int64(counter), codegen
 
 
 # ----------------------------------------------------------------------------- jitted kernels
@@ -511,7 +236,7 @@ def bias_activation_inplace(y, bias, code) -> None:
         return
     if len(bias) == 0:
         bias = np.zeros(k, dtype=y.dtype)
-    _numba_ready()
+    numba_ready()
     rows = max(1, min(_EPILOGUE_ROWS, (1 << 16) // k))
     _parallel(_bias_act_parallel, -(-m // rows), m * k * 16.0, y, bias, code, rows)
 

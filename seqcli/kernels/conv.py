@@ -23,14 +23,13 @@ from seqcli.kernels.activations import (
     _bias_act_rows,
     _bias_or_empty,
     _check_code,
-    _next_item,
-    _numba_ready,
-    _parallel,
     bias_activation_inplace,
 )
 from seqcli.kernels.dense import _blas, _sgemm, dense_forward
+from seqcli.kernels.numba_startup import numba_ready
+from seqcli.kernels.threads import _next_item, _parallel
 
-_numba_ready()  # every kernel here runs in numba
+numba_ready()  # every kernel here runs in numba
 
 # Upper bound on one tile's buffer (bytes): its im2col columns, or its direct-convolution sums.
 _CHUNK_BYTES = 256 << 10

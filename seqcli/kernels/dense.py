@@ -23,12 +23,10 @@ from seqcli.kernels.activations import (
     _bias_act_numpy,
     _bias_or_empty,
     _check_code,
-    _next_item,
-    _numba_ready,
-    _parallel,
-    _threads,
     bias_activation_inplace,
 )
+from seqcli.kernels.numba_startup import numba_ready
+from seqcli.kernels.threads import _next_item, _parallel, thread_count
 
 # Up to this many multiply-accumulates a dense layer is one single-threaded numpy matmul with
 # a numpy epilogue for linear/relu/softmax (no thread wakes; numba's kernels are not even loaded,
@@ -207,8 +205,8 @@ def dense_forward(x, kernel, bias, activation: int) -> np.ndarray:
             bias_activation_inplace(y, b, code)
         return y
     full = b if len(b) else np.zeros(units, dtype=np.float32)
-    _numba_ready()
-    tile_rows, tile_cols = _gemm_tiles(m, units, code, _threads())
+    numba_ready()
+    tile_rows, tile_cols = _gemm_tiles(m, units, code, thread_count())
     tiles = -(-m // tile_rows) * -(-units // tile_cols)
     with found.single_threaded():
         _parallel(_gemm_bias_act, tiles, 2.0 * m * k * units, found.sgemm, found.ilp64, x,

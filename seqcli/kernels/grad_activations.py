@@ -36,10 +36,9 @@ from seqcli.kernels.activations import (  # the integer codes, shared with the f
     _TANH,
     _as_f32,
     _check_code,
-    _next_item,
-    _parallel,
     activation_forward,
 )
+from seqcli.kernels.threads import _next_item, _parallel
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946

@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from seqcli.kernels.activations import _as_f32, _n_blocks, _next_item, _parallel
+from seqcli.kernels.activations import _as_f32
 from seqcli.kernels.conv import _im2col, _int_pair, _out_size, _padding
+from seqcli.kernels.threads import _n_blocks, _next_item, _parallel
 
 # Upper bound on the im2col buffer of one chunk of output rows (bytes).
 _CHUNK_BYTES = 4 << 20

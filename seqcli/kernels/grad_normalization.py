@@ -21,8 +21,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from seqcli.kernels.activations import _as_f32, _n_blocks, _next_item, _parallel
+from seqcli.kernels.activations import _as_f32
 from seqcli.kernels.normalization import _channel_vector, _row_moments
+from seqcli.kernels.threads import _n_blocks, _next_item, _parallel
 
 # ----------------------------------------------------------------------------- jitted kernels
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from seqcli.kernels.activations import _as_f32, _next_item, _parallel
+from seqcli.kernels.activations import _as_f32
 from seqcli.kernels.conv import _int_pair, _out_size, _padding
+from seqcli.kernels.threads import _next_item, _parallel
 
 # ----------------------------------------------------------------------------- jitted kernels
 

@@ -7,9 +7,11 @@ import math
 import numpy as np
 from numba import njit
 
-from seqcli.kernels.activations import _as_f32, _next_item, _numba_ready, _parallel
+from seqcli.kernels.activations import _as_f32
+from seqcli.kernels.numba_startup import numba_ready
+from seqcli.kernels.threads import _next_item, _parallel
 
-_numba_ready()  # every kernel here runs in numba
+numba_ready()  # every kernel here runs in numba
 
 # ----------------------------------------------------------------------------- jitted kernels
 

@@ -37,9 +37,9 @@ def set_threads(threads: int | None) -> None:
         return
     from threadpoolctl import threadpool_limits
 
-    from seqcli.kernels.activations import _set_threads
+    from seqcli.kernels.threads import set_threads as set_kernel_threads
 
-    _set_threads(threads)
+    set_kernel_threads(threads)
     threadpool_limits(threads)
 
 
@@ -103,10 +103,10 @@ def _kernel_sources():
 
     import numba
 
-    from seqcli.kernels import conv
+    from seqcli.kernels import numba_startup
 
-    folder = getattr(getattr(conv._conv_direct, "_cache", None), "_cache_path", None)
-    kernels = Path(conv.__file__).parent
+    folder = numba_startup.cache_folder()
+    kernels = Path(numba_startup.__file__).parent
     digest = hashlib.sha256(numba.__version__.encode())
     for source in [*sorted(kernels.glob("*.py")), kernels.parent / "activations.py"]:
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
