@@ -21,8 +21,8 @@ HERE = Path(__file__).parent
 def test_convolution_and_dense_paths(env, tmp_path):
     full = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), **env)
     probe = subprocess.run(
-        [sys.executable, "-c", "from seqcli.kernels import conv, dense; "
-         "print(conv._wide_vectors(), dense._blas() is not None)"],
+        [sys.executable, "-c", "from seqcli.kernels import cpu, dense; "
+         "print(cpu.wide_vectors(), dense._blas() is not None)"],
         env=full, capture_output=True, text=True, timeout=600)
     wide, blas = probe.stdout.split()
     if "NUMBA_CPU_NAME" in env:

@@ -16,10 +16,12 @@ import seqcli.kernels
 from seqcli.activations import ACTIVATIONS, activation_code
 from seqcli.kernels import activations as k_act
 from seqcli.kernels import conv as k_conv
+from seqcli.kernels import cpu as k_cpu
 from seqcli.kernels import dense as k_dense
 from seqcli.kernels import normalization as k_norm
 from seqcli.kernels import pooling as k_pool
 from seqcli.kernels import reshaping as k_resh
+from seqcli.kernels import winograd as k_winograd
 
 try:
     from tests import layer_table, naive
@@ -327,7 +329,7 @@ def _run_winograd(case, name, salt=9):
     kernel = _normal(rng, (3, 3, c, f), 1.0 / math.sqrt(9 * c))
     bias = _normal(rng, f, 0.5)
     out_w = w + padding[1][0] + padding[1][1] - 2
-    assert k_conv._winograd_fits(3, 3, 1, 1, 1, 1, c, f, out_w)
+    assert k_winograd._winograd_fits(3, 3, 1, 1, 1, 1, c, f, out_w)
     args = (x, kernel, bias, (1, 1), (1, 1), padding, 1)
     got = k_conv.conv2d_forward(*args, activation_code(name))
     _check(got, naive.naive_conv2d(*args, name),
@@ -363,13 +365,13 @@ def test_conv2d_winograd_filters_follow_kernels_changed_in_place():
         kernel[1, 1, 3, 7] = 2.0  # one value
         third = k_conv.conv2d_forward(x, kernel, None, (1, 1), (1, 1), same, 1, 0)
         _check(third, naive.naive_conv2d(x, kernel, None, (1, 1), (1, 1), same, 1, "linear"))
-    assert (id(kernel) in k_conv._FILTERS) == k_conv._wide_vectors()  # Winograd: AVX-512 only
+    assert (id(kernel) in k_winograd._FILTERS) == k_cpu.wide_vectors()  # Winograd: AVX-512 only
     del kernel
-    assert all(entry[0]() is not None for entry in k_conv._FILTERS.values())
+    assert all(entry[0]() is not None for entry in k_winograd._FILTERS.values())
 
 
 def test_conv2d_winograd_takes_only_its_convolutions():
-    fits = k_conv._winograd_fits
+    fits = k_winograd._winograd_fits
     assert fits(3, 3, 1, 1, 1, 1, 32, 32, 121)  # the Keras guide's convnet
     assert fits(3, 3, 1, 1, 1, 1, 256, 256, 30)  # 9 MB of transformed filters
     assert not fits(3, 3, 2, 2, 1, 1, 32, 32, 121)  # strided

@@ -196,8 +196,8 @@ for info in pkgutil.iter_modules(seqcli.kernels.__path__):
         if isinstance(obj, Dispatcher) and obj.py_func.__module__ == module.__name__ \\
                 and not obj.overloads:
             unreached.append(info.name + '.' + name)
-from seqcli.kernels import conv
-print(json.dumps({'unreached': unreached, 'wide': bool(conv._wide_vectors())}))
+from seqcli.kernels.cpu import wide_vectors
+print(json.dumps({'unreached': unreached, 'wide': wide_vectors()}))
 """
 
 _NO_COMPILE = """

@@ -11,7 +11,8 @@ import numpy as np
 from numba import njit
 
 from seqcli.kernels.activations import _as_f32
-from seqcli.kernels.conv import _im2col, _int_pair, _out_size, _padding
+from seqcli.kernels.geometry import _int_pair, _out_size, _padding
+from seqcli.kernels.im2col import _im2col
 from seqcli.kernels.threads import _n_blocks, _next_item, _parallel
 
 # Upper bound on the im2col buffer of one chunk of output rows (bytes).
@@ -21,11 +22,11 @@ _CHUNK_BYTES = 4 << 20
 # ----------------------------------------------------------------------------- jitted kernels
 
 
-# Serial, as the forward's im2col (conv._im2col, used here too): these alternate with
+# Serial, as the forward's im2col (im2col._im2col, used here too): these alternate with
 # multithreaded BLAS calls.
 @njit(cache=True)
 def _scatter_cols(dcols, dx, r0, rows, k_h, k_w, sh, sw, dh, dw, pt, pl, out_h, out_w):
-    # col2im, the transpose of conv._im2col: dcols (G, R, KH*KW*Cg) added into dx (N, H, W, C)
+    # col2im, the transpose of im2col._im2col: dcols (G, R, KH*KW*Cg) added into dx (N, H, W, C)
     _, h, w, _ = dx.shape
     groups, _, width = dcols.shape
     cg = width // (k_h * k_w)

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 from seqcli.kernels.activations import _as_f32
-from seqcli.kernels.conv import _int_pair, _padding
+from seqcli.kernels.geometry import _int_pair, _padding
 from seqcli.kernels.numba_startup import numba_ready
 from seqcli.kernels.threads import _next_item, _parallel
 
