@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import njit
 
-from seqcli.activations import ACTIVATION_CODES, ACTIVATIONS
+from seqcli.activations import ACTIVATION_CODES, ACTIVATIONS, SELU_ALPHA, SELU_SCALE
 from seqcli.kernels.numba_startup import numba_ready
 from seqcli.kernels.threads import _next_item, _parallel
 
@@ -39,8 +39,6 @@ _EXPONENTIAL = ACTIVATION_CODES["exponential"]
 _MISH = ACTIVATION_CODES["mish"]
 _N_CODES = len(ACTIVATIONS)
 
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
 _LEAKY_SLOPE = 0.2  # Keras 3 default negative_slope
 _INV_SQRT2 = 0.7071067811865476
 
@@ -109,7 +107,7 @@ def _act(x, code):
     if code == _ELU:
         return v if v > 0.0 else math.expm1(v)
     if code == _SELU:
-        return _SELU_SCALE * (v if v > 0.0 else _SELU_ALPHA * math.expm1(v))
+        return SELU_SCALE * (v if v > 0.0 else SELU_ALPHA * math.expm1(v))
     if code == _GELU:
         # 0.5 * x * (1 + erf(x / sqrt 2)), via erfc to keep precision for negative x (as TF/JAX)
         return 0.5 * v * math.erfc(-v * _INV_SQRT2)

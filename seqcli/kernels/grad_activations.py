@@ -15,6 +15,7 @@ import math
 import numpy as np
 from numba import njit
 
+from seqcli.activations import SELU_ALPHA, SELU_SCALE
 from seqcli.kernels.activations import (  # the integer codes, shared with the forward kernels
     _ELU,
     _EXPONENTIAL,
@@ -40,8 +41,6 @@ from seqcli.kernels.activations import (  # the integer codes, shared with the f
 )
 from seqcli.kernels.threads import _next_item, _parallel
 
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
 _LEAKY_SLOPE = 0.2
 _INV_SQRT2 = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
@@ -90,7 +89,7 @@ def _act_grad(x, y, code):
     if code == _ELU:
         return 1.0 if v > 0.0 else math.exp(v)
     if code == _SELU:
-        return _SELU_SCALE if v > 0.0 else _SELU_SCALE * _SELU_ALPHA * math.exp(v)
+        return SELU_SCALE if v > 0.0 else SELU_SCALE * SELU_ALPHA * math.exp(v)
     if code == _GELU:
         # Phi(x) + x phi(x)
         return 0.5 * math.erfc(-v * _INV_SQRT2) + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v)
