@@ -75,6 +75,48 @@ def test_cached_kernels_load_without_numba_compiler_refresh(tmp_path):
     assert run(tmp_path)[1:4] == ["False", "False", "True"]
 
 
+_PATCHES_PROBE = (
+    "import sys, numpy as np\n"
+    "if sys.argv[2] == 'missing':\n"  # as a numba whose private API differs from 0.68's
+    "    import numba.core.caching, numba.core.typing.typeof\n"
+    "    numba.core.caching.Cache = type('Cache', (), {})\n"
+    "    del numba.core.typing.typeof.typeof_impl.dispatch\n"
+    "from numba.core.caching import FunctionCache\n"
+    "from numba.core.typing.typeof import typeof_impl\n"
+    "from seqcli.kernels import numba_startup\n"
+    "from seqcli.runtime.model import load\n"
+    "model = load(sys.argv[1]); model.build()\n"
+    "x = np.linspace(-1, 1, 2 * 28 * 28, dtype=np.float32).reshape(2, 28, 28, 1)\n"
+    "print(repr(model(x).tolist()), FunctionCache.load_overload.__module__,"
+    " typeof_impl.registry[np.ndarray].__module__, numba_startup.runtime_from_cache())\n")
+
+
+def test_kernels_give_the_same_outputs_without_the_numba_startup_patches(tmp_path):
+    """With numba's own start-up (`SEQCLI_NUMBA_PATCHES=0`, or a numba that lacks the private
+    attributes the patches touch: each patch is then skipped), a model compiles, loads from
+    the cache and gives the outputs it gives with them."""
+    model = str(HERE.parent / "bench" / "models" / "small_convnet.yaml")
+
+    def run(mode, **env):
+        done = subprocess.run([sys.executable, "-c", _PATCHES_PROBE, model, mode],
+                              capture_output=True, text=True, timeout=600,
+                              env=dict(os.environ, **env))
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.split()
+
+    numba_own = ["numba.core.caching", "numba.core.typing.typeof", "False"]
+    patched = run("default")  # seqcli's kernel cache
+    assert patched[-3:-1] == ["seqcli.kernels.numba_startup"] * 2
+    fresh = {"NUMBA_CACHE_DIR": str(tmp_path)}
+    for _ in range(2):  # compiled, then loaded from the cache
+        plain = run("default", SEQCLI_NUMBA_PATCHES="0", **fresh)
+        assert plain[-3:] == numba_own and plain[:-3] == patched[:-3]
+    missing = run("missing", **fresh)
+    assert missing[-3:] == numba_own and missing[:-3] == patched[:-3]
+    again = run("default", **fresh)  # what numba's own start-up cached, loaded by seqcli's
+    assert again[-1] == "False" and again[:-3] == patched[:-3]
+
+
 def test_stale_cached_kernels_are_removed_when_the_sources_change(tmp_path, monkeypatch):
     """The warm-up's guard against numba's per-file cache keys: cached kernels stay while the
     kernel sources are those recorded, and all go once they differ (or nothing was recorded)."""

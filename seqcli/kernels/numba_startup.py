@@ -1,8 +1,8 @@
 """What seqcli changes in numba's start-up, before its first kernel runs (`numba_ready`).
 
-Each change relies on numba's private API (tested with numba 0.59-0.68, the versions
-pyproject.toml allows). Each is skipped when what it touches is missing, and
-`SEQCLI_NUMBA_PATCHES=0` skips them all: numba then starts as it always does, only slower."""
+Each change relies on numba's private API, as numba 0.68 has it (pyproject.toml allows no
+later numba). Each is skipped when what it touches is missing, and `SEQCLI_NUMBA_PATCHES=0`
+skips them all: numba then starts as it always does, only slower; the kernels are the same."""
 
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ def cache_folder() -> str | None:
     try:
         from numba.core.caching import FunctionCache
 
-        return FunctionCache(cache_folder).cache_path
+        cache = FunctionCache(cache_folder)  # as a kernel's: numba's locator for this folder
+        return getattr(cache, "cache_path", None) or cache._cache_path
     except (ImportError, AttributeError, RuntimeError):
         return None
 
