@@ -5,23 +5,30 @@ every registered layer type's examples forward and through a training step."""
 from __future__ import annotations
 
 
-def example_models(classes=None):
-    """(layer class, example, runtime model) of every example of every registered layer type
-    (or of `classes`): each a one-layer model loaded as a model file would be."""
+def one_layer_model(type_name: str, settings: dict, input_shape: tuple):
+    """A runtime model of one layer (`settings` without `type`), loaded as a model file would
+    be (validated and named), with initial weights of seed 0."""
     import json
     from pathlib import Path
 
     from seqcli.config.load import load_model_text
-    from seqcli.layers.base import LAYER_REGISTRY
     from seqcli.runtime.model import Sequential
 
+    document = {"input_shape": list(input_shape), "seed": 0,
+                "layers": [{"type": type_name, **settings}]}
+    return Sequential.from_loaded(
+        load_model_text(json.dumps(document), f"<{type_name} example>", Path.cwd()))
+
+
+def example_models(classes=None):
+    """(layer class, example, runtime model) of every example of every registered layer type
+    (or of `classes`)."""
+    from seqcli.layers.base import LAYER_REGISTRY
+
     for cls in classes or LAYER_REGISTRY.values():
-        type_name = cls.model_fields["type"].default
         for example in cls.examples:
-            document = {"input_shape": list(example.input_shape), "seed": 0,
-                        "layers": [{"type": type_name, **example.settings}]}
-            loaded = load_model_text(json.dumps(document), f"<{type_name} example>", Path.cwd())
-            yield cls, example, Sequential.from_loaded(loaded)
+            yield cls, example, one_layer_model(cls.model_fields["type"].default,
+                                                example.settings, example.input_shape)
 
 
 def run_example(model, example, rng, train: bool = True):

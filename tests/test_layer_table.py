@@ -22,7 +22,7 @@ import seqcli.kernels
 from seqcli.interop.onnx_export import EXPORTERS, to_onnx
 from seqcli.layers import LAYER_CLASSES, LAYER_TYPES
 from seqcli.layers.base import LAYER_REGISTRY
-from seqcli.warmup import example_models, run_example
+from seqcli.warmup import example_models, one_layer_model, run_example
 from tests.conftest import REPO
 from tests.layer_table import ROWS, Row
 
@@ -125,14 +125,6 @@ def test_every_layer_type_but_sequential_has_an_onnx_exporter():
     assert set(EXPORTERS) <= set(LAYER_REGISTRY.values())
 
 
-def _one_layer(settings: dict, input_shape) -> seqcli.runtime.model.Sequential:
-    from seqcli.config.load import load_model_text
-    from seqcli.runtime.model import Sequential
-
-    document = {"input_shape": list(input_shape), "seed": 3, "layers": [settings]}
-    return Sequential.from_loaded(load_model_text(json.dumps(document), "<case>", Path.cwd()))
-
-
 def _onnx_cases():
     return [pytest.param(name, index, id=f"{name}-{index}")
             for name, row in ROWS.items() for index in range(len(row.cases))]
@@ -142,7 +134,7 @@ def _onnx_cases():
 def test_row_cases_run_in_onnxruntime_as_in_seqcli(type_name, index):
     ort = pytest.importorskip("onnxruntime")
     settings, input_shape, *_ = ROWS[type_name].cases[index]
-    model = _one_layer({"type": type_name, **settings}, input_shape)
+    model = one_layer_model(type_name, settings, input_shape)
     model.build()
     rng = np.random.default_rng(index)
     weights = {key: (np.abs(array) + 0.5 if key.endswith("variance") else
