@@ -39,6 +39,8 @@ app = typer.Typer(
 
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", show_default=False,
                                          help="Model file (YAML), or - for stdin.")]
+InputArg = Annotated[str, typer.Argument(
+    metavar="INPUT", help="Input .npy (batch first); - or omitted: stdin.")]
 InputShapeOpt = Annotated[str | None, typer.Option(
     "--input-shape", help="Per-sample input shape for a model without one, e.g. 28,28,1.")]
 WeightsOpt = Annotated[str | None, typer.Option(

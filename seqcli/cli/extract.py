@@ -9,6 +9,7 @@ import typer
 from seqcli.cli.app import (
     AllowOutsideOpt,
     BatchSizeOpt,
+    InputArg,
     ModelArg,
     QuietOpt,
     StrictOpt,
@@ -21,8 +22,7 @@ from seqcli.cli.app import (
 @app.command()
 def extract(
     model: ModelArg,
-    input: Annotated[str, typer.Argument(
-        metavar="INPUT", help="Input .npy (batch first); - or omitted: stdin.")] = "-",
+    input: InputArg = "-",
     layer: Annotated[list[str] | None, typer.Option(
         "--layer", help="A layer name or nested path (base/conv2d); repeat for several.")] = None,
     all_layers: Annotated[bool, typer.Option(

@@ -9,6 +9,7 @@ import typer
 from seqcli.cli.app import (
     AllowOutsideOpt,
     BatchSizeOpt,
+    InputArg,
     ModelArg,
     QuietOpt,
     StrictOpt,
@@ -22,8 +23,7 @@ from seqcli.errors import UsageError
 @app.command()
 def predict(
     model: ModelArg,
-    input: Annotated[str, typer.Argument(
-        metavar="INPUT", help="Input .npy (batch first); - or omitted: stdin.")] = "-",
+    input: InputArg = "-",
     output: Annotated[str, typer.Option(
         "-o", "--output", help="Output .npy, or - for stdout.")] = "-",
     weights: WeightsOpt = None,
