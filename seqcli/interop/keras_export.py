@@ -50,7 +50,7 @@ class _InputNames:
 
 
 def _batch(shape) -> list:
-    return [None, *(int(d) if d is not None else None for d in shape)]
+    return [None, *shape]
 
 
 def _sequential_config(name: str, trainable: bool, infos, input_shape, names: _InputNames):
