@@ -35,6 +35,8 @@ class LayerInfo:
     children: list[LayerInfo] = field(default_factory=list)
     macs: int | None = 0
     """Multiply-accumulates per sample (None while a dimension is unknown)."""
+    masked: bool = False
+    """True when the layer's output carries a mask (from Embedding(mask_zero) or Masking)."""
 
     @property
     def name(self) -> str:
@@ -59,8 +61,14 @@ class LayerInfo:
 
     def own_weights(self, weights: dict) -> dict:
         """This layer's arrays out of a model's `weights` (by full key), by weight name
-        (`kernel`), as its `forward` takes them."""
-        return {key.rsplit("/", 1)[1]: weights[key] for key in self.weights}
+        (`kernel`; a wrapper's by the path inside it, `forward_lstm/kernel`), as its `forward`
+        takes them."""
+        start = len(self.path) + 1
+        return {key[start:]: weights[key] for key in self.weights}
+
+    def weight_name(self, key: str) -> str:
+        """The name of weight `key` within this layer (`kernel`, `forward_lstm/kernel`)."""
+        return key[len(self.path) + 1:]
 
 
 @dataclass
@@ -101,6 +109,12 @@ class BuiltModel:
         """Multiply-accumulates per sample."""
         return sum(info.macs for info in self.layers)
 
+    @property
+    def takes_ids(self) -> bool:
+        """True when the first layer reads integer ids (an Embedding), not float values."""
+        leaves = self.leaves()
+        return bool(leaves) and leaves[0].layer.takes_ids
+
     def walk(self):
         """Every layer, nested ones included, depth first."""
         for info in self.layers:
@@ -113,6 +127,15 @@ class BuiltModel:
     def find(self, path: str) -> LayerInfo | None:
         """The layer at `path` (`head/dense`), or None."""
         return next((info for info in self.walk() if info.path == path), None)
+
+    def part_shapes(self) -> dict[str, Shape]:
+        """The output shape of every layer a wrapper holds, by path
+        (`bidirectional/forward_lstm`, `time_distributed/dense`)."""
+        shapes = {}
+        for info in self.leaves():
+            for name, shape in info.layer.part_output_shapes(info.input_shape).items():
+                shapes[f"{info.path}/{name}"] = shape
+        return shapes
 
 
 def build(model: LoadedModel, input_shape: Shape | None = None) -> BuiltModel:
@@ -140,16 +163,31 @@ def build(model: LoadedModel, input_shape: Shape | None = None) -> BuiltModel:
         source, line, column = model.origin
         raise ConfigError(f"{source}:{line}:{column}: {too_large}")
     errors: list[str] = []
-    layers = _build_layers(model.layers, shape, "", errors)
+    layers = _build_layers(model.layers, shape, "", errors, _Mask())
     if errors:
         raise ConfigError(errors)
     return BuiltModel(name=model.name, input_shape=shape, layers=layers)
 
 
-def _build_layers(layers: list[Layer], shape: Shape, prefix: str, errors: list[str]):
+class _Mask:
+    """Whether the tensor between two layers carries a mask, and which layer made it."""
+
+    def __init__(self):
+        self.source: str | None = None
+
+    def after(self, layer: Layer, path: str) -> None:
+        """Follow the mask through `layer` (at `path`), as Keras's `compute_mask` does."""
+        masked = layer.output_masked(self.source is not None)
+        if masked and not layer.output_masked(False):
+            return  # the incoming mask, passed on
+        self.source = path if masked else None
+
+
+def _build_layers(layers: list[Layer], shape: Shape, prefix: str, errors: list[str],
+                  mask: _Mask):
     infos = []
     for layer in layers:
-        info = _build_layer(layer, shape, prefix, errors)
+        info = _build_layer(layer, shape, prefix, errors, mask)
         if info is None:
             return infos
         infos.append(info)
@@ -157,11 +195,17 @@ def _build_layers(layers: list[Layer], shape: Shape, prefix: str, errors: list[s
     return infos
 
 
-def _build_layer(layer: Layer, shape: Shape, prefix: str, errors: list[str]):
+def _build_layer(layer: Layer, shape: Shape, prefix: str, errors: list[str], mask: _Mask):
     path = prefix + layer.name
     try:
         if isinstance(layer, Sequential):
-            return _build_nested(layer, shape, path, errors)
+            return _build_nested(layer, shape, path, errors, mask)
+        if mask.source is not None and not layer.supports_masking:
+            raise ShapeError(
+                f"it cannot take the mask that layer '{mask.source}' attaches to its output "
+                f"(Keras would drop the mask here with a warning); put a layer that consumes "
+                f"the mask (SimpleRNN, LSTM, GRU, Bidirectional, GlobalAveragePooling1D) "
+                f"before it, or remove the mask (mask_zero: false, or no Masking)")
         output = layer.output_shape(shape)
         weights = {f"{path}/{name}": s for name, s in layer.param_shapes(shape).items()}
         _check_size("its output", output)
@@ -170,27 +214,27 @@ def _build_layer(layer: Layer, shape: Shape, prefix: str, errors: list[str]):
     except ShapeError as exc:
         errors.append(_where(layer) + f"layer '{path}' ({layer.type}): {exc}")
         return None
-    trainable = frozenset(
-        key for key in weights
-        if layer.trainable and key.rsplit("/", 1)[1] not in layer.non_trainable_weights
-    )
+    trainable = frozenset(key for key in weights
+                          if layer.weight_trainable(key[len(path) + 1:]))
+    mask.after(layer, path)
     return LayerInfo(layer=layer, path=path, input_shape=shape, output_shape=output,
                      weights=weights, trainable_keys=trainable,
-                     macs=_macs(layer, shape, output))
+                     macs=_macs(layer, shape, output), masked=mask.source is not None)
 
 
-def _build_nested(layer: Sequential, shape: Shape, path: str, errors: list[str]):
+def _build_nested(layer: Sequential, shape: Shape, path: str, errors: list[str], mask: _Mask):
     declared = layer._input_shape
     if declared is not None and not _compatible(shape, tuple(declared)):
         raise ShapeError(
             f"the nested model expects inputs of shape {format_shape(declared)} but "
             f"receives {format_shape(shape)}"
         )
-    children = _build_layers(layer.sublayers, shape, path + "/", errors)
+    children = _build_layers(layer.sublayers, shape, path + "/", errors, mask)
     if len(children) != len(layer.sublayers):
         return None
     info = LayerInfo(layer=layer, path=path, input_shape=shape,
-                     output_shape=children[-1].output_shape, children=children)
+                     output_shape=children[-1].output_shape, children=children,
+                     masked=children[-1].masked)
     for child in children:
         info.weights.update(child.weights)
     info.trainable_keys = frozenset().union(*(c.trainable_keys for c in children))

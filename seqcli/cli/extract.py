@@ -51,9 +51,12 @@ def extract(
         rows = data.shape[0]
         progress = Progress("extract", rows, enabled=not quiet)
         inputs = NonFiniteCounter(data.source, strict=strict)
+        batches = data.batches(batch_size, as_float32=not runner.takes_ids)
         results = extract_batches(built, runner.weights, paths,
-                                  progressing(inputs.check(data.batches(batch_size)), progress))
-        shapes = {path: built.find(path).output_shape for path in paths}
+                                  progressing(inputs.check(batches), progress))
+        part_shapes = built.part_shapes()
+        shapes = {path: part_shapes[path] if path in part_shapes else built.find(path).output_shape
+                  for path in paths}
         if len(paths) == 1 and not all_layers:
             with NpyWriter(output, shapes[paths[0]], rows) as writer:
                 for found in results:

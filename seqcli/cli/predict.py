@@ -54,8 +54,8 @@ def predict(
         progress = Progress("predict", rows, enabled=not quiet)
         inputs = NonFiniteCounter(data.source, strict=strict)
         results = NonFiniteCounter("<outputs>")
-        outputs = results.check(progressing(runner.run(inputs.check(data.batches(batch_size))),
-                                            progress))
+        batches = data.batches(batch_size, as_float32=not runner.takes_ids)
+        outputs = results.check(progressing(runner.run(inputs.check(batches)), progress))
         if argmax or top_k is not None:
             _write_ranking(outputs, output, sample, 1 if argmax else top_k, with_values=not argmax)
         else:

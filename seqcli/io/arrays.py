@@ -150,6 +150,7 @@ class InputArray:
         self._stream = stream  # a non-seekable stream, for stdin and pipes
         self._owns_stream = owns_stream
         self._consumed = False
+        self._dtype = np.float32
 
     def close(self) -> None:
         """Release the memory map or the opened pipe (never stdin itself)."""
@@ -178,11 +179,13 @@ class InputArray:
         """The number of samples (the size of the batch axis)."""
         return self.shape[0]
 
-    def batches(self, batch_size: int) -> Iterator[np.ndarray]:
+    def batches(self, batch_size: int, as_float32: bool = True) -> Iterator[np.ndarray]:
         """Yield float32 C-contiguous `(b, *shape[1:])` batches, b <= batch_size, rows in order.
         A float32 C-order file's batches are its memory map itself (no copy; writing to one
-        changes neither the file nor later batches); other dtypes are converted batch by batch.
+        changes neither the file nor later batches); other dtypes are converted batch by batch
+        (unless `as_float32` is False: integer ids keep the file's dtype).
         """
+        self._dtype = np.float32 if as_float32 else self.dtype
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise UsageError(f"batch size must be a positive integer; received: {batch_size!r}")
         if self._array is not None:
@@ -197,7 +200,7 @@ class InputArray:
     def _batches_from_array(self, array: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
         for start in range(0, self.rows, batch_size):
             with np.errstate(over="ignore"):  # beyond float32's range: Inf, counted later
-                batch = np.require(array[start : start + batch_size], np.float32, "CAE")
+                batch = np.require(array[start : start + batch_size], self._dtype, "CAE")
             yield batch
             del batch  # before the next is read (see `_read_batches`)
             _release_pages(array, (start + batch_size) * (array.nbytes // max(self.rows, 1)))
@@ -221,7 +224,7 @@ class InputArray:
                 data = self._read(count * row_size, offset=start * row_size)
                 batch = np.frombuffer(data, self.dtype).reshape((count, *sample_shape))
                 with np.errstate(over="ignore"):  # float32 data is used where it was read
-                    batch = batch.astype(np.float32, order="C", copy=False)
+                    batch = batch.astype(self._dtype, order="C", copy=False)
                 del data
                 yield batch
                 # Dropped before the next batch is read (the consumer is done with it), so the

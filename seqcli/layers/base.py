@@ -27,11 +27,16 @@ INITIALIZER_CLASSES = {
     "lecun_normal": "LecunNormal",
     "zeros": "Zeros",
     "ones": "Ones",
+    "random_uniform": "RandomUniform",
+    "random_normal": "RandomNormal",
+    "truncated_normal": "TruncatedNormal",
+    "orthogonal": "Orthogonal",
 }
 """seqcli's initializer names and the Keras classes for them (both spellings are accepted)."""
 INITIALIZERS = tuple(INITIALIZER_CLASSES)
-INITIALIZER_NAMES = {cls: name for name, cls in INITIALIZER_CLASSES.items()}
-"""Keras's initializer class name → seqcli's name."""
+INITIALIZER_NAMES = {cls: name for name, cls in INITIALIZER_CLASSES.items()} | {
+    "uniform": "random_uniform", "normal": "random_normal"}
+"""Keras's initializer class name (or short alias) → seqcli's name."""
 
 
 def _did_you_mean(value: str, known) -> str:
@@ -139,18 +144,22 @@ class Example:
     """A small input a layer runs on: the warm-up compiles its kernels with it, and the smoke
     test runs it (forward, and one training step)."""
 
-    __slots__ = ("settings", "input_shape", "batch")
+    __slots__ = ("settings", "input_shape", "batch", "masked")
 
-    def __init__(self, settings: dict[str, Any], input_shape: tuple, batch: int = 2):
+    def __init__(self, settings: dict[str, Any], input_shape: tuple, batch: int = 2,
+                 masked: bool = False):
         self.settings = settings
         """The layer's keys, as in a model file, without `type`."""
         self.input_shape = input_shape
         """Per-sample input shape."""
         self.batch = batch
         """Rows of the example batch (large enough, where it matters, for a threaded path)."""
+        self.masked = masked
+        """True to run the layer with a mask of its steps too (layers that take one)."""
 
     def __repr__(self) -> str:
-        return f"Example({self.settings!r}, {self.input_shape!r}, batch={self.batch})"
+        masked = ", masked=True" if self.masked else ""
+        return f"Example({self.settings!r}, {self.input_shape!r}, batch={self.batch}{masked})"
 
 
 LAYER_REGISTRY: dict[str, type[Layer]] = {}
@@ -187,6 +196,13 @@ class Layer(BaseModel):
     """Options Keras writes that seqcli lacks, accepted on import only at these values."""
     keras_ignored_options: ClassVar[frozenset[str]] = frozenset()
     """Options Keras writes that mean nothing at the values `keras_only_options` allows."""
+    supports_masking: ClassVar[bool] = False
+    """Keras's `supports_masking`: the layer takes a mask (a boolean per time step) and, by
+    default, passes it on unchanged. A mask reaching a layer without it is an error."""
+    takes_mask: ClassVar[bool] = False
+    """True for layers whose `forward` uses the mask: `forward(weights, x, mask=...)`."""
+    takes_ids: ClassVar[bool] = False
+    """True for layers whose input is integer ids (Embedding), not float32 values."""
 
     # where the layer was written: (file, line, column), set by the loader
     _origin: tuple[str, int, int] | None = PrivateAttr(default=None)
@@ -226,6 +242,28 @@ class Layer(BaseModel):
         """Multiply-accumulates per sample (0 for layers without a weight product)."""
         return 0
 
+    def weight_trainable(self, name: str) -> bool:
+        """Whether weight `name` (as `param_shapes` names it) is trained by `fit`."""
+        return self.trainable and name not in self.non_trainable_weights
+
+    def part_output_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        """For a wrapper: the output shape of each layer it holds, by name ({} otherwise)."""
+        return {}
+
+    def part_outputs(self, weights: dict, x, mask=None) -> dict:
+        """For a wrapper: the output of each layer it holds for input `x`, by name."""
+        return {}
+
+    def output_masked(self, input_masked: bool) -> bool:
+        """Whether the output carries a mask, given whether the input does (Keras's
+        `compute_mask`, decided from the model file alone)."""
+        return input_masked and self.supports_masking
+
+    def compute_mask(self, x, mask):
+        """The output's mask (a bool array, (N, steps)) for input `x` and its `mask` (or
+        None), as Keras's `compute_mask`."""
+        return mask if self.supports_masking else None
+
     def forward(self, weights: dict, x):
         """Run the layer on a batch `x` of shape (N, *input_shape)."""
         raise NotImplementedError(f"{self.type} has no forward pass")
@@ -251,6 +289,12 @@ class Layer(BaseModel):
     def from_keras_option(cls, key: str, value):
         """A Keras config value as seqcli's field holds it (the inverse of `keras_options`)."""
         return value
+
+    def keras_weight_groups(self, names: list[str]) -> list[tuple[str, list[str]]]:
+        """Where Keras's `.weights.h5` keeps the layer's weights `names` (in `param_shapes`
+        order): [(group below the layer's own, "" for its own `vars`; the names that group's
+        `vars` holds, in order)]."""
+        return [("", names)]
 
     def keras_weight_shape(self, input_shape: Shape, name: str, shape: Shape) -> Shape:
         """The shape Keras gives weight `name`, which holds the same values as seqcli's

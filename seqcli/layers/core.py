@@ -25,6 +25,7 @@ class Dense(Layer):
     """`activation(x @ kernel + bias)` on the last axis of an input of any rank."""
 
     type: Literal["Dense"] = "Dense"
+    supports_masking = True
     units: Count
     activation: Activation = "linear"
     use_bias: bool = True
@@ -91,6 +92,7 @@ class ActivationLayer(Layer):
     """Applies an activation function by name."""
 
     type: Literal["Activation"] = "Activation"
+    supports_masking = True
     activation: Activation
 
     examples = tuple(Example({"activation": name}, (3, 5)) for name in ACTIVATIONS)
@@ -116,6 +118,7 @@ class Dropout(Layer):
     """Randomly zeroes inputs while training; the identity at inference."""
 
     type: Literal["Dropout"] = "Dropout"
+    supports_masking = True
     rate: float
     noise_shape: list[int | None] | None = None
     seed: int | None = None
@@ -227,6 +230,7 @@ class Rescaling(Layer):
     """`x * scale + offset`."""
 
     type: Literal["Rescaling"] = "Rescaling"
+    supports_masking = True
     scale: float
     offset: float = 0.0
 

@@ -33,6 +33,8 @@ class BatchNormalization(Layer):
     (inference form; the moving statistics are never trainable)."""
 
     type: Literal["BatchNormalization"] = "BatchNormalization"
+    supports_masking = True
+    takes_mask = True  # in training only: the moments over the unmasked steps
     axis: int = -1
     momentum: float = 0.99
     epsilon: float = 1e-3
@@ -78,7 +80,7 @@ class BatchNormalization(Layer):
         beta = weights.get("beta", np.zeros(size, np.float32))
         return x.reshape(math.prod(x.shape[:axis]), size, -1), gamma, beta
 
-    def forward(self, weights, x):
+    def forward(self, weights, x, mask=None):
         from seqcli.kernels.normalization import batch_norm_forward
 
         x3, gamma, beta = self._prepared(weights, x)
@@ -86,7 +88,7 @@ class BatchNormalization(Layer):
                                weights["moving_variance"], self.epsilon)
         return y.reshape(x.shape)
 
-    def forward_train(self, weights, x, rng):
+    def forward_train(self, weights, x, rng, mask=None):
         """A frozen layer runs in inference mode (Keras 3); a trainable one normalises with
         the batch's statistics and moves its moving statistics towards them."""
         from seqcli.kernels.grad_normalization import (
@@ -96,6 +98,12 @@ class BatchNormalization(Layer):
 
         if not self.trainable:
             return self.forward(weights, x), ("inference", x)
+        if mask is not None:  # Keras takes the statistics over the unmasked steps only
+            from seqcli.errors import ConfigError
+
+            raise ConfigError(f"layer '{self.name}' (BatchNormalization): training it on "
+                              "masked steps is not supported; freeze it, or drop the mask "
+                              "(mask_zero / Masking) before it")
         x3, gamma, beta = self._prepared(weights, x)
         y, mean, variance, inverse = batch_norm_train_forward(x3, gamma, beta, self.epsilon)
         moving_mean, moving_variance = batch_norm_moving_update(
@@ -130,6 +138,7 @@ class LayerNormalization(Layer):
     """Per sample: `(x - mean) / sqrt(var + epsilon) * gamma + beta` over `axis`."""
 
     type: Literal["LayerNormalization"] = "LayerNormalization"
+    supports_masking = True
     axis: int | list[int] = -1
     epsilon: float = 1e-3
     center: bool = True

@@ -187,5 +187,42 @@ class GlobalAveragePooling1D(_GlobalPooling):
     rank: ClassVar[int] = 1
     mode: ClassVar[str] = "average"
     type: Literal["GlobalAveragePooling1D"] = "GlobalAveragePooling1D"
+    supports_masking = True
+    takes_mask = True
 
     examples = (Example({}, (7, 3)), Example({"keepdims": True}, (7, 3)))
+
+    def output_masked(self, input_masked: bool) -> bool:
+        return False
+
+    def compute_mask(self, x, mask):
+        return None
+
+    def forward(self, weights, x, mask=None):
+        """The mean over the steps the mask keeps (Keras: 0/0 is NaN for a fully masked
+        sample)."""
+        if mask is None:
+            return super().forward(weights, x)
+        import numpy as np
+
+        keep = mask[:, :, None].astype(np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.where(keep > 0, x, 0).sum(axis=1) / keep.sum(axis=1)
+        y = y.astype(np.float32)
+        return y[:, None, :] if self.keepdims else y
+
+    def forward_train(self, weights, x, rng, mask=None):
+        return self.forward(weights, x, mask), (x, mask)
+
+    def backward(self, weights, cache, dy, input_grad=True):
+        import numpy as np
+
+        x, mask = cache
+        if mask is None:
+            return super().backward(weights, x, dy, input_grad)
+        if not input_grad:
+            return None, {}
+        keep = mask[:, :, None].astype(np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dx = keep * (dy.reshape(len(x), 1, -1) / keep.sum(axis=1, keepdims=True))
+        return dx.astype(np.float32), {}

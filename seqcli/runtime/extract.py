@@ -10,7 +10,7 @@ import numpy as np
 
 from seqcli.build import BuiltModel, LayerInfo
 from seqcli.errors import UsageError
-from seqcli.runtime.model import forward
+from seqcli.runtime.model import forward, model_inputs
 
 
 def execution_order(built: BuiltModel) -> list[LayerInfo]:
@@ -29,7 +29,7 @@ def execution_order(built: BuiltModel) -> list[LayerInfo]:
 
 def choose_layers(built: BuiltModel, names: list[str], every_top_level: bool) -> list[str]:
     """The requested layer paths, checked: unknown names are a usage error with suggestions."""
-    known = [info.path for info in built.walk()]
+    known = [info.path for info in built.walk()] + list(built.part_shapes())
     chosen = [info.path for info in built.layers] if every_top_level else []
     for name in names:
         if name not in known:
@@ -48,7 +48,8 @@ def extract_batches(built: BuiltModel, weights: dict[str, np.ndarray], paths: li
     """For each input batch, {path: that layer's output}; the model runs only as far as the
     last requested layer."""
     order = [info.path for info in execution_order(built)]
-    last = max(paths, key=order.index)
+    parts = {path: path.rsplit("/", 1)[0] for path in built.part_shapes()}
+    last = max((parts.get(path, path) for path in paths), key=order.index)
     wanted = set(paths)
     found: dict[str, np.ndarray] = {}
 
@@ -56,7 +57,9 @@ def extract_batches(built: BuiltModel, weights: dict[str, np.ndarray], paths: li
         if path in wanted:
             found[path] = output
 
-    for batch in batches:
+    keep.parts = {parts[path] for path in paths if path in parts}  # wrappers to look into
+
+    for batch in model_inputs(built, batches):
         forward(built.layers, weights, batch, until=last, collect=keep)
         del batch  # before the next is read: it reuses this one's memory
         yield {path: found[path] for path in paths}

@@ -33,12 +33,25 @@ def _truncated_normal(rng: np.random.Generator, shape, stddev: float) -> np.ndar
     return values * stddev
 
 
-def initial_value(name: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """A float32 array of `shape` drawn by the Keras initialiser `name`."""
+def initial_value(name, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """A float32 array of `shape` drawn by the Keras initialiser `name`; a tuple of names
+    draws equal parts of the last axis, one each (an LSTM's bias with unit_forget_bias)."""
+    if isinstance(name, tuple):
+        size = shape[-1] // len(name)
+        return np.concatenate([initial_value(part, shape[:-1] + (size,), rng)
+                               for part in name], axis=-1)
     if name == "zeros":
         return np.zeros(shape, np.float32)
     if name == "ones":
         return np.ones(shape, np.float32)
+    if name == "random_uniform":
+        return rng.uniform(-0.05, 0.05, shape).astype(np.float32)
+    if name == "random_normal":
+        return (rng.standard_normal(shape) * 0.05).astype(np.float32)
+    if name == "truncated_normal":
+        return _truncated_normal(rng, shape, 0.05).astype(np.float32)
+    if name == "orthogonal":
+        return _orthogonal(rng, shape)
     fan_in, fan_out = compute_fans(shape)
     family, distribution = name.rsplit("_", 1)
     # VarianceScaling: scale / n with n the fan the family averages over
@@ -51,6 +64,18 @@ def initial_value(name: str, shape: tuple[int, ...], rng: np.random.Generator) -
     else:
         values = _truncated_normal(rng, shape, math.sqrt(variance) / _TRUNCATED_STDDEV)
     return values.astype(np.float32)
+
+
+def _orthogonal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Keras's Orthogonal (gain 1): the Q of a normal matrix's QR, signs fixed by R's
+    diagonal, transposed when there are fewer rows than columns."""
+    rows, cols = math.prod(shape[:-1]), shape[-1]
+    a = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q *= np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return q.reshape(shape).astype(np.float32)
 
 
 def initial_weights(specs: dict[str, tuple[tuple[int, ...], str]], seed: int) -> dict:

@@ -23,16 +23,89 @@ def forward(infos: list[LayerInfo], weights: dict[str, np.ndarray], x: np.ndarra
             until: str | None = None, collect: Callable[[str, np.ndarray], None] | None = None):
     """Run `x` (N, *input_shape) through the layers; stop after the layer at path `until`;
     `collect(path, output)` sees every layer's output."""
+    return _forward(infos, weights, x, None, until, collect)[0]
+
+
+def forward_masked(infos: list[LayerInfo], weights: dict[str, np.ndarray], x: np.ndarray):
+    """(output, the mask Keras attaches to it or None): what `evaluate` and `fit` weigh
+    their losses by."""
+    return _forward(infos, weights, x, None, None, None)[:2]
+
+
+def _forward(infos, weights, x, mask, until, collect):
+    """(output, its mask, whether `until` was reached): masks flow as in Keras 3."""
     for info in infos:
         if info.children:
-            x = forward(info.children, weights, x, until, collect)
+            x, mask, stopped = _forward(info.children, weights, x, mask, until, collect)
         else:
-            x = info.layer.forward(info.own_weights(weights), x)
+            wanted = getattr(collect, "parts", ())
+            if info.path in wanted:  # a wrapper whose layers' outputs are asked for
+                for name, output in info.layer.part_outputs(
+                        info.own_weights(weights), x, mask).items():
+                    collect(f"{info.path}/{name}", output)
+            x, mask = run_layer(info, weights, x, mask)
+            stopped = False
         if collect is not None:
             collect(info.path, x)
-        if until is not None and (info.path == until or until.startswith(info.path + "/")):
-            return x
-    return x
+        if stopped or until is not None and (info.path == until
+                                             or until.startswith(info.path + "/")):
+            return x, mask, True
+    return x, mask, False
+
+
+def run_layer(info: LayerInfo, weights: dict[str, np.ndarray], x: np.ndarray, mask):
+    """(output, output mask) of one computing layer at inference."""
+    layer = info.layer
+    own = info.own_weights(weights)
+    y = layer.forward(own, x, mask=mask) if mask is not None and layer.takes_mask \
+        else layer.forward(own, x)
+    return y, layer.compute_mask(x, mask)
+
+
+def model_input(built: BuiltModel, x, rows=0) -> np.ndarray:
+    """A batch as the model's first layer takes it: float32 values, or int64 ids for an
+    Embedding (checked: integral values in `[0, input_dim)`). `rows` is the sample number of
+    the batch's first row (or each row's, an array) for the messages."""
+    if not built.takes_ids:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    info = built.leaves()[0]
+    x = np.asarray(x)
+    where = f"layer '{info.path}' ({info.layer.type})"
+    if x.dtype.kind not in "fiub" or x.dtype.names is not None:
+        raise InputDataError(f"{where} takes integer ids; received dtype {x.dtype}")
+
+    def sample(index: tuple) -> str:
+        row = rows[index[0]] if isinstance(rows, np.ndarray) else rows + index[0]
+        position = ", ".join(str(int(i)) for i in index[1:])
+        return f"sample {int(row)}" + (f", position ({position})" if position else "")
+
+    if x.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            fractional = ~np.isfinite(x) | (np.floor(x) != x)
+        if fractional.any():
+            index = tuple(np.argwhere(fractional)[0])
+            raise InputDataError(f"input {sample(index)}: {x[index].item()!r} is not an integer "
+                                 f"id; {where} takes integer ids (any integer dtype, or "
+                                 "floats with whole values)")
+    limit = info.layer.input_dim
+    outside = (x < 0) | (x >= limit)
+    if outside.any():
+        index = tuple(np.argwhere(outside)[0])
+        value = x[index].item()
+        raise InputDataError(f"input {sample(index)}: id {int(value)} is outside [0, {limit}) "
+                             f"of {where}, whose input_dim is {limit}")
+    return np.ascontiguousarray(x, dtype=np.int64)
+
+
+def model_inputs(built: BuiltModel, batches: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """`model_input` of each batch of a stream, numbered on from 0."""
+    if not built.takes_ids:
+        yield from batches
+        return
+    rows = 0
+    for batch in batches:
+        yield model_input(built, batch, rows)
+        rows += len(batch)
 
 
 class Sequential:
@@ -186,7 +259,7 @@ class Sequential:
 
     # ------------------------------------------------------------------ running
 
-    def _prepare(self, x) -> np.ndarray:
+    def _prepare(self, x, rows: int = 0) -> np.ndarray:
         x = np.asarray(x)
         if x.dtype.kind not in "fiub" or x.dtype.names is not None:
             raise InputDataError(f"input arrays must be numeric; received dtype {x.dtype}")
@@ -195,7 +268,12 @@ class Sequential:
         if self._built is None:
             self.build(self._loaded.input_shape or x.shape[1:])
         self.check_input_shape(x.shape)
-        return np.ascontiguousarray(x, dtype=np.float32)
+        return model_input(self._built, x, rows)
+
+    @property
+    def takes_ids(self) -> bool:
+        """True when the model's input is integer ids (its first layer is an Embedding)."""
+        return self._require_built("input").takes_ids
 
     def check_input_shape(self, shape: tuple) -> None:
         """Raise InputDataError unless (batch, *sample) fits the model's input shape."""
@@ -216,14 +294,15 @@ class Sequential:
         x = np.asarray(x)
         if self._built is None:
             self._prepare(x[:1])
-        outputs = [self(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
+        outputs = [self._forward_in_pieces(self._prepare(x[start:start + batch_size], start))
+                   for start in range(0, len(x), batch_size)]
         if not outputs:
             return np.empty((0, *self._built.output_shape), np.float32)
         return np.concatenate(outputs)
 
     def predict_batches(self, batches: Iterator[np.ndarray], until: str | None = None):
         """Yield the outputs (or the output of layer `until`) of each batch in turn."""
-        for batch in batches:
+        for batch in model_inputs(self._built, batches):
             output = self._forward_in_pieces(batch, until)
             del batch  # before the next is read: it reuses this one's memory
             yield output

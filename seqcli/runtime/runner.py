@@ -47,6 +47,11 @@ class Runner:
         return self.model.built_model
 
     @property
+    def takes_ids(self) -> bool:
+        """True when the model reads integer ids (once built)."""
+        return self.model.takes_ids
+
+    @property
     def output_shape(self) -> tuple:
         """Per-sample output shape."""
         return self.model.built_model.output_shape

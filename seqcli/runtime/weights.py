@@ -34,7 +34,7 @@ def initializer_specs(built: BuiltModel) -> dict[str, tuple[tuple[int, ...], str
     for info in built.leaves():
         initializers = info.layer.weight_initializers()
         for key, shape in info.weights.items():
-            specs[key] = (shape, initializers[key.rsplit("/", 1)[1]])
+            specs[key] = (shape, initializers[info.weight_name(key)])
     return specs
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from seqcli.build import BuiltModel
-from seqcli.runtime.model import forward
+from seqcli.runtime.model import forward_masked, model_input
 from seqcli.training.losses import Loss, accuracy_counts
 from seqcli.training.optimizers import Optimizer
 
@@ -32,12 +32,19 @@ def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray,
     hits, predictions); frozen weights are never written."""
     leaves = built.leaves()
     caches = []
-    h = x
+    h, mask = x, None
     for info in leaves:
-        h, cache = info.layer.forward_train(info.own_weights(weights), h, rng)
+        layer = info.layer
+        own = info.own_weights(weights)
+        if mask is not None and layer.takes_mask:
+            out, cache = layer.forward_train(own, h, rng, mask=mask)
+        else:
+            out, cache = layer.forward_train(own, h, rng)
+        mask = layer.compute_mask(h, mask)
+        h = out
         caches.append(cache)
-    value = loss.value(y, h)
-    hits, predictions = accuracy_counts(y, h) if loss.classification else (0, 0)
+    value = loss.value(y, h, mask)
+    hits, predictions = accuracy_counts(y, h, mask) if loss.classification else (0, 0)
     # a layer needs its input gradient only if some layer before it has trainable weights
     trainable_before = [False] * len(leaves)
     seen = False
@@ -45,7 +52,7 @@ def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray,
         trainable_before[index] = seen
         seen = seen or bool(info.trainable_keys)
     gradients: dict[str, np.ndarray] = {}
-    grad = loss.gradient(y, h)
+    grad = loss.gradient(y, h, mask)
     for index in range(len(leaves) - 1, -1, -1):
         info = leaves[index]
         if not trainable_before[index] and not info.trainable_keys:
@@ -66,12 +73,12 @@ def evaluate(built: BuiltModel, weights: dict[str, np.ndarray], x, y, loss: Loss
     """Loss (and accuracy) in inference mode, averaged over samples as Keras does."""
     total, correct, count = 0.0, 0, 0
     for start in range(0, len(x), batch_size):
-        xb = np.ascontiguousarray(x[start:start + batch_size], dtype=np.float32)
+        xb = model_input(built, x[start:start + batch_size], start)
         yb = np.asarray(y[start:start + batch_size])
-        out = forward(built.layers, weights, xb)
-        total += loss.value(yb, out) * len(xb)
+        out, mask = forward_masked(built.layers, weights, xb)
+        total += loss.value(yb, out, mask) * len(xb)
         if loss.classification:
-            hits, predictions = accuracy_counts(yb, out)
+            hits, predictions = accuracy_counts(yb, out, mask)
             correct += hits
             count += predictions
     metrics = {"loss": total / max(len(x), 1)}
@@ -97,7 +104,7 @@ def fit(built: BuiltModel, weights: dict[str, np.ndarray], x, y, *, loss: Loss,
         total, correct, count = 0.0, 0, 0
         for start in range(0, rows, batch_size):
             index = order[start:start + batch_size]
-            xb = np.ascontiguousarray(x[index], dtype=np.float32)
+            xb = model_input(built, x[index], index)
             yb = np.asarray(y[index])
             value, hits, predictions = train_step(built, weights, xb, yb, loss, optimizer, rng)
             total += value * len(index)

@@ -50,23 +50,28 @@ class Loss:
         labels = y_true.reshape(y_pred.shape[:-1]).astype(np.int64)
         return np.eye(y_pred.shape[-1])[labels]
 
-    def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
-        """The reduced loss for a batch."""
+    def value(self, y_true: np.ndarray, y_pred: np.ndarray, mask=None) -> float:
+        """The reduced loss for a batch; a mask of the output (one bool per loss value, as
+        Keras attaches to the output of a masked sequence model) leaves the masked values
+        out of the mean."""
         target, pred = self._targets(y_true, y_pred), y_pred.astype(np.float64)
         count = self._per_sample_count(pred)
         if self.name == "mse":
-            return float(np.square(pred - target).mean(axis=-1).sum() / count)
-        if self.name == "mae":
-            return float(np.abs(pred - target).mean(axis=-1).sum() / count)
-        if self.name == "binary_crossentropy":
+            per = np.square(pred - target).mean(axis=-1)
+        elif self.name == "mae":
+            per = np.abs(pred - target).mean(axis=-1)
+        elif self.name == "binary_crossentropy":
             if self.from_logits:  # max(z, 0) - z·y + log(1 + exp(-|z|))
                 per = np.maximum(pred, 0) - pred * target + np.log1p(np.exp(-np.abs(pred)))
             else:
                 p = np.clip(pred, EPSILON, 1 - EPSILON)
                 per = -(target * np.log(p) + (1 - target) * np.log(1 - p))
-            return float(per.mean(axis=-1).sum() / count)
-        log_prob = self._log_prob(pred)
-        return float(-(target * log_prob).sum(axis=-1).sum() / count)
+            per = per.mean(axis=-1)
+        else:
+            per = -(target * self._log_prob(pred)).sum(axis=-1)
+        if mask is not None:
+            per = per * _mask_weight(mask, per.shape, count)
+        return float(per.sum() / count)
 
     def _log_prob(self, pred: np.ndarray) -> np.ndarray:
         if self.from_logits:
@@ -74,8 +79,8 @@ class Loss:
         normalised = pred / pred.sum(axis=-1, keepdims=True)
         return np.log(np.clip(normalised, EPSILON, 1 - EPSILON))
 
-    def gradient(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-        """d loss / d y_pred, float32, shaped like y_pred."""
+    def gradient(self, y_true: np.ndarray, y_pred: np.ndarray, mask=None) -> np.ndarray:
+        """d loss / d y_pred, float32, shaped like y_pred (`mask` as in `value`)."""
         target, pred = self._targets(y_true, y_pred), y_pred.astype(np.float64)
         count = self._per_sample_count(pred)
         last = pred.shape[-1]
@@ -98,10 +103,20 @@ class Loss:
             inside = (q > EPSILON) & (q < 1 - EPSILON)
             weighted = np.where(inside, target / np.clip(q, EPSILON, 1 - EPSILON), 0.0)
             grad = (-weighted + (weighted * q).sum(axis=-1, keepdims=True)) / total
+        if mask is not None:
+            grad = grad * _mask_weight(mask, pred.shape[:-1], count)[..., None]
         return (grad / count).astype(np.float32)
 
 
-def accuracy_counts(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[int, int]:
+def _mask_weight(mask: np.ndarray, shape: tuple, count: int) -> np.ndarray:
+    """Keras's `apply_mask`: kept values weigh total/valid, masked ones 0 (all 0 if none is
+    kept), so the mean is over the kept values."""
+    keep = np.broadcast_to(mask.reshape(mask.shape + (1,) * (len(shape) - mask.ndim)), shape)
+    valid = int(np.count_nonzero(keep))
+    return np.where(keep, count / valid if valid else 0.0, 0.0)
+
+
+def accuracy_counts(y_true: np.ndarray, y_pred: np.ndarray, mask=None) -> tuple[int, int]:
     """(hits, predictions) of Keras's `accuracy`, whose kind follows the shapes as in
     `compile_utils.get_metric`: binary when the output has one unit (threshold 0.5), sparse
     when the targets are labels, categorical (argmax against argmax) otherwise."""
@@ -112,6 +127,10 @@ def accuracy_counts(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[int, int]:
         hits = y_pred.argmax(axis=-1) == labels
     else:
         hits = y_pred.argmax(axis=-1) == y_true.reshape(y_pred.shape).argmax(axis=-1)
+    if mask is not None:  # Keras weighs the metric by the output's mask
+        keep = np.broadcast_to(mask.reshape(mask.shape + (1,) * (hits.ndim - mask.ndim)),
+                               hits.shape)
+        return int((hits & keep).sum()), int(keep.sum())
     return int(hits.sum()), hits.size
 
 
