@@ -237,3 +237,10 @@ def naive_upsample2d_nearest(x, size):
 def naive_rescale(x, scale, offset):
     """x * scale + offset in float64."""
     return np.asarray(x, dtype=np.float64) * scale + offset
+
+
+# The recurrent references live in their own file (they use the activations above).
+try:  # the recurrent references, in their own file
+    from tests.naive_recurrent import naive_gru, naive_lstm, naive_simple_rnn  # noqa: E402, F401
+except ImportError:  # tests/ is not a package: pytest puts it on sys.path itself
+    from naive_recurrent import naive_gru, naive_lstm, naive_simple_rnn  # noqa: E402, F401
