@@ -37,17 +37,39 @@ def run_example(model, example, rng, train: bool = True):
     (the step skips it where no trainable layer comes before)."""
     import numpy as np
 
-    x = rng.random((example.batch, *example.input_shape), dtype=np.float32)
-    y = model(x)
+    x = example_input(model, example, rng)
+    mask = None
+    if example.masked:  # some steps of each sample masked, the first and last among them
+        mask = rng.random(x.shape[:2]) < 0.7
+        mask[0, 0] = mask[-1, -1] = False
+        layer = model.built_model.leaves()[0]
+        y = layer.layer.forward(layer.own_weights(model.weight_arrays), x, mask=mask)
+    else:
+        y = model(x)
     if train:
         _train_once(model, x, rng.random(y.shape, dtype=np.float32), rng)
         weights = model.weight_arrays
         for info in model.built_model.leaves():
             own = info.own_weights(weights)
-            out, cache = info.layer.forward_train(own, x, rng)
+            if mask is not None and info.layer.takes_mask:
+                out, cache = info.layer.forward_train(own, x, rng, mask=mask)
+            else:
+                out, cache = info.layer.forward_train(own, x, rng)
             info.layer.backward(own, cache, np.ones_like(out), input_grad=True)
             x = out
     return y
+
+
+def example_input(model, example, rng):
+    """A random batch for the example: integer ids for a layer that takes them."""
+    import numpy as np
+
+    model.build()
+    shape = (example.batch, *example.input_shape)
+    first = model.built_model.leaves()[0].layer
+    if first.takes_ids:
+        return rng.integers(0, first.input_dim, shape)
+    return rng.random(shape, dtype=np.float32)
 
 
 def warm_up() -> None:

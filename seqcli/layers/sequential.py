@@ -125,6 +125,9 @@ class ModelFile(BaseModel):
 
 Sequential.model_rebuild()
 ModelFile.model_rebuild()
+for _cls in LAYER_CLASSES:  # the wrappers, whose `layer` is any layer
+    if not _cls.__pydantic_complete__:
+        _cls.model_rebuild(_types_namespace={"LayerEntry": LayerEntry})
 
 __all__ = [cls.__name__ for cls in LAYER_CLASSES] + ["Activation", "Input", "LAYER_CLASSES",
                                                    "LAYER_TYPES", "ModelFile"]
