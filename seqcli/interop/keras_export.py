@@ -29,9 +29,19 @@ from seqcli.interop.keras_format import (
 
 
 def layer_options(layer) -> dict:
-    """A seqcli layer's options in Keras's config spelling (without name, trainable, dtype)."""
-    return {name: initializer_config(value) if name.endswith("_initializer") else value
-            for name, value in layer.keras_options().items()}
+    """A seqcli layer's options in Keras's config spelling (without name, trainable, dtype);
+    a wrapped layer (Bidirectional's `layer`) as Keras serialises a layer."""
+    from seqcli.layers.base import Layer
+
+    def keras_value(name: str, value):
+        if isinstance(value, Layer):
+            return {"module": "keras.layers", "class_name": value.type,
+                    "config": {"name": value.name, "trainable": value.trainable,
+                               "dtype": "float32", **layer_options(value)},
+                    "registered_name": None}
+        return initializer_config(value) if name.endswith("_initializer") else value
+
+    return {name: keras_value(name, value) for name, value in layer.keras_options().items()}
 
 
 class _InputNames:
@@ -53,11 +63,13 @@ def _batch(shape) -> list:
     return [None, *shape]
 
 
-def _sequential_config(name: str, trainable: bool, infos, input_shape, names: _InputNames):
+def _sequential_config(name: str, trainable: bool, infos, input_shape, names: _InputNames,
+                       ids: bool = False):
     input_layer = {
         "module": "keras.layers",
         "class_name": "InputLayer",
-        "config": {"batch_shape": _batch(input_shape), "dtype": "float32", "sparse": False,
+        "config": {"batch_shape": _batch(input_shape), "dtype": "int32" if ids else "float32",
+                   "sparse": False,
                    "name": names.next({info.layer.name for info in infos})},
         "registered_name": None,
     }
@@ -89,7 +101,7 @@ def model_config(built) -> dict:
         "module": "keras",
         "class_name": "Sequential",
         "config": _sequential_config(built.name, True, built.layers, built.input_shape,
-                                     _InputNames()),
+                                     _InputNames(), ids=built.takes_ids),
         "registered_name": None,
         "build_config": {"input_shape": _batch(built.input_shape)},
     }
@@ -104,8 +116,19 @@ def weights_h5(built, arrays: dict[str, np.ndarray]) -> bytes:
         for group, info in saved_groups(built.layers):
             variables = file.create_group(f"{group}/vars")
             variables.attrs["name"] = info.layer.name
-            if not info.children:
-                for index, key in enumerate(info.weights):
+            if info.children:
+                continue
+            names = [info.weight_name(key) for key in info.weights]
+            for sub, sub_names in info.layer.keras_weight_groups(names):
+                if sub:
+                    path = group
+                    for part in sub.split("/"):  # every level has its (empty) vars
+                        path += "/" + part
+                        if f"{path}/vars" not in file:
+                            file.create_group(f"{path}/vars").attrs["name"] = part
+                    variables = file[f"{path}/vars"]
+                for index, name in enumerate(sub_names):
+                    key = f"{info.path}/{name}"
                     array = np.ascontiguousarray(arrays[key], dtype=np.float32)
                     variables[str(index)] = array.reshape(keras_weight_shape(info, key))
         file.create_group("vars").attrs["name"] = built.name

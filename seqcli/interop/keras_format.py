@@ -54,6 +54,10 @@ def initializer_config(name: str) -> dict:
     """A seqcli initializer name as Keras serialises the initializer."""
     class_name = INITIALIZER_CLASSES[name]
     config = {} if name in ("zeros", "ones") else {"seed": None}
+    config |= {"random_uniform": {"minval": -0.05, "maxval": 0.05},
+               "random_normal": {"mean": 0.0, "stddev": 0.05},
+               "truncated_normal": {"mean": 0.0, "stddev": 0.05},
+               "orthogonal": {"gain": 1.0}}.get(name, {})
     return {"module": "keras.initializers", "class_name": class_name, "config": config,
             "registered_name": None}
 
@@ -70,5 +74,5 @@ def from_keras(entry: dict) -> bool:
 def keras_weight_shape(info, key: str) -> tuple:
     """The shape Keras gives weight `key` of a built layer (see `Layer.keras_weight_shape`):
     a reshape of seqcli's, holding the same values."""
-    return tuple(info.layer.keras_weight_shape(info.input_shape, key.rsplit("/", 1)[1],
+    return tuple(info.layer.keras_weight_shape(info.input_shape, info.weight_name(key),
                                                tuple(info.weights[key])))

@@ -349,6 +349,8 @@ class _ConfigReader:
                                 "only; rebuild the model with data_format='channels_last'")
             elif key not in fields:
                 self.refuse(where, f"option '{key}' is not one seqcli's {class_name} has")
+            elif key in WRAPPED_OPTIONS:
+                options[key] = None if value is None else self._wrapped(value, where)
             elif key.endswith("_initializer"):
                 initializer = self._initializer(value, where, key)
                 if initializer is not None:
@@ -357,7 +359,22 @@ class _ConfigReader:
                 options[key] = self._activation(value, where)
             else:
                 options[key] = cls.from_keras_option(key, value)
+        if class_name == "Bidirectional":
+            _implied_backward(options)
+        elif class_name == "TimeDistributed" and isinstance(options.get("layer"), dict):
+            from seqcli.layers.sequential import snake_case
+
+            if options["layer"]["name"] == snake_case(options["layer"]["type"]):
+                del options["layer"]["name"]
         return options, hint
+
+    def _wrapped(self, value, where: str) -> dict:
+        """A wrapped layer's config (Bidirectional's `layer`) as a model-file mapping."""
+        entry = self._dict(value, where, "the wrapped layer")
+        layout = dict(self.layout)
+        result, _ = self._layer(entry, "", "", frozen=False, depth=MAX_NESTING, first=False)
+        self.layout = layout  # the wrapper's group holds the wrapped layer's weights
+        return result
 
     def _minimal(self, class_name: str, name: str, options: dict, where: str) -> dict:
         """`options` without the keys at their default, lists written as simply as they
@@ -400,7 +417,7 @@ class _ConfigReader:
         if not isinstance(name, str) or isinstance(value, dict) and not from_keras(value):
             name = None
         name = INITIALIZER_NAMES.get(name, name)
-        if name in INITIALIZERS:
+        if name in INITIALIZERS and (not isinstance(value, dict) or _default_config(name, value)):
             return name
         self.notes.append(f"{where}: {key} {self._class_of(value)} dropped: seqcli does not "
                           "have it (initializers only matter without weights, and the weights "
@@ -475,6 +492,48 @@ class _ConfigReader:
         return repr(value)
 
 
+def _default_config(name: str, value: dict) -> bool:
+    """True when a serialised initializer has the settings seqcli's `name` draws with (its
+    seed aside: initial weights are seqcli's own draw anyway)."""
+    from seqcli.interop.keras_format import initializer_config
+
+    config = value.get("config") if isinstance(value.get("config"), dict) else {}
+    expected = initializer_config(name)["config"]
+    return all(config.get(key, default) == default for key, default in expected.items()
+               if key != "seed") and all(value is None for key, value in config.items()
+                                         if key not in expected and key != "seed")
+
+
+WRAPPED_OPTIONS = ("layer", "backward_layer")
+"""Options whose value is a whole layer (Bidirectional, TimeDistributed)."""
+
+
+def _implied_backward(options: dict) -> None:
+    """Drop from a Bidirectional's options what it implies: the backward layer Keras always
+    writes when it is the forward one's copy, the `forward_`/`backward_` names, and
+    `zero_output_for_mask` (set to return_sequences in both)."""
+    from seqcli.layers.sequential import snake_case
+
+    forward, backward = options.get("layer"), options.get("backward_layer")
+    if forward is None:
+        return
+    keep = forward.get("return_sequences", False)
+    for part in (forward, backward):
+        if part is not None and part.get("zero_output_for_mask", False) == keep:
+            part.pop("zero_output_for_mask", None)
+    base = forward["name"].removeprefix("forward_")
+    if backward is not None and backward.get("go_backwards") is True and \
+            backward["name"] == f"backward_{base.removeprefix('backward_')}" and \
+            {k: v for k, v in backward.items() if k not in ("name", "go_backwards")} == \
+            {k: v for k, v in forward.items() if k != "name"}:
+        del options["backward_layer"]
+    elif backward is not None and backward["name"] == snake_case(backward["type"]):
+        del backward["name"]
+    forward["name"] = base  # seqcli names it forward_<base>, as Keras does
+    if base == snake_case(forward["type"]):
+        del forward["name"]
+
+
 def _validation_message(error: ValidationError) -> str:
     item = error.errors(include_url=False)[0]
     message = item["msg"].removeprefix("Value error, ")
@@ -523,20 +582,24 @@ def read_layout_weights(h5: SafeH5, built, layout: dict[str, str]) -> dict[str, 
     for info in built.walk():
         if info.children:
             continue
-        group_path = locate(layout[info.path]) + "/vars"
-        expected = [(key, keras_weight_shape(info, key)) for key in info.weights]
-        group = h5.group(group_path)
         what = f"layer '{info.path}' ({info.layer.type})"
-        saved_as = h5.name_of(group) if group is not None else None
+        names = [info.weight_name(key) for key in info.weights]
+        own = h5.group(locate(layout[info.path]) + "/vars")
+        saved_as = h5.name_of(own) if own is not None else None
         if saved_as is not None and saved_as != info.layer.name:
             what += f", saved as '{saved_as}'"
-        if group is None and expected:
-            raise WeightsError(f"{h5.source}: has no {group_path} for {what}; was it saved "
-                               "from this model?")
-        values = h5.variables(group, group_path, expected, what)
-        arrays.update((key, value.reshape(info.weights[key]))
-                      for (key, _), value in zip(expected, values))
-        used.add(group_path)
+        for sub, sub_names in info.layer.keras_weight_groups(names):
+            group_path = "/".join(filter(None, (locate(layout[info.path]), sub))) + "/vars"
+            keys = [f"{info.path}/{name}" for name in sub_names]
+            expected = [(key, keras_weight_shape(info, key)) for key in keys]
+            group = h5.group(group_path)
+            if group is None and expected:
+                raise WeightsError(f"{h5.source}: has no {group_path} for {what}; was it "
+                                   "saved from this model?")
+            values = h5.variables(group, group_path, expected, what)
+            arrays.update((key, value.reshape(info.weights[key]))
+                          for (key, _), value in zip(expected, values))
+            used.add(group_path)
     extra = [path for path in h5.weight_groups(top) if path not in used]
     if extra:
         shown = ", ".join(extra[:4]) + (", ..." if len(extra) > 4 else "")
