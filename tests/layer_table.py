@@ -24,9 +24,11 @@ from seqcli.kernels import grad_conv as g_conv
 from seqcli.kernels import grad_dense as g_dense
 from seqcli.kernels import grad_normalization as g_norm
 from seqcli.kernels import grad_pooling as g_pool
+from seqcli.kernels import grad_recurrent as g_rec
 from seqcli.kernels import grad_reshaping as g_resh
 from seqcli.kernels import normalization as k_norm
 from seqcli.kernels import pooling as k_pool
+from seqcli.kernels import recurrent as k_rec
 from seqcli.kernels import reshaping as k_resh
 
 try:
@@ -275,6 +277,87 @@ ROWS: dict[str, Row] = {
         kernels={k_norm.layer_norm_forward: naive.naive_layer_norm},
         grads={g_norm.layer_norm_backward: naive_grad.layer_norm64},
         keras=("layernorm", "layernorm_dense"),
+    ),
+    "Embedding": Row(
+        cases=[
+            ({"input_dim": 10, "output_dim": 3}, (5,), (5, 3), 30, 30),
+            ({"input_dim": 7, "output_dim": 4, "mask_zero": True}, (2, 3), (2, 3, 4), 28, 28),
+            ({"input_dim": 20000, "output_dim": 2, "input_length": 6}, (6,), (6, 2), 40000,
+             40000),
+        ],
+        kernels={},  # numpy's take; its gradient, numpy's add.at
+        grads={},
+        keras=("imdb_bidirectional_lstm", "text_classification", "simple_rnn_masked"),
+    ),
+    "Masking": Row(
+        cases=[({}, (4, 3), (4, 3), 0, 0), ({"mask_value": -1.0}, (5, 2), (5, 2), 0, 0)],
+        kernels={},  # numpy's where
+        grads={},
+        keras=("masking_gru",),
+    ),
+    "SimpleRNN": Row(
+        cases=[  # kernel (in, u), recurrent_kernel (u, u), bias (u)
+            ({"units": 4}, (6, 3), (4,), 32, 32),
+            ({"units": 5, "return_sequences": True, "use_bias": False}, (7, 2), (7, 5), 35, 35),
+            ({"units": 2, "go_backwards": True, "trainable": False}, (3, 4), (2,), 14, 0),
+        ],
+        kernels={k_dense.dense_forward: naive.naive_dense,
+                 k_rec.simple_rnn_forward: naive.naive_simple_rnn},
+        grads={g_rec.simple_rnn_backward: naive.naive_simple_rnn},
+        keras=("simple_rnn_masked", "bidirectional_merges"),
+    ),
+    "LSTM": Row(
+        cases=[  # 4 gates: kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u)
+            ({"units": 4}, (6, 3), (4,), 128, 128),
+            ({"units": 128}, (200, 128), (128,), 131584, 131584),
+            ({"units": 3, "return_sequences": True, "use_bias": False}, (5, 2), (5, 3), 60, 60),
+            ({"units": 2, "dropout": 0.5, "recurrent_dropout": 0.5, "unroll": True,
+              "use_cudnn": False}, (4, 1), (2,), 32, 32),
+        ],
+        kernels={k_dense.dense_forward: naive.naive_dense, k_rec.lstm_forward: naive.naive_lstm},
+        grads={g_rec.lstm_backward: naive.naive_lstm},
+        keras=("imdb_bidirectional_lstm", "addition_rnn", "lstm_autoencoder", "char_lstm",
+               "time_series_lstm", "time_distributed_conv"),
+    ),
+    "GRU": Row(
+        cases=[  # reset_after (Keras 3's default): bias (2, 3u); else (3u,)
+            ({"units": 4}, (6, 3), (4,), 108, 108),
+            ({"units": 4, "reset_after": False}, (6, 3), (4,), 96, 96),
+            ({"units": 3, "return_sequences": True, "go_backwards": True}, (5, 2), (5, 3), 63,
+             63),
+        ],
+        kernels={k_dense.dense_forward: naive.naive_dense, k_rec.gru_forward: naive.naive_gru},
+        grads={g_rec.gru_backward: naive.naive_gru},
+        keras=("conv1d_gru", "gru_recurrent_dropout", "masking_gru", "sequence_tagger"),
+    ),
+    "Bidirectional": Row(
+        cases=[  # both directions' weights; concat doubles the units
+            ({"layer": {"type": "LSTM", "units": 4}}, (6, 3), (8,), 256, 256),
+            ({"layer": {"type": "GRU", "units": 3, "return_sequences": True},
+              "merge_mode": "sum"}, (5, 2), (5, 3), 126, 126),
+            ({"layer": {"type": "SimpleRNN", "units": 2},
+              "backward_layer": {"type": "LSTM", "units": 3, "go_backwards": True},
+              "merge_mode": "concat", "trainable": False}, (4, 2), (5,), 82, 0),
+        ],
+        kernels={k_dense.dense_forward: naive.naive_dense, k_rec.lstm_forward: naive.naive_lstm,
+                 k_rec.gru_forward: naive.naive_gru,
+                 k_rec.simple_rnn_forward: naive.naive_simple_rnn},
+        grads={g_rec.lstm_backward: naive.naive_lstm, g_rec.gru_backward: naive.naive_gru,
+               g_rec.simple_rnn_backward: naive.naive_simple_rnn},
+        keras=("imdb_bidirectional_lstm", "bidirectional_merges", "sequence_tagger"),
+    ),
+    "TimeDistributed": Row(
+        cases=[
+            ({"layer": {"type": "Dense", "units": 3}}, (5, 4), (5, 3), 15, 15),
+            ({"layer": {"type": "Conv2D", "filters": 2, "kernel_size": 3}}, (4, 6, 6, 1),
+             (4, 4, 4, 2), 20, 20),
+            ({"layer": {"type": "Flatten"}}, (3, 2, 2), (3, 4), 0, 0),
+        ],
+        kernels={k_dense.dense_forward: naive.naive_dense,
+                 k_conv.conv2d_forward: naive.naive_conv2d, **ACTIVATION},
+        grads={g_dense.dense_backward: naive_grad.dense64,
+               g_conv.conv2d_backward: naive_grad.conv2d64, **ACTIVATION_GRAD},
+        keras=("lstm_autoencoder", "time_distributed_conv", "sequence_tagger"),
     ),
     "Sequential": Row(
         cases=[  # one row with its totals

@@ -23,6 +23,7 @@ from seqcli.kernels import grad_conv as g_conv
 from seqcli.kernels import grad_dense as g_dense
 from seqcli.kernels import grad_normalization as g_norm
 from seqcli.kernels import grad_pooling as g_pool
+from seqcli.kernels import grad_recurrent as g_rec
 from seqcli.kernels import grad_reshaping as g_resh
 from seqcli.shapes import paddings
 
@@ -747,6 +748,22 @@ def _jax_moving_average(r):
 
 
 # case stored by make_references.py -> (how to replay it, the kernels it checks)
+def _jax_recurrent(r):
+    """A recurrent layer's training forward and backward, through the layer (its input
+    projection GEMMs around the kernels), as Keras's layer computes them."""
+    import json
+
+    from seqcli.layers import LAYER_TYPES
+
+    config = json.loads(str(r["config"]))
+    layer = LAYER_TYPES[config["type"]].model_validate(config)
+    weights = {name: r[name] for name in ("kernel", "recurrent_kernel", "bias")}
+    mask = r["mask"] if "mask" in r else None
+    y, cache = layer.forward_train(weights, r["x"], np.random.default_rng(0), mask=mask)
+    dx, grads = layer.backward(weights, cache, r["dy"])
+    return {"y": y, "dx": dx, **{f"d{name}": grad for name, grad in grads.items()}}
+
+
 JAX_CASES = {
     "dense_gelu": (_jax_dense, [g_dense.dense_backward]),
     "dense_softmax": (_jax_dense, [g_dense.dense_backward, g_act.activation_backward]),
@@ -775,6 +792,11 @@ JAX_CASES = {
     "upsample": (_jax_reshaping, [g_resh.upsample2d_nearest_backward]),
     "rescaling": (_jax_reshaping, [g_resh.rescale_backward]),
     "moving_average_evidence": (_jax_moving_average, [g_norm.batch_norm_moving_update]),
+    "lstm_masked_sequences": (_jax_recurrent, [g_rec.lstm_backward]),
+    "lstm_backwards_last": (_jax_recurrent, [g_rec.lstm_backward]),
+    "gru_masked_zero_output": (_jax_recurrent, [g_rec.gru_backward]),
+    "gru_reset_before_backwards": (_jax_recurrent, [g_rec.gru_backward]),
+    "simple_rnn_relu_masked": (_jax_recurrent, [g_rec.simple_rnn_backward]),
 }
 
 

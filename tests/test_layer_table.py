@@ -142,7 +142,10 @@ def test_row_cases_run_in_onnxruntime_as_in_seqcli(type_name, index):
                for key, array in model.weight_arrays.items()}
     model.weight_arrays.update(weights)
     proto = to_onnx(model.built_model, model.weight_arrays)
-    x = rng.normal(size=(3, *input_shape)).astype(np.float32)
+    if model.built_model.takes_ids:  # ids, padding (0) among them
+        x = rng.integers(0, model.built_model.leaves()[0].layer.input_dim, (3, *input_shape))
+    else:
+        x = rng.normal(size=(3, *input_shape)).astype(np.float32)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     got = session.run(["output"], {"input": x})[0]
     expected = model(x)

@@ -80,8 +80,12 @@ def layer_case(case: str, layer, x, training=None, **settings) -> None:
     non_trainable = [f32(rng.uniform(0.5, 2.0, v.shape) if "variance" in v.path
                          else rng.standard_normal(v.shape)) for v in layer.non_trainable_variables]
 
+    mask = settings.get("mask")
+
     def run(inputs, weights):
         extra = {} if training is None else {"training": training}
+        if mask is not None:
+            extra["mask"] = jnp.asarray(mask)
         return layer.stateless_call(weights, non_trainable, inputs, **extra)
 
     (y, new_state), vjp = jax.vjp(run, jnp.asarray(x), [jnp.asarray(w) for w in trainable])
@@ -152,6 +156,29 @@ def layers() -> None:
                scale=1 / 127.5)
 
 
+def recurrent() -> None:
+    """The recurrent layers through time (masks with steps masked at the start, in the middle
+    and at the end; go_backwards; every output form), `config` their seqcli settings."""
+    import json
+
+    kl = keras.layers
+    mask = np.array([[1, 1, 1, 1, 0], [0, 0, 1, 1, 1], [1, 0, 1, 0, 1]], dtype=bool)
+    cases = [
+        ("lstm_masked_sequences", kl.LSTM, {"units": 3, "return_sequences": True}, mask),
+        ("lstm_backwards_last", kl.LSTM, {"units": 4, "go_backwards": True,
+                                          "recurrent_activation": "hard_sigmoid"}, None),
+        ("gru_masked_zero_output", kl.GRU, {"units": 3, "return_sequences": True,
+                                            "zero_output_for_mask": True}, mask),
+        ("gru_reset_before_backwards", kl.GRU, {"units": 3, "reset_after": False,
+                                                "go_backwards": True}, mask),
+        ("simple_rnn_relu_masked", kl.SimpleRNN, {"units": 3, "activation": "relu"}, mask),
+    ]
+    for case, cls, config, case_mask in cases:
+        extra = {} if case_mask is None else {"mask": case_mask}
+        layer_case(case, cls(**config), normal(3, 5, 2), config=json.dumps(
+            {"type": cls.__name__, **config}), **extra)
+
+
 def moving_average_evidence() -> None:
     """Keras's moving-variance update uses the biased batch variance (stored for the tests)."""
     layer = keras.layers.BatchNormalization(momentum=0.5)
@@ -165,6 +192,7 @@ def moving_average_evidence() -> None:
 if __name__ == "__main__":
     activations()
     layers()
+    recurrent()
     moving_average_evidence()
     np.savez_compressed(OUT, **store)
     print(f"wrote {len(store)} arrays to {OUT} (keras {keras.__version__}, jax {jax.__version__})")

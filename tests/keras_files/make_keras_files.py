@@ -152,16 +152,74 @@ def vector_steps():
     return model, "normal"
 
 
+def imdb_bidirectional():
+    """keras-io examples/nlp/bidirectional_lstm_imdb.py with smaller sizes: integer ids in,
+    Embedding (no mask, as the example), Bidirectional(LSTM return_sequences),
+    Bidirectional(LSTM), Dense 1 sigmoid."""
+    inputs = keras.Input(shape=(None,), dtype="int32")
+    x = L.Embedding(300, 16)(inputs)
+    x = L.Bidirectional(L.LSTM(12, return_sequences=True))(x)
+    x = L.Bidirectional(L.LSTM(12))(x)
+    outputs = L.Dense(1, activation="sigmoid")(x)
+    return keras.Model(inputs, outputs, name="imdb"), "ids:300:20"
+
+
+def masked_text():
+    """Padded ids with mask_zero (guides/working_with_rnns.py): Embedding, SimpleRNN returning
+    sequences, GRU (reset_after false, dropout and recurrent_dropout) returning sequences,
+    TimeDistributed(Dense), the masked GlobalAveragePooling1D, Dense."""
+    model = keras.Sequential([
+        keras.Input((9,), dtype="int32"),
+        L.Embedding(50, 8, mask_zero=True),
+        L.SimpleRNN(6, return_sequences=True),
+        L.GRU(5, return_sequences=True, reset_after=False, dropout=0.1, recurrent_dropout=0.2),
+        L.TimeDistributed(L.Dense(4, activation="relu")),
+        L.GlobalAveragePooling1D(),
+        L.Dense(2),
+    ], name="masked_text")
+    return model, "ids:50:padded"
+
+
+def masking_autoencoder():
+    """A recurrent autoencoder over zero-padded series: Masking, LSTM, RepeatVector, GRU
+    returning sequences (go_backwards), Bidirectional(SimpleRNN, merge_mode ave),
+    TimeDistributed(Dense)."""
+    model = keras.Sequential([
+        keras.Input((6, 3)),
+        L.Masking(0.0),
+        L.LSTM(8),
+        L.RepeatVector(6),
+        L.GRU(7, return_sequences=True, go_backwards=True),
+        L.Bidirectional(L.SimpleRNN(4, return_sequences=True), merge_mode="ave"),
+        L.TimeDistributed(L.Dense(3)),
+    ], name="masking_autoencoder")
+    return model, "padded"
+
+
 MODELS = {"image_stack": image_stack, "sequence_stack": sequence_stack,
           "nested_frozen": nested_frozen, "functional_chain": functional_chain,
-          "vector_steps": vector_steps}
+          "vector_steps": vector_steps, "imdb_bidirectional": imdb_bidirectional,
+          "masked_text": masked_text, "masking_autoencoder": masking_autoencoder}
 
 
 def make_input(rng, shape, kind):
+    if kind.startswith("ids"):  # ids:<input_dim>:<steps, or "padded" rows>
+        _, dim, steps = kind.split(":")
+        length = shape[0] if steps == "padded" else int(steps)
+        ids = rng.integers(1, int(dim), (BATCH, length)).astype("int32")
+        if steps == "padded":  # post- and pre-padding, and a gap
+            ids[0, -4:] = 0
+            ids[1, :3] = 0
+            ids[2, 4] = 0
+        return ids
     full = (BATCH, *shape)
     if kind == "pixels":
         return rng.uniform(0.0, 255.0, full).astype("float32")
-    return rng.normal(0.0, 1.0, full).astype("float32")
+    x = rng.normal(0.0, 1.0, full).astype("float32")
+    if kind == "padded":
+        x[0, -2:] = 0
+        x[1, :2] = 0
+    return x
 
 
 def save_npy(path: Path, array) -> None:
@@ -181,7 +239,8 @@ def make_model(stem: str) -> dict:
     if not np.all(np.isfinite(y)):
         raise SystemExit(f"{stem}: non-finite output")
     model.save(HERE / f"{stem}.keras")
-    save_npy(HERE / f"{stem}.input.npy", x)
+    with open(HERE / f"{stem}.input.npy", "wb") as file:  # ids stay integers
+        np.save(file, x)
     save_npy(HERE / f"{stem}.output.npy", y)
     if stem == "nested_frozen":
         model.save_weights(HERE / f"{stem}.weights.h5")

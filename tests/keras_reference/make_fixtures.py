@@ -129,12 +129,20 @@ class Builder:
             if spec:
                 raise SystemExit(f"unsupported keys on Sequential {name}: {sorted(spec)}")
             layer = keras.Sequential(inner, name=name)
+        elif kind in WRAPPERS:  # the wrapped layers, named as the contract says
+            wrapped = {key: self.layer(dict(spec.pop(key)), {}) for key in WRAPPED
+                       if spec.get(key) is not None}
+            layer = getattr(keras.layers, kind)(name=name, **wrapped, **spec)
         else:
             kwargs = {k: (_tuples(v) if k in SHAPE_KEYS else v) for k, v in spec.items()}
             layer = getattr(keras.layers, kind)(name=name, **kwargs)
         if not trainable:
             self.frozen.append(layer)
         return layer
+
+
+WRAPPERS = ("Bidirectional", "TimeDistributed")
+WRAPPED = ("layer", "backward_layer")
 
 
 def build_model(doc):
@@ -153,7 +161,16 @@ def build_model(doc):
 
 
 def iter_leaves(model):
-    """(path, layer) for every non-Sequential layer, depth first, in order."""
+    """(path, layer) for every non-Sequential layer, depth first, in order; a wrapper's
+    layers as `wrapper/forward_lstm` (the keys of seqcli's weights)."""
+
+    def parts(path, layer):
+        if isinstance(layer, keras.layers.Bidirectional):
+            return [(f"{path}/{part.name}", part)
+                    for part in (layer.forward_layer, layer.backward_layer)]
+        if isinstance(layer, keras.layers.TimeDistributed):
+            return [(f"{path}/{layer.layer.name}", layer.layer)]
+        return [(path, layer)]
 
     def walk(seq, prefix):
         for sub in seq.layers:
@@ -161,7 +178,7 @@ def iter_leaves(model):
             if isinstance(sub, keras.Sequential):
                 yield from walk(sub, path + "/")
             else:
-                yield path, sub
+                yield from parts(path, sub)
     yield from walk(model, "")
 
 
@@ -175,6 +192,10 @@ def weight_value(rng, layer, var, gain):
         else:
             fan_in = int(np.prod(shape[:-1]))          # k... * in/groups (or `in` for Dense)
         return rng.normal(0.0, gain / np.sqrt(fan_in), shape)
+    if name == "recurrent_kernel":
+        return rng.normal(0.0, gain / np.sqrt(shape[0]), shape)
+    if name == "embeddings":
+        return rng.normal(0.0, 1.0, shape)
     if name == "bias":
         return rng.normal(0.0, 0.2, shape)
     if name == "gamma":
@@ -199,11 +220,25 @@ def assign_weights(model, rng, gain):
     return out
 
 
-def make_input(rng, shape, opts):
+def make_input(rng, shape, opts, doc):
     full = (BATCH, *shape)
+    first = doc["layers"][0]
+    if first["type"] == "Embedding":  # ids, with padding (0) at the end, start and middle
+        ids = rng.integers(1, first["input_dim"], full).astype("int32")
+        if len(shape) == 1 and shape[0] >= 4:
+            ids[0, -3:] = 0
+            ids[1, :2] = 0
+            ids[2, shape[0] // 2] = 0
+        return ids
     if opts.get("input") == "pixels":
         return rng.uniform(0.0, 255.0, full).astype("float32")
-    return (rng.normal(0.0, 1.0, full) * opts.get("scale", 1.0)).astype("float32")
+    x = (rng.normal(0.0, 1.0, full) * opts.get("scale", 1.0)).astype("float32")
+    if first["type"] == "Masking":  # masked steps: every feature at mask_value
+        value = first.get("mask_value", 0.0)
+        x[0, -3:] = value
+        x[1, :2] = value
+        x[2, 3] = value
+    return x
 
 
 def n_params(weights):
@@ -274,7 +309,7 @@ def make(stem, path):
 
     if stem not in SUMMARY_ONLY:
         weights = assign_weights(model, rng, opts.get("gain", 1.0))
-        x = make_input(rng, input_shape, opts)
+        x = make_input(rng, input_shape, opts, doc)
         y = np.asarray(model.predict(x, batch_size=BATCH, verbose=0), dtype="float32")
         # Cross-check: calling the layers one by one in inference mode gives the same.
         z = x
@@ -286,7 +321,8 @@ def make(stem, path):
         (HERE / "weights").mkdir(exist_ok=True)
         with open(HERE / "weights" / f"{stem}.npz", "wb") as f:
             np.savez(f, **weights)
-        write_npy(HERE / "inputs" / f"{stem}.npy", x)
+        with open(HERE / "inputs" / f"{stem}.npy", "wb") as f:  # ids stay int32
+            np.save(f, x)
         write_npy(HERE / "expected" / f"{stem}.output.npy", y)
         # The guide's feature extraction: every top-level layer's output.
         extractor = keras.Model(model.inputs, [layer.output for layer in model.layers])

@@ -79,8 +79,15 @@ def state(model):
 
 
 def has_dropout(doc):
-    text = json.dumps(doc)
-    return '"Dropout"' in text
+    """Dropout draws differ between Keras and seqcli: such models are left out."""
+    def walk(value):
+        if isinstance(value, dict):
+            if value.get("type") == "Dropout" or value.get("dropout") or \
+                    value.get("recurrent_dropout"):
+                return True
+            return any(walk(v) for v in value.values())
+        return isinstance(value, list) and any(walk(v) for v in value)
+    return walk(doc)
 
 
 def main():
