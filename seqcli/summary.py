@@ -135,7 +135,7 @@ def summary_text(model: BuiltModel, *, expand_nested: bool = False,
                f"({readable_size((total - trainable) * BYTES_PER_VALUE)})")
     macs = total_macs(model)
     out.append(f" MACs per sample: {'?' if macs is None else f'{macs:,}'} "
-               "(multiply-accumulates of Dense and convolution layers)")
+               "(multiply-accumulates of Dense, convolution and recurrent layers)")
     memory = activation_bytes(model, batch_size)
     out.append(f" Activation memory: {'?' if memory is None else readable_size(memory)} "
                f"at batch size {batch_size} (float32 outputs of all layers)")
