@@ -193,7 +193,10 @@ def _run(model_path, batch_size, threads, input_shape, weights, per_layer, secon
     load_s = time.perf_counter() - start
     rng = np.random.default_rng(seed)
     shape = (batch_size, *built.input_shape)
-    x = rng.standard_normal(shape, dtype=np.float32)
+    if built.takes_ids:  # word ids for an Embedding
+        x = rng.integers(0, built.leaves()[0].layer.input_dim, shape)
+    else:
+        x = rng.standard_normal(shape, dtype=np.float32)
 
     with _CompileCounter() as compiles:
         start = time.perf_counter()
