@@ -210,7 +210,11 @@ for path in sys.argv[1:]:
     model = load(path)
     model.build()
     for batch in (1, 17):
-        model(rng.random((batch, *model.built_model.input_shape), dtype=np.float32))
+        shape = (batch, *model.built_model.input_shape)
+        if model.built_model.takes_ids:  # word ids, some of them padding
+            model(rng.integers(0, model.built_model.leaves()[0].layer.input_dim, shape))
+        else:
+            model(rng.random(shape, dtype=np.float32))
 print('compiled' if compiled else 'nothing compiled')
 """
 
