@@ -35,6 +35,10 @@ FITS = [
     ("mlp_binary", "binary_crossentropy",
      {"class_name": "rmsprop", "config": {"momentum": 0.5}}, 3, 4, "binary"),
     ("sequence", "mse", {"class_name": "adam", "config": {}}, 2, 3, "regression"),
+    ("recurrent", "mse", {"class_name": "adam", "config": {"learning_rate": 0.01}}, 3, 4,
+     "regression"),
+    ("bidirectional", "sparse_categorical_crossentropy",
+     {"class_name": "rmsprop", "config": {"learning_rate": 0.01}}, 2, 3, "labels"),
 ]
 ROWS = 10
 
