@@ -137,9 +137,13 @@ def test_row_cases_run_in_onnxruntime_as_in_seqcli(type_name, index):
     model = one_layer_model(type_name, settings, input_shape)
     model.build()
     rng = np.random.default_rng(index)
+
+    def fan_in(shape):  # weights at the scale of Keras's initialisers (a long recurrence with
+        return np.prod(shape[:-1]) if len(shape) > 1 else 1  # larger ones is chaotic)
+
     weights = {key: (np.abs(array) + 0.5 if key.endswith("variance") else
-                     rng.normal(size=array.shape)).astype(np.float32)
-               for key, array in model.weight_arrays.items()}
+                     rng.normal(size=array.shape) / np.sqrt(fan_in(array.shape)))
+               .astype(np.float32) for key, array in model.weight_arrays.items()}
     model.weight_arrays.update(weights)
     proto = to_onnx(model.built_model, model.weight_arrays)
     if model.built_model.takes_ids:  # ids, padding (0) among them

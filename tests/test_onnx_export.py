@@ -30,8 +30,13 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def _feed(x: np.ndarray) -> np.ndarray:
+    """`x` as the graph takes it: int64 ids (an Embedding-first model), else float32."""
+    return x.astype(np.int64 if x.dtype.kind in "iu" else np.float32)
+
+
 def _run(path: Path, x: np.ndarray) -> np.ndarray:
-    return _session(path).run(["output"], {"input": x.astype(np.float32)})[0]
+    return _session(path).run(["output"], {"input": _feed(x)})[0]
 
 
 def _close(got: np.ndarray, expected: np.ndarray, tolerance: float = 2e-5) -> None:
@@ -66,18 +71,25 @@ def test_onnx_equals_keras_and_seqcli(cli, entry, tmp_path):
 
     x, expected = np.load(HERE / files["input"]), np.load(HERE / files["output"])
     session = _session(out)
-    _close(session.run(["output"], {"input": x})[0], expected)
+    _close(session.run(["output"], {"input": _feed(x)})[0], expected)
 
     model = seqcli.load(HERE / entry["model"], weights=str(HERE / files["weights"]))
-    _close(session.run(["output"], {"input": x})[0], model.predict(x), 1e-5)
+    _close(session.run(["output"], {"input": _feed(x)})[0], model.predict(x), 1e-5)
     # a batch of another size than the 3 rows above: the batch axis is dynamic
     rng = np.random.default_rng(len(entry["stem"]))
-    wider = np.concatenate([x, x * 0.5, x + rng.normal(scale=0.1, size=x.shape)])[:7]
-    wider = wider.astype(np.float32)
+    if x.dtype.kind in "iu":  # ids: the rows again, reversed, and new ones
+        high = model.built_model.leaves()[0].layer.input_dim
+        wider = np.concatenate([x, x[:, ::-1], rng.integers(0, high, x.shape)])[:7]
+    else:
+        wider = np.concatenate([x, x * 0.5, x + rng.normal(scale=0.1, size=x.shape)])[:7]
+    wider = _feed(wider)
     _close(session.run(["output"], {"input": wider})[0], model.predict(wider), 1e-5)
 
     graph = onnx.load(out)
     assert _transposes_in_a_row(graph) == []
+    element_type = graph.graph.input[0].type.tensor_type.elem_type
+    ids = model.built_model.takes_ids
+    assert element_type == (onnx.TensorProto.INT64 if ids else onnx.TensorProto.FLOAT)
 
 
 def _random_weights(model_path: Path, weights_path: Path, seed: int = 0) -> None:

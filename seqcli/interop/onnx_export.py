@@ -6,27 +6,38 @@ too. Inside, a tensor is moved to channels-first (NCHW, NCL) only when a Conv or
 op needs it, and back only when the layout matters (Flatten, Reshape, Dense on rank > 2,
 the output), so consecutive channel-first ops share one layout without transpose pairs.
 Elementwise ops, normalisation, padding and resizing run in whichever layout they meet.
+
+A model whose first layer is an Embedding takes int64 ids as `input`. A mask (from
+Embedding(mask_zero) or Masking) travels beside the tensor as a bool (batch, steps) tensor,
+through the layers that pass it on, to the layers that consume it (the recurrent layers, the
+masked mean); the sequence layers' lowerings are in `onnx_sequence`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from seqcli import layers as L  # noqa: N812
-from seqcli.activations import SELU_ALPHA, SELU_SCALE
 from seqcli.build import BuiltModel, LayerInfo, build
 from seqcli.errors import SeqcliError, UsageError
+from seqcli.interop.onnx_graph import (
+    EXPORTERS,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    Graph,
+    Tensor,
+    exports,
+    lower_activation,
+    to_first,
+)
 from seqcli.layers.normalization import sample_axis
 from seqcli.shapes import format_shape, paddings
 
 DEFAULT_OPSET = 17
 """Opset of the exported graph unless `--opset` says otherwise (17 has LayerNormalization)."""
 MINIMUM_OPSET = 17
-INPUT_NAME = "input"
-OUTPUT_NAME = "output"
 BATCH_DIM = "batch"
 _PROTOBUF_LIMIT = 2**31 - 1  # one protobuf message (the whole .onnx file) must stay below 2 GiB
 
@@ -129,21 +140,25 @@ def to_onnx(built: BuiltModel, weights: dict[str, np.ndarray], opset: int = DEFA
 
     from seqcli import __version__
 
-    graph = _Graph(opset)
-    x = _Tensor(INPUT_NAME, len(built.input_shape) + 1, channels_first=False)
+    graph = Graph(opset)
+    x = Tensor(INPUT_NAME, len(built.input_shape) + 1, channels_first=False,
+               ids=built.takes_ids)
     x = _export_layers(graph, built.layers, weights, x)
     x = graph.channels_last(x, "")
     graph.rename_output(x.name, OUTPUT_NAME)
+    graph.fold_transposes()
 
-    def value_info(name, shape):
-        return helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH_DIM, *shape])
+    def value_info(name, shape, element_type=TensorProto.FLOAT):
+        return helper.make_tensor_value_info(name, element_type, [BATCH_DIM, *shape])
 
+    input_type = TensorProto.INT64 if built.takes_ids else TensorProto.FLOAT
     body = helper.make_graph(
         graph.nodes, built.name,
-        [value_info(INPUT_NAME, built.input_shape)],
+        [value_info(INPUT_NAME, built.input_shape, input_type)],
         [value_info(OUTPUT_NAME, built.output_shape)],
         initializer=graph.initializers,
-        doc_string=f"seqcli model '{built.name}': input and output channels last, batch first",
+        doc_string=f"seqcli model '{built.name}': input and output channels last, batch first"
+                   + (" (the input: int64 ids)" if built.takes_ids else ""),
     )
     opsets = [helper.make_opsetid("", opset)]
     model = helper.make_model(body, opset_imports=opsets, producer_name="seqcli",
@@ -160,137 +175,27 @@ def to_onnx(built: BuiltModel, weights: dict[str, np.ndarray], opset: int = DEFA
     return model
 
 
-# --------------------------------------------------------------------------- the graph
-
-
-@dataclass(frozen=True)
-class _Tensor:
-    """A tensor of the graph: its name, rank (with the batch axis) and physical layout."""
-
-    name: str
-    rank: int
-    channels_first: bool
-    """True: stored (batch, channels, *spatial); False: as seqcli's (batch, *spatial, channels)."""
-
-    def axis(self, logical: int) -> int:
-        """Where the logical (channels-last, batch-first) axis `logical` is stored."""
-        return _to_first(self.rank).index(logical) if self.channels_first else logical
-
-    def physical(self, values: list) -> list:
-        """Per-axis `values` given in logical order, rearranged into storage order."""
-        return [values[a] for a in _to_first(self.rank)] if self.channels_first else list(values)
-
-
-def _to_first(rank: int) -> list[int]:
-    """Transpose permutation channels-last → channels-first: (0, rank-1, 1, …, rank-2)."""
-    return [0, rank - 1, *range(1, rank - 1)]
-
-
-def _to_last(rank: int) -> list[int]:
-    """Transpose permutation channels-first → channels-last: (0, 2, …, rank-1, 1)."""
-    return [0, *range(2, rank), 1]
-
-
-class _Graph:
-    """Nodes and initialisers under construction, with unique names."""
-
-    def __init__(self, opset: int):
-        from onnx import helper, numpy_helper
-
-        self.opset = opset
-        self.nodes: list = []
-        self.initializers: list = []
-        self._helper, self._numpy_helper = helper, numpy_helper
-        self._taken: set[str] = {INPUT_NAME, OUTPUT_NAME}
-
-    def _unique(self, name: str) -> str:
-        candidate, count = name, 0
-        while candidate in self._taken:
-            count += 1
-            candidate = f"{name}_{count}"
-        self._taken.add(candidate)
-        return candidate
-
-    def constant(self, name: str, value, dtype=np.float32) -> str:
-        """An initialiser holding `value` (float32 unless `dtype` says); returns its name."""
-        name = self._unique(name)
-        array = np.ascontiguousarray(np.asarray(value, dtype=dtype))
-        self.initializers.append(self._numpy_helper.from_array(array, name))
-        return name
-
-    def op(self, op_type: str, inputs: list[str], name: str, **attributes) -> str:
-        """Add a node (named `name`, also the name of its one output); returns the output."""
-        name = self._unique(name)
-        self.nodes.append(self._helper.make_node(op_type, inputs, [name], name=name,
-                                                 **attributes))
-        return name
-
-    def rename_output(self, old: str, new: str) -> None:
-        """Make the node producing `old` produce `new` (or add an Identity for a graph input)."""
-        for node in self.nodes:
-            if old in node.output:
-                node.output[list(node.output).index(old)] = new
-                return
-        self.nodes.append(self._helper.make_node("Identity", [old], [new], name=new))
-
-    def channels_first(self, x: _Tensor, prefix: str) -> _Tensor:
-        """`x` stored channels-first (a Transpose only if it is not already)."""
-        if x.channels_first or x.rank <= 2:
-            return _Tensor(x.name, x.rank, True)
-        name = self.op("Transpose", [x.name], prefix + "to_channels_first",
-                       perm=_to_first(x.rank))
-        return _Tensor(name, x.rank, True)
-
-    def channels_last(self, x: _Tensor, prefix: str) -> _Tensor:
-        """`x` stored channels-last, as seqcli's arrays (a Transpose only if needed)."""
-        if not x.channels_first or x.rank <= 2:
-            return _Tensor(x.name, x.rank, False)
-        name = self.op("Transpose", [x.name], prefix + "to_channels_last",
-                       perm=_to_last(x.rank))
-        return _Tensor(name, x.rank, False)
-
-    def reduce(self, op_type: str, x: str, axes: list[int], name: str, keepdims: int) -> str:
-        """ReduceMean/ReduceMax over `axes` (an input from opset 18, an attribute before)."""
-        if self.opset >= 18:
-            axes_name = self.constant(name + "_axes", axes, np.int64)
-            return self.op(op_type, [x, axes_name], name, keepdims=keepdims)
-        return self.op(op_type, [x], name, axes=axes, keepdims=keepdims)
-
-
 # --------------------------------------------------------------------------- layers
 
-Exporter = Callable[["_Graph", LayerInfo, dict, "_Tensor", str], "_Tensor"]
-EXPORTERS: dict[type, Exporter] = {}
-"""Layer class → the function that adds its nodes to the graph: `(graph, info, weights by
-name, input tensor, name prefix) → output tensor`. Every layer class has one but the nested
-Sequential, which is exported as its layers."""
 
-
-def exports(*classes: type):
-    """Register the decorated function as the ONNX lowering of the layer `classes`."""
-    def register(function: Exporter) -> Exporter:
-        for cls in classes:
-            if cls in EXPORTERS:
-                raise TypeError(f"{cls.__name__} has two ONNX exporters")
-            EXPORTERS[cls] = function
-        return function
-
-    return register
-
-
-
-def _export_layers(graph: _Graph, infos: list[LayerInfo], weights: dict, x: _Tensor) -> _Tensor:
+def _export_layers(graph: Graph, infos: list[LayerInfo], weights: dict, x: Tensor) -> Tensor:
     for info in infos:
         if info.children:  # a nested Sequential: its layers, named by their paths
             x = _export_layers(graph, info.children, weights, x)
             continue
-        x = EXPORTERS[type(info.layer)](graph, info, info.own_weights(weights), x,
+        y = EXPORTERS[type(info.layer)](graph, info, info.own_weights(weights), x,
                                         info.path + "/")
+        # the mask as the model's build traced it: made here, passed on, or gone
+        if not info.masked:
+            y = replace(y, mask=None)
+        elif y.mask is None:
+            y = replace(y, mask=x.mask)
+        x = y
     return x
 
 
 @exports(L.Dense)
-def _dense(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str) -> _Tensor:
+def _dense(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str) -> Tensor:
     """x @ kernel + bias on the last axis: Gemm on rank 2, MatMul (+ Add) above."""
     layer = info.layer
     x = graph.channels_last(x, prefix)
@@ -303,7 +208,7 @@ def _dense(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: st
         if layer.use_bias:
             y = graph.op("Add", [y, graph.constant(prefix + "bias", weights["bias"])],
                          prefix + "BiasAdd")
-    return _activation(graph, layer.activation, _Tensor(y, x.rank, False), prefix)
+    return lower_activation(graph, layer.activation, Tensor(y, x.rank, False), prefix)
 
 
 def _onnx_pads(pads) -> list[int]:
@@ -312,7 +217,7 @@ def _onnx_pads(pads) -> list[int]:
 
 
 @exports(L.Conv1D, L.Conv2D)
-def _conv(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str) -> _Tensor:
+def _conv(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str) -> Tensor:
     """Conv1D/Conv2D: kernel (k…, in/groups, filters) → (filters, in/groups, k…)."""
     layer = info.layer
     rank = len(layer.kernel_size)
@@ -328,7 +233,7 @@ def _depthwise_kernel(kernel: np.ndarray) -> np.ndarray:
 
 
 @exports(L.DepthwiseConv2D)
-def _depthwise(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
+def _depthwise(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """DepthwiseConv2D as a Conv with one group per input channel."""
     layer = info.layer
     return _conv_node(graph, info, x, prefix, _depthwise_kernel(weights["kernel"]),
@@ -336,7 +241,7 @@ def _depthwise(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix
 
 
 @exports(L.SeparableConv2D)
-def _separable(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
+def _separable(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """SeparableConv2D: the depthwise Conv, then a 1×1 Conv with the bias."""
     layer = info.layer
     middle = _conv_node(graph, info, x, prefix + "depthwise/",
@@ -347,11 +252,11 @@ def _separable(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix
     if "bias" in weights:
         inputs.append(graph.constant(prefix + "bias", weights["bias"]))
     y = graph.op("Conv", inputs, prefix + "pointwise/Conv", kernel_shape=[1, 1])
-    return _activation(graph, layer.activation, _Tensor(y, middle.rank, True), prefix)
+    return lower_activation(graph, layer.activation, Tensor(y, middle.rank, True), prefix)
 
 
-def _conv_node(graph: _Graph, info: LayerInfo, x: _Tensor, prefix: str, kernel: np.ndarray,
-               bias, groups: int, activation: str) -> _Tensor:
+def _conv_node(graph: Graph, info: LayerInfo, x: Tensor, prefix: str, kernel: np.ndarray,
+               bias, groups: int, activation: str) -> Tensor:
     """A Conv with explicit (TensorFlow 'same' / causal: asymmetric) pads, then `activation`."""
     layer = info.layer
     x = graph.channels_first(x, prefix)
@@ -363,11 +268,11 @@ def _conv_node(graph: _Graph, info: LayerInfo, x: _Tensor, prefix: str, kernel: 
     y = graph.op("Conv", inputs, prefix + "Conv", kernel_shape=list(layer.kernel_size),
                  strides=list(layer.strides), dilations=list(layer.dilation_rate),
                  pads=_onnx_pads(pads), group=int(groups))
-    return _activation(graph, activation, _Tensor(y, x.rank, True), prefix)
+    return lower_activation(graph, activation, Tensor(y, x.rank, True), prefix)
 
 
 @exports(L.MaxPooling1D, L.MaxPooling2D, L.AveragePooling1D, L.AveragePooling2D)
-def _pooling(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
+def _pooling(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """MaxPool (pads never win) or AveragePool over real cells only (count_include_pad=0)."""
     layer = info.layer
     x = graph.channels_first(x, prefix)
@@ -380,55 +285,74 @@ def _pooling(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: 
     else:
         y = graph.op("AveragePool", [x.name], prefix + "AveragePool", count_include_pad=0,
                      **attributes)
-    return _Tensor(y, x.rank, True)
+    return Tensor(y, x.rank, True)
 
 
 @exports(L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalAveragePooling1D,
          L.GlobalAveragePooling2D)
-def _global_pooling(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
+def _global_pooling(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """Max or mean over the spatial axes, in the layout the tensor has (keepdims kept)."""
     layer = info.layer
+    if x.mask is not None:  # GlobalAveragePooling1D: the mean over the unmasked steps
+        return _masked_mean(graph, graph.channels_last(x, prefix), layer.keepdims, prefix)
     if x.channels_first:  # (N, C, *spatial) → (N, C, 1, …)
         op_type = "GlobalMaxPool" if layer.mode == "max" else "GlobalAveragePool"
         y = graph.op(op_type, [x.name], prefix + op_type)
         if layer.keepdims:
-            return _Tensor(y, x.rank, True)
-        return _Tensor(graph.op("Flatten", [y], prefix + "Flatten", axis=1), 2, False)
+            return Tensor(y, x.rank, True)
+        return Tensor(graph.op("Flatten", [y], prefix + "Flatten", axis=1), 2, False)
     op_type = "ReduceMax" if layer.mode == "max" else "ReduceMean"
     y = graph.reduce(op_type, x.name, list(range(1, x.rank - 1)), prefix + op_type,
                      keepdims=int(layer.keepdims))
-    return _Tensor(y, x.rank if layer.keepdims else 2, False)
+    return Tensor(y, x.rank if layer.keepdims else 2, False)
+
+
+def _masked_mean(graph: Graph, x: Tensor, keepdims: bool, prefix: str) -> Tensor:
+    """sum(x over kept steps) / (kept steps), (N, T, C) → (N, C): 0/0 is NaN, as in Keras."""
+    from onnx import TensorProto
+
+    steps = graph.constant(prefix + "steps_axis", [1], np.int64)
+    keep = graph.op("Unsqueeze", [x.mask, graph.constant(prefix + "feature_axis", [2],
+                                                         np.int64)], prefix + "keep")
+    kept = graph.op("Where", [keep, x.name, graph.constant(prefix + "zero", 0.0)],
+                    prefix + "kept")
+    total = graph.op("ReduceSum", [kept, steps], prefix + "total", keepdims=int(keepdims))
+    count = graph.op("ReduceSum", [graph.op("Cast", [keep], prefix + "keep_float",
+                                            to=TensorProto.FLOAT), steps],
+                     prefix + "count", keepdims=int(keepdims))
+    y = graph.op("Div", [total, count], prefix + "mean")
+    return Tensor(y, 3 if keepdims else 2, False)
 
 
 @exports(L.Flatten)
-def _flatten(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
+def _flatten(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """Flatten in channels-last (seqcli's, Keras's) element order."""
     x = graph.channels_last(x, prefix)
-    return _Tensor(graph.op("Flatten", [x.name], prefix + "Flatten", axis=1), 2, False)
+    return Tensor(graph.op("Flatten", [x.name], prefix + "Flatten", axis=1), 2, False)
 
 
 @exports(L.Reshape)
-def _reshape(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
+def _reshape(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """Reshape in channels-last element order; 0 keeps the (dynamic) batch size."""
     x = graph.channels_last(x, prefix)
     shape = graph.constant(prefix + "shape", [0, *info.output_shape], np.int64)
     y = graph.op("Reshape", [x.name, shape], prefix + "Reshape")
-    return _Tensor(y, len(info.output_shape) + 1, False)
+    return Tensor(y, len(info.output_shape) + 1, False)
 
 
 @exports(L.Dropout)
-def _identity(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
+def _identity(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """Dropout at inference: nothing to compute."""
     return x
 
 
 @exports(L.ActivationLayer)
-def _activation_layer(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
+def _activation_layer(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """The Activation layer."""
-    return _activation(graph, info.layer.activation, x, prefix)
+    return lower_activation(graph, info.layer.activation, x, prefix)
 
 
-def _broadcast(x: _Tensor, input_shape: tuple, logical_axes: list[int],
+def _broadcast(x: Tensor, input_shape: tuple, logical_axes: list[int],
                values: np.ndarray) -> np.ndarray:
     """`values` of the axes `logical_axes` (read flat in sorted-axis order, as Keras reshapes
     gamma and beta) shaped to broadcast against `x` as stored."""
@@ -436,11 +360,11 @@ def _broadcast(x: _Tensor, input_shape: tuple, logical_axes: list[int],
     for axis in logical_axes:
         shape[axis] = input_shape[axis - 1]
     full = np.reshape(values, shape)
-    return np.transpose(full, _to_first(x.rank)) if x.channels_first else full
+    return np.transpose(full, to_first(x.rank)) if x.channels_first else full
 
 
 @exports(L.BatchNormalization)
-def _batch_normalization(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor,
+def _batch_normalization(graph: Graph, info: LayerInfo, weights: dict, x: Tensor,
                          prefix: str):
     """Inference form folded as Keras computes it: x·inv + (beta - moving_mean·inv),
     inv = gamma / sqrt(moving_variance + epsilon)."""
@@ -453,11 +377,11 @@ def _batch_normalization(graph: _Graph, info: LayerInfo, weights: dict, x: _Tens
     scale = graph.constant(prefix + "scale", _broadcast(x, info.input_shape, [axis], inverse))
     shift = graph.constant(prefix + "shift", _broadcast(x, info.input_shape, [axis], shift))
     y = graph.op("Add", [graph.op("Mul", [x.name, scale], prefix + "Mul"), shift], prefix + "Add")
-    return _Tensor(y, x.rank, x.channels_first)
+    return Tensor(y, x.rank, x.channels_first)
 
 
 @exports(L.LayerNormalization)
-def _layer_normalization(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor,
+def _layer_normalization(graph: Graph, info: LayerInfo, weights: dict, x: Tensor,
                          prefix: str):
     """(x - mean) / sqrt(variance + epsilon) · gamma + beta over `axis`: the
     LayerNormalization op when those axes are stored last, else ReduceMean-based."""
@@ -475,7 +399,7 @@ def _layer_normalization(graph: _Graph, info: LayerInfo, weights: dict, x: _Tens
             inputs.append(graph.constant(prefix + "beta", beta.reshape(beta.shape[first:])))
         y = graph.op("LayerNormalization", inputs, prefix + "LayerNormalization", axis=first,
                      epsilon=float(layer.epsilon))
-        return _Tensor(y, x.rank, x.channels_first)
+        return Tensor(y, x.rank, x.channels_first)
     mean = graph.reduce("ReduceMean", x.name, stored, prefix + "mean", keepdims=1)
     centred = graph.op("Sub", [x.name, mean], prefix + "centred")
     squared = graph.op("Mul", [centred, centred], prefix + "squared")
@@ -488,11 +412,11 @@ def _layer_normalization(graph: _Graph, info: LayerInfo, weights: dict, x: _Tens
         y = graph.op("Mul", [y, graph.constant(prefix + "gamma", gamma)], prefix + "scaled")
     if beta is not None:
         y = graph.op("Add", [y, graph.constant(prefix + "beta", beta)], prefix + "shifted")
-    return _Tensor(y, x.rank, x.channels_first)
+    return Tensor(y, x.rank, x.channels_first)
 
 
 @exports(L.Rescaling)
-def _rescaling(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
+def _rescaling(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """x · scale + offset."""
     layer = info.layer
     y = x.name
@@ -500,90 +424,45 @@ def _rescaling(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix
         y = graph.op("Mul", [y, graph.constant(prefix + "scale", layer.scale)], prefix + "Mul")
     if layer.offset != 0:
         y = graph.op("Add", [y, graph.constant(prefix + "offset", layer.offset)], prefix + "Add")
-    return _Tensor(y, x.rank, x.channels_first)
+    return Tensor(y, x.rank, x.channels_first)
 
 
 @exports(L.ZeroPadding2D)
-def _zero_padding(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
+def _zero_padding(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """Pad with zeros: [[top, bottom], [left, right]] on height and width."""
     (top, bottom), (left, right) = info.layer.padding
     pads = x.physical([0, top, left, 0]) + x.physical([0, bottom, right, 0])
     y = graph.op("Pad", [x.name, graph.constant(prefix + "pads", pads, np.int64)],
                  prefix + "Pad", mode="constant")
-    return _Tensor(y, x.rank, x.channels_first)
+    return Tensor(y, x.rank, x.channels_first)
 
 
 @exports(L.UpSampling2D)
-def _upsampling(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
+def _upsampling(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """Nearest-neighbour Resize by whole factors: out[i] = in[floor(i / size)]."""
     height, width = info.layer.size
     scales = graph.constant(prefix + "scales", x.physical([1, height, width, 1]))
     y = graph.op("Resize", [x.name, "", scales], prefix + "Resize", mode="nearest",
                  coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-    return _Tensor(y, x.rank, x.channels_first)
+    return Tensor(y, x.rank, x.channels_first)
 
 
 @exports(L.RepeatVector)
-def _repeat_vector(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
+def _repeat_vector(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """(N, F) → (N, 1, F) → tiled n times along the new axis."""
     axes = graph.constant(prefix + "axes", [1], np.int64)
     y = graph.op("Unsqueeze", [x.name, axes], prefix + "Unsqueeze")
     repeats = graph.constant(prefix + "repeats", [1, info.layer.n, 1], np.int64)
-    return _Tensor(graph.op("Tile", [y, repeats], prefix + "Tile"), 3, False)
+    return Tensor(graph.op("Tile", [y, repeats], prefix + "Tile"), 3, False)
 
 
 @exports(L.Permute)
-def _permute(graph: _Graph, info: LayerInfo, weights: dict, x: _Tensor, prefix: str):
+def _permute(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """Transpose of the logical (channels-last) axes, batch first."""
     x = graph.channels_last(x, prefix)
     y = graph.op("Transpose", [x.name], prefix + "Transpose", perm=[0, *info.layer.dims])
-    return _Tensor(y, x.rank, False)
+    return Tensor(y, x.rank, False)
 
 
-# --------------------------------------------------------------------------- activations
-
-_ONE_OP = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softplus": "Softplus",
-           "softsign": "Softsign", "exponential": "Exp", "hard_silu": "HardSwish"}
-"""Activations that are one ONNX op with its default attributes (HardSwish: x·relu6(x+3)/6)."""
-
-
-def _activation(graph: _Graph, name: str, x: _Tensor, prefix: str) -> _Tensor:
-    """The Keras 3 activation `name`; softmax and log_softmax over the logical last axis."""
-    def op(op_type: str, inputs: list[str], **attributes) -> str:
-        return graph.op(op_type, inputs, prefix + op_type, **attributes)
-
-    def constant(label: str, value) -> str:
-        return graph.constant(prefix + label, value)
-
-    v = x.name
-    if name == "linear":
-        return x
-    if name in _ONE_OP:
-        y = op(_ONE_OP[name], [v])
-    elif name == "relu6":
-        y = op("Clip", [v, constant("zero", 0.0), constant("six", 6.0)])
-    elif name == "hard_sigmoid":  # relu6(x + 3) / 6 = clip(x/6 + 1/2, 0, 1)
-        y = op("HardSigmoid", [v], alpha=1.0 / 6.0, beta=0.5)
-    elif name in ("softmax", "log_softmax"):
-        y = op("Softmax" if name == "softmax" else "LogSoftmax", [v], axis=x.axis(x.rank - 1))
-    elif name == "elu":
-        y = op("Elu", [v], alpha=1.0)
-    elif name == "selu":
-        y = op("Selu", [v], alpha=SELU_ALPHA, gamma=SELU_SCALE)
-    elif name == "leaky_relu":
-        y = op("LeakyRelu", [v], alpha=0.2)
-    elif name == "gelu":  # exact: x/2 · (1 + erf(x/√2))
-        if graph.opset >= 20:
-            y = op("Gelu", [v])
-        else:
-            erf = op("Erf", [op("Mul", [v, constant("inverse_sqrt2", 1 / np.sqrt(2))])])
-            y = op("Mul", [op("Mul", [v, op("Add", [erf, constant("one", 1.0)])]),
-                           constant("half", 0.5)])
-    elif name == "silu":  # x · sigmoid(x)
-        y = op("Mul", [v, op("Sigmoid", [v])])
-    elif name == "mish":  # x · tanh(softplus(x))
-        y = op("Mul", [v, op("Tanh", [op("Softplus", [v])])])
-    else:  # pragma: no cover (every canonical activation is handled above)
-        raise SeqcliError(f"internal error: no ONNX form for activation '{name}'")
-    return _Tensor(y, x.rank, x.channels_first)
-
+# The sequence layers' lowerings register themselves when imported.
+from seqcli.interop import onnx_sequence  # noqa: E402, F401
