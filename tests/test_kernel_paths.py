@@ -1,6 +1,7 @@
 """The kernels' other paths, each checked against the same references: the im2col + BLAS
-convolution that CPUs without AVX-512 take, and plain numpy matmuls when BLAS is not called
-from the kernels' threads (SEQCLI_NUMBA_BLAS=0)."""
+convolution and the BLAS recurrent product that CPUs without AVX-512 take, and plain numpy
+matmuls (plain loops in the recurrent kernels) when BLAS is not called from the kernels'
+threads (SEQCLI_NUMBA_BLAS=0)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ HERE = Path(__file__).parent
     {"NUMBA_CPU_NAME": "generic"},
     {"SEQCLI_NUMBA_BLAS": "0"},
 ], ids=["no-avx512", "numpy-matmul"])
-def test_convolution_and_dense_paths(env, tmp_path):
+def test_convolution_dense_and_recurrent_paths(env, tmp_path):
     full = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), **env)
     probe = subprocess.run(
         [sys.executable, "-c", "from seqcli.kernels import cpu, dense; "
@@ -32,6 +33,11 @@ def test_convolution_and_dense_paths(env, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          str(HERE / "test_kernels.py"), "-k", "conv or dense"],
+        env=full, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         str(HERE / "test_recurrent_kernels.py"), "-k", "forward and not activations"],
         env=full, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:]
 

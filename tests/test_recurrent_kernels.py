@@ -152,6 +152,25 @@ def test_forward_blocks_threads_and_plain_loops(monkeypatch):
         set_threads(before)
 
 
+@pytest.mark.parametrize("units", [1, 4, 5, 8, 17, 37])
+@pytest.mark.parametrize("cell,reset_after", CELLS)
+def test_forward_products_of_every_width(cell, reset_after, units):
+    """Gate widths that are and are not whole vectors of 16 (the micro-kernel's 32 and 16
+    columns, then loops), 29 rows in one block (tiles of 12, 4 and 1 rows), with and without
+    recurrent dropout (one product per gate)."""
+    before = thread_count()
+    try:
+        set_threads(1)
+        for use_rdrop in (False, True):
+            xproj, kernel, bias, mask, rdrop = _case(cell, 29, 4, units, units, True, use_rdrop,
+                                                     reset_after)
+            args = (cell, xproj, kernel, bias, mask, "tanh", "sigmoid", True, False, rdrop,
+                    reset_after)
+            _close(_forward(*args), _reference(*args))
+    finally:
+        set_threads(before)
+
+
 def test_forward_split_sgemm():
     """A block of 70 rows by a (64, 256) kernel is over `_SMALL_SGEMM`: two sgemm calls a
     step, forward and backward."""
