@@ -178,9 +178,10 @@ def test_examples_run_forward_and_train(type_name):
 
 
 # Kernels only CPUs with AVX-512 reach: the direct and Winograd convolutions and their
-# helpers (elsewhere convolutions go through im2col and BLAS).
+# helpers, the recurrent product's micro-kernel (elsewhere both go through BLAS).
 AVX512_ONLY = {"_conv_direct", "_conv_row_blocks", "_fill_band", "_conv_winograd",
-               "_fill_band_channels", "_tiles_gemm", "_winograd_block", "_bias_act_rows"}
+               "_fill_band_channels", "_tiles_gemm", "_winograd_block", "_bias_act_rows",
+               "_rows_product"}
 
 _COVERAGE = """
 import importlib, json, pkgutil, sys
