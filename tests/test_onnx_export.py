@@ -90,6 +90,7 @@ def test_onnx_equals_keras_and_seqcli(cli, entry, tmp_path):
     element_type = graph.graph.input[0].type.tensor_type.elem_type
     ids = model.built_model.takes_ids
     assert element_type == (onnx.TensorProto.INT64 if ids else onnx.TensorProto.FLOAT)
+    assert ("int64 ids" if ids else "float32") in result.err
 
 
 def _random_weights(model_path: Path, weights_path: Path, seed: int = 0) -> None:

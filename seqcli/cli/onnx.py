@@ -41,8 +41,9 @@ def export_onnx(
     write_onnx(exported, output)
     if not quiet and output != "-":
         shape = ", ".join(map(str, exported.input_shape))
+        kind = "int64 ids" if exported.ids else "float32"
         print(f"seqcli: wrote {output}: opset {exported.opset}, {exported.node_count} nodes, "
-              f"input 'input' (batch, {shape})", file=sys.stderr)
+              f"input 'input' (batch, {shape}) {kind}", file=sys.stderr)
     if not quiet and exported.initialised:
         print(f"seqcli: note: {exported.source} has no weights file; exported initial weights "
               f"(seed {exported.seed})", file=sys.stderr)

@@ -67,6 +67,8 @@ class OnnxExport:
     output_shape: tuple
     """Per-sample output shape."""
     opset: int
+    ids: bool = False
+    """True when the input is int64 ids (the model starts with an Embedding)."""
     initialised: list[str] = field(default_factory=list)
     """Weight keys drawn from the initialisers (the model has no weights file)."""
     seed: int = 0
@@ -103,7 +105,7 @@ def convert_model_file(model_path: str, weights: str | None = None, input_shape=
     model_weights = load_model_weights(loaded, built, weights)
     proto = to_onnx(built, model_weights.arrays, opset)
     return OnnxExport(model=proto, input_shape=tuple(built.input_shape),
-                      output_shape=tuple(built.output_shape), opset=opset,
+                      output_shape=tuple(built.output_shape), opset=opset, ids=built.takes_ids,
                       initialised=list(model_weights.initialised), seed=model_weights.seed,
                       source=loaded.source)
 
