@@ -177,3 +177,18 @@ def test_fit_refusals(cli, tmp_path):
         assert result.code == code, (options, result)
         assert message in result.err, (options, result.err)
     assert not (tmp_path / "w.npz").exists()
+
+
+def test_a_diverged_fit_says_so(cli, tmp_path):
+    """Weights written with NaN or Inf (a learning rate far too large) get a warning line,
+    as Keras's NaN loss would not; a healthy fit gets none."""
+    model = _regression_files(tmp_path)
+    common = ("fit", model, tmp_path / "x.npy", tmp_path / "y.npy", "--optimizer", "sgd",
+              "--epochs", "3", "--batch-size", "4")
+    result = cli(*common, "--learning-rate", "1e30", "-o", tmp_path / "w.npz")
+    assert result.code == 0, result
+    trained = read_weights(tmp_path / "w.npz")
+    assert not all(np.isfinite(array).all() for array in trained.values())
+    assert "hold NaN or Inf (the first: dense_1/" in result.err
+    healthy = cli(*common, "-o", tmp_path / "v.npz")
+    assert healthy.code == 0 and "NaN or Inf" not in healthy.err

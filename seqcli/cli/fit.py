@@ -63,6 +63,8 @@ def fit(
     allow_outside: AllowOutsideOpt = False,
 ) -> None:
     """Train the trainable layers (Keras compile + fit); frozen layers stay bit-identical."""
+    import numpy as np
+
     from seqcli.io.weights import weights_format, write_weights
     from seqcli.runtime.compiled import keep_freed_memory, set_threads
     from seqcli.runtime.model import Sequential
@@ -117,6 +119,12 @@ def fit(
                          on_epoch_end=report)
     if not checkpoint:
         write_weights(output, model_weights)
+    diverged = [key for key, array in model_weights.items() if not np.isfinite(array).all()]
+    if diverged:
+        print(f"seqcli: warning: {len(diverged)} of the weights written to {output} hold NaN or "
+              f"Inf (the first: {diverged[0]}): training diverged or its loss was NaN (see "
+              "the epoch lines; a lower --learning-rate, or inputs with a real step in every "
+              "sample, may help)", file=sys.stderr)
     if history is not None:
         from seqcli.io.atomic import atomic_output
 

@@ -101,13 +101,18 @@ def convert_model_file(model_path: str, weights: str | None = None, input_shape=
         raise UsageError(
             f"export-onnx needs every input dimension but the batch known; model "
             f"'{built.name}' has input shape {format_shape(built.input_shape)}: pass "
-            "--input-shape, e.g. --input-shape 28,28,1")
+            f"--input-shape with them all, e.g. --input-shape {_example_shape(built.input_shape)}")
     model_weights = load_model_weights(loaded, built, weights)
     proto = to_onnx(built, model_weights.arrays, opset)
     return OnnxExport(model=proto, input_shape=tuple(built.input_shape),
                       output_shape=tuple(built.output_shape), opset=opset, ids=built.takes_ids,
                       initialised=list(model_weights.initialised), seed=model_weights.seed,
                       source=loaded.source)
+
+
+def _example_shape(shape) -> str:
+    """`shape` as --input-shape takes it, 100 standing in for each unknown dimension."""
+    return ",".join(str(100 if d is None else d) for d in shape)
 
 
 def refuse_terminal(output_path: str) -> None:
