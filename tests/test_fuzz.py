@@ -59,7 +59,9 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
 # Small models of the Keras reference set: each has weights and an input beside it.
 SEED_STEMS = ["guide_dense_stack", "small_convnet", "nested_deep", "nested_frozen",
               "batchnorm", "separable", "reshape_to_image", "pooling2d_same", "text_conv1d",
-              "zeropadding", "upsampling", "deferred_build", "explicit_names", "layernorm"]
+              "zeropadding", "upsampling", "deferred_build", "explicit_names", "layernorm",
+              "imdb_bidirectional_lstm", "masking_gru", "sequence_tagger", "lstm_autoencoder",
+              "simple_rnn_masked"]
 # A model pulling another file in with `from:`, to mutate the reference itself.
 FROM_MODEL = ("name: outer\ninput_shape: [4]\nlayers:\n"
               "  - {type: Sequential, name: base, from: base.yaml, trainable: false}\n"
