@@ -61,7 +61,8 @@ def run_example(model, example, rng, train: bool = True):
 
 
 def example_input(model, example, rng):
-    """A random batch for the example: integer ids for a layer that takes them."""
+    """A random batch for the example, values in [-1, 1) (both sides of every activation's
+    kink): integer ids for a layer that takes them."""
     import numpy as np
 
     model.build()
@@ -69,7 +70,7 @@ def example_input(model, example, rng):
     first = model.built_model.leaves()[0].layer
     if first.takes_ids:
         return rng.integers(0, first.input_dim, shape)
-    return rng.random(shape, dtype=np.float32)
+    return rng.random(shape, dtype=np.float32) * np.float32(2) - np.float32(1)
 
 
 def warm_up() -> None:

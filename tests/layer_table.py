@@ -359,6 +359,40 @@ ROWS: dict[str, Row] = {
                g_conv.conv2d_backward: naive_grad.conv2d64, **ACTIVATION_GRAD},
         keras=("lstm_autoencoder", "time_distributed_conv", "sequence_tagger"),
     ),
+    "ReLU": Row(
+        cases=[({}, (3, 4), (3, 4), 0, 0), ({"max_value": 6}, (5,), (5,), 0, 0),
+               ({"max_value": 2.5, "negative_slope": 0.1, "threshold": 0.5}, (2, 3, 4),
+                (2, 3, 4), 0, 0)],
+        kernels={},  # numpy, Keras's formula step by step; backward checked by finite
+        grads={},    # differences (tests/test_activation_layers.py) and Keras's SGD step
+        keras=("activation_layer_types",),
+    ),
+    "LeakyReLU": Row(
+        cases=[({}, (3, 4), (3, 4), 0, 0), ({"negative_slope": 0.2}, (4, 4, 2), (4, 4, 2), 0, 0)],
+        kernels={},  # numpy's where
+        grads={},
+        keras=("activation_layer_types",),
+    ),
+    "PReLU": Row(
+        cases=[({}, (3, 4), (3, 4), 12, 12), ({"shared_axes": [1, 2]}, (5, 4, 3), (5, 4, 3), 3, 3),
+               ({"shared_axes": 1, "trainable": False}, (6, 2), (6, 2), 2, 0)],
+        kernels={},  # numpy: max(x, 0) - alpha·max(-x, 0)
+        grads={},
+        keras=("activation_layer_types",),
+    ),
+    "ELU": Row(
+        cases=[({}, (3, 4), (3, 4), 0, 0), ({"alpha": 0.5}, (2, 5), (2, 5), 0, 0)],
+        kernels={},  # numpy's expm1
+        grads={},
+        keras=("activation_layer_types",),
+    ),
+    "Softmax": Row(
+        cases=[({}, (3, 4), (3, 4), 0, 0), ({"axis": 1}, (3, 4), (3, 4), 0, 0),
+               ({"axis": [1, 3]}, (2, 3, 4), (2, 3, 4), 0, 0)],
+        kernels={},  # numpy: exp(x - max) / sum, or exp(x - logsumexp) over several axes
+        grads={},
+        keras=("activation_layer_types",),
+    ),
     "Sequential": Row(
         cases=[  # one row with its totals
             ({"layers": [{"type": "Dense", "units": 3}, {"type": "Dense", "units": 2}]}, (4,),

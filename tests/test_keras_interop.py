@@ -711,3 +711,37 @@ def test_mangled_configs_are_imported_or_refused_cleanly(cli, tmp_path, data):
     assert result.code in (0, 65), result
     if result.code == 65:
         assert len(result.err.splitlines()) == 1
+
+
+def _unsupported(config: dict, index: int, class_name: str, module="keras.layers") -> dict:
+    entry = config["config"]["layers"][index]
+    entry.update(class_name=class_name, module=module,
+                 registered_name=None if module == "keras.layers" else f"pkg>{class_name}")
+    return config
+
+
+def test_every_unsupported_layer_is_named_in_one_refusal(cli, tmp_path):
+    """Three layers seqcli lacks (a custom class, a Lambda, a Keras layer it does not have) and
+    a preprocessing layer with its advice: all in one line, without the list of seqcli's
+    layers."""
+    config = _config("image_stack.keras")
+    _unsupported(config, 3, "MyConv", module="my_package")
+    _unsupported(config, 5, "Lambda")
+    _unsupported(config, 8, "ConvLSTM2D")
+    _unsupported(config, 12, "StringLookup")
+    source = _rewrite(FILES / "image_stack.keras", tmp_path / "bad.keras", config=config)
+    result = _refused(cli, tmp_path, source, "bad.keras: 4 things seqcli cannot import",
+                      "layer 'stem' (MyConv): a custom layer class",
+                      "layer 'depthwise_conv2d' (Lambda)",
+                      "layer 'up_sampling2d' (ConvLSTM2D): seqcli has no ConvLSTM2D layer;",
+                      "seqcli has no StringLookup layer (a preprocessing step")
+    assert "Dense, " not in result.err  # no list of what seqcli has
+
+
+def test_an_unsupported_layer_before_another_refusal_is_named_too(cli, tmp_path):
+    config = _config("image_stack.keras")
+    _unsupported(config, 3, "ConvLSTM2D")
+    config["config"]["layers"][10]["config"]["data_format"] = "channels_first"
+    source = _rewrite(FILES / "image_stack.keras", tmp_path / "bad.keras", config=config)
+    _refused(cli, tmp_path, source, "2 things seqcli cannot import",
+             "seqcli has no ConvLSTM2D layer", "layer 'conv2d' (Conv2D): data_format")

@@ -45,6 +45,17 @@ FIRST_OPTIONS = ("units", "filters")
 """Written first, as Keras users write them (then seqcli's field order)."""
 ALLOWED_CALL_ARGUMENTS = {"mask": (None,), "training": (None, False)}
 """Keyword arguments a Functional layer may have been called with (others change meaning)."""
+_PREPROCESSING = ("a preprocessing step on raw strings or categories: run it before seqcli "
+                  "and give seqcli the ids or values it makes")
+EQUIVALENTS = {
+    "CuDNNLSTM": "LSTM computes the same (Keras 2's GPU-only layer)",
+    "CuDNNGRU": "GRU with reset_after: true computes the same (Keras 2's GPU-only layer)",
+    "ThresholdedReLU": "ReLU with threshold computes the same (Keras 2's layer)",
+    **{name: _PREPROCESSING for name in ("TextVectorization", "StringLookup", "IntegerLookup",
+                                         "Hashing", "HashedCrossing", "CategoryEncoding",
+                                         "Discretization")},
+}
+"""What to use instead of a Keras layer seqcli lacks, where something is equivalent."""
 
 
 @dataclass
@@ -71,10 +82,28 @@ class _ConfigReader:
         self.notes: list[str] = []
         self.layout: dict[str, str] = {}
         """seqcli layer path → the `.h5` group that holds its `vars`."""
+        self.unsupported: list[str] = []
+        """The layers read so far that seqcli does not have, one `where: why` each: the
+        import goes on reading, so that one refusal names them all."""
 
     def refuse(self, where: str, why: str):
-        """Raise the one-line refusal for something a model file cannot represent."""
-        raise ConfigError(f"{self.source}: {where}: {why}")
+        """Raise the one-line refusal for something a model file cannot represent (naming the
+        unsupported layers found before it too)."""
+        self.unsupported.append(f"{where}: {why}")
+        self.refuse_unsupported()
+
+    def refuse_unsupported(self) -> None:
+        """Raise the one-line refusal naming every unsupported layer found, if any."""
+        found = self.unsupported
+        if len(found) == 1:
+            raise ConfigError(f"{self.source}: {found[0]}")
+        if found:
+            raise ConfigError(f"{self.source}: {len(found)} things seqcli cannot import: "
+                              + "; ".join(found))
+
+    def _unsupported(self, where: str, why: str) -> None:
+        """Note a layer seqcli does not have, and go on reading the model."""
+        self.unsupported.append(f"{where}: {why}")
 
     def model(self, entry) -> dict:
         """The model document for the top-level config."""
@@ -89,6 +118,7 @@ class _ConfigReader:
         config = self._dict(entry.get("config"), where, "config")
         name = self._name(config, entry, where)
         layers, input_shape = self._container(entry, name, "", "", frozen=False, depth=0)
+        self.refuse_unsupported()
         if input_shape is None:
             input_shape = self._shape_of(config.get("build_input_shape"), where) or \
                 self._build_shape(entry, where)
@@ -135,6 +165,8 @@ class _ConfigReader:
         for index, (item, saved) in enumerate(zip(chain, groups)):
             layer, hint = self._layer(item, path, f"{group}layers/{saved}", frozen, depth,
                                       first=index == 0 and depth == 0)
+            if layer is None:  # not a seqcli layer: noted, and said once all are read
+                continue
             if layer["name"] in seen:
                 self.refuse(where, f"two layers are named '{layer['name']}'; names must be "
                             "unique within a model")
@@ -175,20 +207,21 @@ class _ConfigReader:
         if not from_keras(entry) or registered not in (None, class_name):
             origin = ", ".join(f"{key} {value!r}" for key, value in
                                (("module", module), ("registered as", registered)) if value)
-            self.refuse(where, f"a custom layer class{f' ({origin})' if origin else ''}; its "
-                        "code is Python, which seqcli never runs: rebuild the model from "
-                        "built-in layers")
+            return self._unsupported(
+                where, f"a custom layer class{f' ({origin})' if origin else ''}; its code is "
+                "Python, which seqcli never runs: rebuild the model from built-in layers"), None
         if class_name == "Lambda":
-            self.refuse(where, "a Lambda layer holds Python code, which seqcli never runs; "
-                        "rebuild the model from built-in layers")
+            return self._unsupported(where, "a Lambda layer holds Python code, which seqcli "
+                                     "never runs; rebuild the model from built-in layers"), None
         if class_name == "InputLayer":
             self.refuse(where, "an InputLayer may only come first in a model")
         if class_name in MODEL_CLASSES:
             self.refuse(where, "a subclassed or unreadable nested model; only Sequential and "
                         "chain Functional models nest")
         if class_name not in LAYER_CLASSES:
-            self.refuse(where, f"seqcli has no {class_name} layer (it has "
-                        f"{', '.join(sorted(LAYER_CLASSES))})")
+            instead = EQUIVALENTS.get(class_name)
+            return self._unsupported(where, f"seqcli has no {class_name} layer"
+                                     + (f" ({instead})" if instead else "")), None
         options, hint = self._options(class_name, config, where, first)
         result = {"type": class_name, "name": name, **self._minimal(class_name, name, options,
                                                                       where)}
@@ -374,6 +407,8 @@ class _ConfigReader:
         layout = dict(self.layout)
         result, _ = self._layer(entry, "", "", frozen=False, depth=MAX_NESTING, first=False)
         self.layout = layout  # the wrapper's group holds the wrapped layer's weights
+        if result is None:  # the wrapper cannot be read without it
+            self.refuse_unsupported()
         return result
 
     def _minimal(self, class_name: str, name: str, options: dict, where: str) -> dict:
@@ -424,16 +459,26 @@ class _ConfigReader:
                           "are imported)")
         return None
 
-    def _activation(self, value, where: str) -> str:
+    def _activation(self, value, where: str):
+        """An activation: its name, or an activation layer's config as a model-file mapping
+        (read as the name that computes the same, where there is one)."""
         from seqcli.activations import canonical_activation
 
         name = value
         if isinstance(value, dict):
-            name = value.get("config") if value.get("class_name") == "function" and \
-                from_keras(value) else None
+            class_name = value.get("class_name")
+            cls = LAYER_CLASSES.get(class_name)
+            if cls is not None and cls.activation_layer and from_keras(value) and \
+                    value.get("registered_name") in (None, class_name):
+                return self._activation_layer(class_name, value, where)
+            name = value.get("config") if class_name == "function" and from_keras(value) \
+                else None
             if not isinstance(name, str):
+                also = " (a PReLU has weights: make it a layer of its own)" \
+                    if class_name == "PReLU" else ""
                 self.refuse(where, f"its activation is {self._class_of(value)}, not a built-in "
-                            "activation function; seqcli takes activations by name")
+                            "activation function or activation layer (ReLU, LeakyReLU, ELU, "
+                            f"Softmax){also}")
         if value is None:
             return "linear"
         if not isinstance(name, str):
@@ -442,6 +487,22 @@ class _ConfigReader:
             return canonical_activation(name)
         except ValueError as error:
             self.refuse(where, str(error))
+
+    def _activation_layer(self, class_name: str, value: dict, where: str):
+        """An activation layer's config as `activation`: a name, or a mapping with its type."""
+        from seqcli.layers.base import activation_layer
+
+        config = self._dict(value.get("config"), where, "the activation's config")
+        what = f"{where}: its {class_name} activation"
+        options, _ = self._options(class_name, config, what, first=False)
+        try:
+            chosen = activation_layer({"type": class_name, **options})
+        except ValueError as error:
+            self.refuse(where, str(error))
+        if isinstance(chosen, str):
+            return chosen
+        return {"type": class_name, **{key: value for key, value in options.items()
+                                       if value != type(chosen).model_fields[key].default}}
 
     # ---------------------------------------------------------------------- values
 

@@ -30,6 +30,7 @@ from seqcli.interop.onnx_graph import (
     Tensor,
     exports,
     lower_activation,
+    lower_activation_layer,
     to_first,
 )
 from seqcli.layers.normalization import sample_axis
@@ -351,6 +352,22 @@ def _reshape(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: st
 def _identity(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """Dropout at inference: nothing to compute."""
     return x
+
+
+@exports(L.ReLU, L.LeakyReLU, L.ELU, L.Softmax)
+def _activation_layers(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
+    """ReLU, LeakyReLU, ELU, Softmax: Keras's formulas, in the layout the tensor has."""
+    return lower_activation_layer(graph, info.layer, x, prefix)
+
+
+@exports(L.PReLU)
+def _prelu(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
+    """PRelu with alpha (its shared axes of size 1) broadcast against the tensor as stored."""
+    alpha = weights["alpha"].reshape((1, *weights["alpha"].shape))
+    if x.channels_first:
+        alpha = np.transpose(alpha, to_first(x.rank))
+    y = graph.op("PRelu", [x.name, graph.constant(prefix + "alpha", alpha)], prefix + "PRelu")
+    return Tensor(y, x.rank, x.channels_first)
 
 
 @exports(L.ActivationLayer)

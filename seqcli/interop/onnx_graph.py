@@ -202,14 +202,17 @@ _ONE_OP = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softplus": "So
 """Activations that are one ONNX op with its default attributes (HardSwish: x·relu6(x+3)/6)."""
 
 
-def lower_activation(graph: Graph, name: str, x: Tensor, prefix: str) -> Tensor:
-    """The Keras 3 activation `name`; softmax and log_softmax over the logical last axis."""
+def lower_activation(graph: Graph, name, x: Tensor, prefix: str) -> Tensor:
+    """The Keras 3 activation `name`; softmax and log_softmax over the logical last axis. An
+    activation layer in its place (LeakyReLU(0.1)) is lowered as that layer."""
     def op(op_type: str, inputs: list[str], **attributes) -> str:
         return graph.op(op_type, inputs, prefix + op_type, **attributes)
 
     def constant(label: str, value) -> str:
         return graph.constant(prefix + label, value)
 
+    if not isinstance(name, str):
+        return lower_activation_layer(graph, name, x, prefix + name.type + "/")
     v = x.name
     if name == "linear":
         return x
@@ -240,4 +243,47 @@ def lower_activation(graph: Graph, name: str, x: Tensor, prefix: str) -> Tensor:
         y = op("Mul", [v, op("Tanh", [op("Softplus", [v])])])
     else:  # pragma: no cover (every canonical activation is handled above)
         raise SeqcliError(f"internal error: no ONNX form for activation '{name}'")
+    return Tensor(y, x.rank, x.channels_first)
+
+
+def lower_activation_layer(graph: Graph, layer, x: Tensor, prefix: str) -> Tensor:
+    """ReLU, LeakyReLU, ELU or Softmax (the activation layers without weights), in whichever
+    layout `x` is stored: Keras's formulas op by op."""
+    def op(op_type: str, inputs: list[str], label: str = "", **attributes) -> str:
+        return graph.op(op_type, inputs, prefix + (label or op_type), **attributes)
+
+    def constant(label: str, value) -> str:
+        return graph.constant(prefix + label, value)
+
+    v = x.name
+    if layer.type == "ELU":  # alpha·(exp(x) - 1) below 0
+        y = op("Elu", [v], alpha=float(layer.alpha))
+    elif layer.type == "Softmax":
+        axes = [x.axis(axis) for axis in layer._axes(x.rank)]
+        if len(axes) == 1:
+            y = op("Softmax", [v], axis=axes[0])
+        else:  # exp(x - logsumexp(x, axes))
+            total = graph.reduce("ReduceLogSumExp", v, axes, prefix + "logsumexp", keepdims=1) \
+                if graph.opset >= 18 else op("ReduceLogSumExp", [v], "logsumexp", axes=axes,
+                                             keepdims=1)
+            y = op("Exp", [op("Sub", [v, total])])
+    else:
+        slope = float(layer.negative_slope)
+        max_value = getattr(layer, "max_value", None)
+        threshold = float(getattr(layer, "threshold", 0.0))
+        if slope != 0 and max_value is None and threshold == 0:
+            y = op("LeakyRelu", [v], alpha=slope)
+        else:  # Keras's relu: threshold, then the cap, then the negative part
+            zero = constant("zero", 0.0)
+            if threshold != 0:
+                above = op("Greater", [v, constant("threshold", threshold)], "above")
+                y = op("Where", [above, v, zero])
+            else:
+                y = op("Relu", [v])
+            if max_value is not None:
+                y = op("Min", [y, constant("max_value", float(max_value))])
+            if slope != 0:
+                below = op("Relu", [op("Sub", [constant("threshold_value", threshold), v])],
+                           "below")
+                y = op("Sub", [y, op("Mul", [below, constant("negative_slope", slope)])])
     return Tensor(y, x.rank, x.channels_first)

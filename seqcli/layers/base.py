@@ -4,6 +4,7 @@ registry that every layer class joins by being defined (`LAYER_REGISTRY`)."""
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -12,6 +13,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     PrivateAttr,
+    ValidationError,
     ValidationInfo,
 )
 
@@ -45,9 +47,38 @@ def _did_you_mean(value: str, known) -> str:
 
 
 def _check_activation(value):
+    if isinstance(value, (dict, Layer)):
+        return activation_layer(value)
     if value is not None and not isinstance(value, str):
-        raise ValueError("expected an activation name such as 'relu'")
+        raise ValueError("expected an activation name such as 'relu', or an activation "
+                         "layer as a mapping such as {type: LeakyReLU, negative_slope: 0.1}")
     return canonical_activation(value)
+
+
+def activation_layer(value):
+    """An activation given as an activation layer (a mapping with its `type`, as Keras
+    serialises `Conv2D(activation=LeakyReLU(0.2))`): the name of the activation function
+    that computes the same (`leaky_relu`), or else the layer, which then runs after the layer
+    that has it (see `post_activation`)."""
+    if isinstance(value, Layer):
+        layer = value
+    else:
+        kind = value.get("type")
+        cls = LAYER_REGISTRY.get(kind) if isinstance(kind, str) else None
+        if cls is None or not cls.activation_layer:
+            usable = ", ".join(name for name, c in LAYER_REGISTRY.items() if c.activation_layer)
+            raise ValueError(f"an activation given as a mapping needs the type of an activation "
+                             f"layer without weights ({usable}). Received: type={kind!r}")
+        try:
+            layer = cls.model_validate(value)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            message = first["msg"].removeprefix("Value error, ")
+            raise ValueError(f"in the {kind} activation{f' ({where})' if where else ''}: "
+                             f"{message}") from None
+    named = layer.named_activation()
+    return named if named is not None else layer
 
 
 def _check_initializer(value):
@@ -119,7 +150,9 @@ Count = Annotated[int, AfterValidator(_positive)]
 """A strictly positive int, such as `units` or `filters`."""
 
 
-Activation = Annotated[str, BeforeValidator(_check_activation)]
+Activation = Annotated[Any, BeforeValidator(_check_activation)]
+"""An activation: its name (canonical: `swish` reads as `silu`), or an activation layer
+(`LeakyReLU(0.1)`) that no name computes; see `activation_layer`."""
 Initializer = Annotated[str, BeforeValidator(_check_initializer)]
 Padding = Annotated[Literal["valid", "same"], BeforeValidator(_check_padding)]
 DataFormat = Annotated[Literal["channels_last"], BeforeValidator(_check_data_format)]
@@ -203,6 +236,9 @@ class Layer(BaseModel):
     """True for layers whose `forward` uses the mask: `forward(weights, x, mask=...)`."""
     takes_ids: ClassVar[bool] = False
     """True for layers whose input is integer ids (Embedding), not float32 values."""
+    activation_layer: ClassVar[bool] = False
+    """True for the activation layers without weights (ReLU, LeakyReLU, ELU, Softmax), which
+    may also stand as another layer's `activation`."""
 
     # where the layer was written: (file, line, column), set by the loader
     _origin: tuple[str, int, int] | None = PrivateAttr(default=None)
@@ -229,6 +265,18 @@ class Layer(BaseModel):
     def output_shape(self, input_shape: Shape) -> Shape:
         """The per-sample output shape for a per-sample input shape."""
         return input_shape
+
+    def named_activation(self) -> str | None:
+        """For an activation layer: the activation function's name that computes the same
+        (`ReLU(max_value=6)` is relu6), or None."""
+        return None
+
+    @property
+    def fused_activation(self) -> str:
+        """The activation a layer's own kernels apply: its `activation` when that is a name,
+        else linear (an activation layer then runs after, see `post_activation`)."""
+        activation = getattr(self, "activation", "linear")
+        return activation if isinstance(activation, str) else "linear"
 
     def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
         """The weights' names and shapes, in Keras's order."""
@@ -337,3 +385,39 @@ def _fmt(shape: Shape) -> str:
     from seqcli.shapes import format_shape
 
     return format_shape(shape)
+
+
+def post_activation(cls):
+    """Class decorator for a layer type with an `activation`: when that is an activation layer
+    (one no activation name computes, such as LeakyReLU(0.1)), the layer's kernels apply none
+    (`fused_activation` is linear) and the activation layer's forward, training forward and
+    backward run after the layer's own."""
+    forward, forward_train, backward = cls.forward, cls.forward_train, cls.backward
+
+    @functools.wraps(forward)
+    def forward_then_activation(self, weights, x, *args, **kwargs):
+        y = forward(self, weights, x, *args, **kwargs)
+        after = self.activation
+        return y if isinstance(after, str) else after.forward({}, y)
+
+    @functools.wraps(forward_train)
+    def forward_train_then_activation(self, weights, x, rng, *args, **kwargs):
+        y, cache = forward_train(self, weights, x, rng, *args, **kwargs)
+        after = self.activation
+        if isinstance(after, str):
+            return y, cache
+        z, after_cache = after.forward_train({}, y, rng)
+        return z, (cache, after_cache)
+
+    @functools.wraps(backward)
+    def backward_through_activation(self, weights, cache, dy, input_grad=True):
+        after = self.activation
+        if not isinstance(after, str):
+            cache, after_cache = cache
+            dy, _ = after.backward({}, after_cache, dy)
+        return backward(self, weights, cache, dy, input_grad)
+
+    cls.forward = forward_then_activation
+    cls.forward_train = forward_train_then_activation
+    cls.backward = backward_through_activation
+    return cls

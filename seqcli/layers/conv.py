@@ -17,6 +17,7 @@ from seqcli.layers.base import (
     IntTuple,
     Layer,
     Padding,
+    post_activation,
     require_known,
     require_rank,
 )
@@ -78,12 +79,12 @@ class _Windowed(Layer):
     def _activate_train(self, z):
         from seqcli.kernels.activations import activation_forward
 
-        return activation_forward(z, activation_code(self.activation))
+        return activation_forward(z, activation_code(self.fused_activation))
 
     def _activation_grad(self, z, y, dy):
         from seqcli.kernels.grad_activations import activation_backward
 
-        return activation_backward(z, y, dy, activation_code(self.activation))
+        return activation_backward(z, y, dy, activation_code(self.fused_activation))
 
     def _as_2d(self, x, weights):
         """Run 1-D layers as 2-D ones with height 1."""
@@ -94,6 +95,7 @@ class _Windowed(Layer):
         return x2, w2
 
 
+@post_activation
 class Conv2D(_Windowed):
     """2-D convolution (cross-correlation): kernel (kh, kw, in/groups, filters), bias (filters)."""
 
@@ -172,7 +174,7 @@ class Conv2D(_Windowed):
         return math.prod(output_shape[:-1]) * self.filters * window
 
     def forward(self, weights, x):
-        return self._conv(weights, x, self.activation)
+        return self._conv(weights, x, self.fused_activation)
 
     def _conv(self, weights, x, activation):
         from seqcli.kernels.conv import conv2d_forward
@@ -225,6 +227,7 @@ class Conv1D(Conv2D):
     )
 
 
+@post_activation
 class DepthwiseConv2D(_Windowed):
     """Per-channel 2-D convolution: kernel (kh, kw, in, depth_multiplier), bias (in·dm);
     output channel c·dm + m."""
@@ -260,7 +263,7 @@ class DepthwiseConv2D(_Windowed):
         return math.prod(output_shape) * math.prod(self.kernel_size)
 
     def forward(self, weights, x):
-        return self._depthwise(weights, x, self.activation)
+        return self._depthwise(weights, x, self.fused_activation)
 
     def _depthwise(self, weights, x, activation):
         from seqcli.kernels.conv import depthwise_conv2d_forward
@@ -286,6 +289,7 @@ class DepthwiseConv2D(_Windowed):
         return dx, grads
 
 
+@post_activation
 class SeparableConv2D(_Windowed):
     """Depthwise then pointwise 2-D convolution: depthwise_kernel (kh, kw, in, dm),
     pointwise_kernel (1, 1, in·dm, filters), bias (filters)."""
@@ -330,7 +334,7 @@ class SeparableConv2D(_Windowed):
         return positions * middle * (math.prod(self.kernel_size) + self.filters)
 
     def forward(self, weights, x):
-        return self._separable(weights, x, self.activation)[1]
+        return self._separable(weights, x, self.fused_activation)[1]
 
     def _separable(self, weights, x, activation):
         """(depthwise output, pointwise output with bias and `activation`)."""

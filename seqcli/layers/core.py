@@ -16,11 +16,13 @@ from seqcli.layers.base import (
     Example,
     Initializer,
     Layer,
+    post_activation,
     require_known,
 )
 from seqcli.shapes import Shape, ShapeError, format_shape, num_elements
 
 
+@post_activation
 class Dense(Layer):
     """`activation(x @ kernel + bias)` on the last axis of an input of any rank."""
 
@@ -64,7 +66,7 @@ class Dense(Layer):
 
         flat = x.reshape(-1, x.shape[-1])
         y = dense_forward(flat, weights["kernel"], weights.get("bias"),
-                          activation_code(self.activation))
+                          activation_code(self.fused_activation))
         return y.reshape(x.shape[:-1] + (self.units,))
 
     def forward_train(self, weights, x, rng):
@@ -73,7 +75,7 @@ class Dense(Layer):
 
         flat = x.reshape(-1, x.shape[-1])
         z = dense_forward(flat, weights["kernel"], weights.get("bias"), activation_code("linear"))
-        y = activation_forward(z, activation_code(self.activation))
+        y = activation_forward(z, activation_code(self.fused_activation))
         return y.reshape(x.shape[:-1] + (self.units,)), (x.shape, flat, z, y)
 
     def backward(self, weights, cache, dy, input_grad=True):
@@ -82,12 +84,13 @@ class Dense(Layer):
         shape, flat, z, y = cache
         dx, dkernel, dbias = dense_backward(flat, weights["kernel"], z, y,
                                             dy.reshape(-1, self.units),
-                                            activation_code(self.activation),
+                                            activation_code(self.fused_activation),
                                             input_grad=input_grad)
         grads = {"kernel": dkernel, "bias": dbias} if self.use_bias else {"kernel": dkernel}
         return (dx.reshape(shape) if dx is not None else None), grads
 
 
+@post_activation
 class ActivationLayer(Layer):
     """Applies an activation function by name."""
 
@@ -101,17 +104,19 @@ class ActivationLayer(Layer):
     def forward(self, weights, x):
         from seqcli.kernels.activations import activation_forward
 
-        return activation_forward(x, activation_code(self.activation))
+        return activation_forward(x, activation_code(self.fused_activation))
 
     def forward_train(self, weights, x, rng):
-        y = self.forward(weights, x)
+        from seqcli.kernels.activations import activation_forward
+
+        y = activation_forward(x, activation_code(self.fused_activation))
         return y, (x, y)
 
     def backward(self, weights, cache, dy, input_grad=True):
         from seqcli.kernels.grad_activations import activation_backward
 
         x, y = cache
-        return activation_backward(x, y, dy, activation_code(self.activation)), {}
+        return activation_backward(x, y, dy, activation_code(self.fused_activation)), {}
 
 
 class Dropout(Layer):

@@ -83,6 +83,11 @@ class _Recurrent(Layer):
     @field_validator("activation", "recurrent_activation", check_fields=False)
     @classmethod
     def _elementwise(cls, value, info: ValidationInfo):
+        if not isinstance(value, str):
+            raise ValueError(f"a recurrent cell applies its {info.field_name} inside each "
+                             f"step, by name: use a name such as 'tanh' (an activation layer "
+                             f"only where a name computes the same). Received: "
+                             f"{info.field_name}={{type: {value.type}, ...}}")
         if value in _ROW_ACTIVATIONS:
             raise ValueError(f"{info.field_name} must act on each value on its own (such as "
                              f"tanh or sigmoid). Received: {info.field_name}={value!r}")

@@ -196,10 +196,36 @@ def masking_autoencoder():
     return model, "padded"
 
 
+def gan_discriminator():
+    """The TensorFlow DCGAN tutorial's discriminator, scaled down, with the activation layers:
+    Conv2D 'same' strided, LeakyReLU (default 0.3), Dropout, a Conv2D whose activation is a
+    LeakyReLU(0.2) layer (read as leaky_relu), Flatten; then Dense, PReLU, a Dense whose
+    activation is LeakyReLU() (0.3: no activation name computes it), ELU(0.5), ReLU with
+    max_value and negative_slope, Dense, Softmax."""
+    model = keras.Sequential([
+        keras.Input((14, 14, 1)),
+        L.Conv2D(8, 5, strides=2, padding="same"),
+        L.LeakyReLU(),
+        L.Dropout(0.3),
+        L.Conv2D(16, 5, strides=2, padding="same", activation=L.LeakyReLU(0.2)),
+        L.Dropout(0.3),
+        L.Flatten(),
+        L.Dense(12),
+        L.PReLU(),
+        L.Dense(8, activation=L.LeakyReLU()),
+        L.ELU(0.5),
+        L.ReLU(max_value=3.0, negative_slope=0.1),
+        L.Dense(4),
+        L.Softmax(),
+    ], name="gan_discriminator")
+    return model, "normal"
+
+
 MODELS = {"image_stack": image_stack, "sequence_stack": sequence_stack,
           "nested_frozen": nested_frozen, "functional_chain": functional_chain,
           "vector_steps": vector_steps, "imdb_bidirectional": imdb_bidirectional,
-          "masked_text": masked_text, "masking_autoencoder": masking_autoencoder}
+          "masked_text": masked_text, "masking_autoencoder": masking_autoencoder,
+          "gan_discriminator": gan_discriminator}
 
 
 def make_input(rng, shape, kind):

@@ -135,6 +135,9 @@ class Builder:
             layer = getattr(keras.layers, kind)(name=name, **wrapped, **spec)
         else:
             kwargs = {k: (_tuples(v) if k in SHAPE_KEYS else v) for k, v in spec.items()}
+            if isinstance(kwargs.get("activation"), dict):  # an activation layer
+                options = dict(kwargs["activation"])
+                kwargs["activation"] = getattr(keras.layers, options.pop("type"))(**options)
             layer = getattr(keras.layers, kind)(name=name, **kwargs)
         if not trainable:
             self.frozen.append(layer)
@@ -198,6 +201,8 @@ def weight_value(rng, layer, var, gain):
         return rng.normal(0.0, 1.0, shape)
     if name == "bias":
         return rng.normal(0.0, 0.2, shape)
+    if name == "alpha":  # PReLU's slopes below zero
+        return rng.normal(0.3, 0.3, shape)
     if name == "gamma":
         return 1.0 + rng.normal(0.0, 0.2, shape)
     if name == "beta":
