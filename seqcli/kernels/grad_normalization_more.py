@@ -92,8 +92,7 @@ def _same_shape(dy, x: np.ndarray) -> np.ndarray:
 
 
 def group_norm_backward(x, gamma, groups: int, epsilon: float, dy):
-    """(dx, dgamma, dbeta) of group norm on (N, P, C, Q): dx = inv (g - mean g - xhat
-    mean(g xhat)), g = dy gamma; dgamma = sum dy xhat; dbeta = sum dy."""
+    """dx = inv (g - mean g - xhat mean(g xhat)), g = dy gamma; dgamma = sum dy xhat."""
     x = _as_f32(x, "x", 4)
     n_n, _, c_n, _ = x.shape
     if groups < 1 or c_n % groups:
@@ -111,8 +110,7 @@ def group_norm_backward(x, gamma, groups: int, epsilon: float, dy):
 
 
 def unit_norm_backward(x, dy) -> np.ndarray:
-    """dx of y = x min(1 / ||x||, 1e12) per row of (M, K): r dy - r^3 x sum(dy x) (r dy
-    where clipped)."""
+    """dx = r dy - r^3 x sum(dy x) per row, r = min(1 / ||x||, 1e12) (r dy where clipped)."""
     x = _as_f32(x, "x", 2)
     dy = _same_shape(dy, x)
     dx = np.empty_like(x)  # (M, K)

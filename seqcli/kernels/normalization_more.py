@@ -120,8 +120,7 @@ def normalization_forward(x, mean, variance, invert: bool = False) -> np.ndarray
 
 
 def group_norm_forward(x, gamma, beta, groups: int, epsilon: float) -> np.ndarray:
-    """Per sample and group of channels (axis 2 of (N, P, C, Q)):
-    y = (x - mean) / sqrt(biased var + eps) * gamma[c] + beta[c]."""
+    """y = (x - mean) / sqrt(biased var + eps) * gamma + beta per sample and channel group."""
     x = _as_f32(x, "x", 4)
     c_n = x.shape[2]
     if groups < 1 or c_n % groups:
