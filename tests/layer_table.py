@@ -23,10 +23,12 @@ from seqcli.kernels import grad_activations as g_act
 from seqcli.kernels import grad_conv as g_conv
 from seqcli.kernels import grad_dense as g_dense
 from seqcli.kernels import grad_normalization as g_norm
+from seqcli.kernels import grad_normalization_more as g_norm_more
 from seqcli.kernels import grad_pooling as g_pool
 from seqcli.kernels import grad_recurrent as g_rec
 from seqcli.kernels import grad_reshaping as g_resh
 from seqcli.kernels import normalization as k_norm
+from seqcli.kernels import normalization_more as k_norm_more
 from seqcli.kernels import pooling as k_pool
 from seqcli.kernels import recurrent as k_rec
 from seqcli.kernels import reshaping as k_resh
@@ -392,6 +394,91 @@ ROWS: dict[str, Row] = {
         kernels={},  # numpy: exp(x - max) / sum, or exp(x - logsumexp) over several axes
         grads={},
         keras=("activation_layer_types",),
+    ),
+    "Normalization": Row(
+        cases=[  # adapted: mean and variance per kept index, and a count; never trainable
+            ({}, (4,), (4,), 9, 0),
+            ({"axis": [1, 3]}, (2, 3, 4), (2, 3, 4), 17, 0),
+            ({"axis": None}, (3, 2), (3, 2), 3, 0),
+            ({"mean": [1.0, 2.0], "variance": [1.0, 4.0]}, (3, 2), (3, 2), 0, 0),
+            ({"axis": None, "mean": 2.0, "variance": 4.0, "invert": True}, (5,), (5,), 0, 0),
+            ({"axis": [-2, -1], "mean": [[1.0], [2.0], [3.0]], "variance": [[1.0], [4.0], [9.0]]},
+             (3, 2), (3, 2), 0, 0),
+        ],
+        kernels={k_norm_more.normalization_forward: naive.naive_normalization},
+        grads={},  # the statistics are constants: dx = dy / deviation, numpy
+        keras=("normalization_adapted", "normalization_given", "regression_adapted",
+               "regression_given"),
+    ),
+    "GroupNormalization": Row(
+        cases=[
+            ({"groups": 2}, (3, 3, 4), (3, 3, 4), 8, 8),
+            ({"groups": -1, "axis": 1, "center": False}, (3, 2), (3, 2), 3, 3),
+            ({"groups": 4, "axis": -2, "scale": False}, (3, 8, 2), (3, 8, 2), 8, 8),
+            ({"groups": 1}, (6,), (6,), 12, 12),
+        ],
+        kernels={k_norm_more.group_norm_forward: naive.naive_group_norm},
+        grads={g_norm_more.group_norm_backward: naive_grad.group_norm64},
+        keras=("group_unit_norm", "groupnorm_convnet"),
+    ),
+    "UnitNormalization": Row(
+        cases=[
+            ({}, (5,), (5,), 0, 0),
+            ({"axis": [1, 2]}, (3, 2, 4), (3, 2, 4), 0, 0),
+            ({"axis": -2}, (3, 4), (3, 4), 0, 0),
+        ],
+        kernels={k_norm_more.unit_norm_forward: naive.naive_unit_norm},
+        grads={g_norm_more.unit_norm_backward: naive_grad.unit_norm64},
+        keras=("group_unit_norm",),
+    ),
+    "GaussianNoise": Row(
+        cases=[({"stddev": 0.1}, (3, 4), (3, 4), 0, 0)],
+        kernels={},  # the identity at inference; numpy's normal draws in training
+        grads={},
+        keras=("noise_layers", "denoising_autoencoder"),
+    ),
+    "GaussianDropout": Row(
+        cases=[({"rate": 0.3}, (5,), (5,), 0, 0)],
+        kernels={},  # the identity at inference; numpy's normal draws in training
+        grads={},
+        keras=("noise_layers",),
+    ),
+    "AlphaDropout": Row(
+        cases=[({"rate": 0.1}, (5,), (5,), 0, 0),
+               ({"rate": 0.5, "noise_shape": [None, 1, 3]}, (4, 3), (4, 3), 0, 0)],
+        kernels={},  # the identity at inference; numpy's uniform draws in training
+        grads={},
+        keras=("noise_layers", "selu_mlp"),
+    ),
+    "SpatialDropout1D": Row(
+        cases=[({"rate": 0.2}, (6, 3), (6, 3), 0, 0)],
+        kernels={},  # the identity at inference; numpy's uniform draws in training
+        grads={},
+        keras=("noise_layers",),
+    ),
+    "SpatialDropout2D": Row(
+        cases=[({"rate": 0.2}, (4, 4, 3), (4, 4, 3), 0, 0)],
+        kernels={},  # the identity at inference; numpy's uniform draws in training
+        grads={},
+        keras=("noise_layers", "groupnorm_convnet"),
+    ),
+    "SpatialDropout3D": Row(
+        cases=[({"rate": 0.2}, (2, 3, 4, 3), (2, 3, 4, 3), 0, 0)],
+        kernels={},  # the identity at inference; numpy's uniform draws in training
+        grads={},
+        keras=("noise_layers",),
+    ),
+    "ActivityRegularization": Row(
+        cases=[({"l1": 0.01, "l2": 0.001}, (3, 4), (3, 4), 0, 0)],
+        kernels={},  # the identity; its penalty and gradient, numpy
+        grads={},
+        keras=("activity_regularization",),
+    ),
+    "Identity": Row(
+        cases=[({}, (3, 2), (3, 2), 0, 0)],
+        kernels={},
+        grads={},
+        keras=("noise_layers",),
     ),
     "Sequential": Row(
         cases=[  # one row with its totals

@@ -244,3 +244,42 @@ try:  # the recurrent references, in their own file
     from tests.naive_recurrent import naive_gru, naive_lstm, naive_simple_rnn  # noqa: E402, F401
 except ImportError:  # tests/ is not a package: pytest puts it on sys.path itself
     from naive_recurrent import naive_gru, naive_lstm, naive_simple_rnn  # noqa: E402, F401
+
+
+def naive_normalization(x, mean, variance, invert=False):
+    """Per column of (N, M): (x - mean) / max(sqrt(variance), 1e-7), or the inverse, float64."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.zeros_like(x)
+    for m in range(x.shape[1]):
+        deviation = max(math.sqrt(float(variance[m])), 1e-7)
+        for n in range(x.shape[0]):
+            y[n, m] = mean[m] + x[n, m] * deviation if invert else \
+                (x[n, m] - mean[m]) / deviation
+    return y
+
+
+def naive_group_norm(x, gamma, beta, groups, epsilon):
+    """(N, P, C, Q), per sample and group of C / groups channels: (x - mean) / sqrt(biased
+    var + eps) * gamma[c] + beta[c], in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.zeros_like(x)
+    size = x.shape[2] // groups
+    for n in range(x.shape[0]):
+        for g in range(groups):
+            block = x[n, :, g * size:(g + 1) * size, :]
+            mean = block.sum() / block.size
+            var = ((block - mean) ** 2).sum() / block.size
+            for c in range(g * size, (g + 1) * size):
+                y[n, :, c, :] = (x[n, :, c, :] - mean) / math.sqrt(var + epsilon) * gamma[c] \
+                    + beta[c]
+    return y
+
+
+def naive_unit_norm(x):
+    """Each row of (M, K) times min(1 / ||row||, 1e12), in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.zeros_like(x)
+    for i, row in enumerate(x):
+        norm = math.sqrt((row * row).sum())
+        y[i] = row * (1e12 if norm == 0 else min(1 / norm, 1e12))
+    return y

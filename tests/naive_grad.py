@@ -151,3 +151,23 @@ def global_max_route(x, dy):
     x = np.asarray(x, np.float64)
     hit = x == x.max(axis=1, keepdims=True)
     return hit * np.asarray(dy, np.float64)[:, None, :] / hit.sum(axis=1, keepdims=True)
+
+
+def group_norm64(x, gamma, beta, groups, epsilon):
+    """(N, P, C, Q): per sample and group of channels, (x - mean) / sqrt(biased var + eps)
+    * gamma[c] + beta[c], float64."""
+    x = np.asarray(x, np.float64)
+    n, p, c, q = x.shape
+    grouped = x.reshape(n, p, groups, c // groups, q)
+    mean = grouped.mean(axis=(1, 3, 4), keepdims=True)
+    var = ((grouped - mean) ** 2).mean(axis=(1, 3, 4), keepdims=True)
+    normalised = ((grouped - mean) / np.sqrt(var + epsilon)).reshape(x.shape)
+    return normalised * np.asarray(gamma, np.float64)[None, None, :, None] + \
+        np.asarray(beta, np.float64)[None, None, :, None]
+
+
+def unit_norm64(x):
+    """Each row of (M, K) divided by its L2 norm (inverse capped at 1e12), float64."""
+    x = np.asarray(x, np.float64)
+    norm = np.sqrt((x * x).sum(axis=1, keepdims=True))
+    return x * np.minimum(1 / np.maximum(norm, 1e-300), 1e12)

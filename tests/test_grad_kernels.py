@@ -22,6 +22,7 @@ from seqcli.kernels import grad_activations as g_act
 from seqcli.kernels import grad_conv as g_conv
 from seqcli.kernels import grad_dense as g_dense
 from seqcli.kernels import grad_normalization as g_norm
+from seqcli.kernels import grad_normalization_more as g_norm_more
 from seqcli.kernels import grad_pooling as g_pool
 from seqcli.kernels import grad_recurrent as g_rec
 from seqcli.kernels import grad_reshaping as g_resh
@@ -764,6 +765,23 @@ def _jax_recurrent(r):
     return {"y": y, "dx": dx, **{f"d{name}": grad for name, grad in grads.items()}}
 
 
+def _jax_normalization_more(r):
+    """GroupNormalization / UnitNormalization forward and backward, through the layer."""
+    from seqcli.layers import GroupNormalization, UnitNormalization
+
+    if "groups" in r:
+        layer = GroupNormalization(groups=int(r["groups"]), axis=int(r["axis"]),
+                                   epsilon=float(r["epsilon"]))
+        weights = {"gamma": r["gamma"], "beta": r["beta"]}
+    else:
+        axis = r["axis"].tolist()
+        layer = UnitNormalization(axis=axis)
+        weights = {}
+    y = layer.forward(weights, r["x"])
+    dx, grads = layer.backward(weights, r["x"], r["dy"])
+    return {"y": y, "dx": dx, **{f"d{name}": grad for name, grad in grads.items()}}
+
+
 JAX_CASES = {
     "dense_gelu": (_jax_dense, [g_dense.dense_backward]),
     "dense_softmax": (_jax_dense, [g_dense.dense_backward, g_act.activation_backward]),
@@ -797,6 +815,10 @@ JAX_CASES = {
     "gru_masked_zero_output": (_jax_recurrent, [g_rec.gru_backward]),
     "gru_reset_before_backwards": (_jax_recurrent, [g_rec.gru_backward]),
     "simple_rnn_relu_masked": (_jax_recurrent, [g_rec.simple_rnn_backward]),
+    "group_norm_two_groups": (_jax_normalization_more, [g_norm_more.group_norm_backward]),
+    "group_norm_instance_axis1": (_jax_normalization_more, [g_norm_more.group_norm_backward]),
+    "unit_norm_two_axes": (_jax_normalization_more, [g_norm_more.unit_norm_backward]),
+    "unit_norm_last_axis": (_jax_normalization_more, [g_norm_more.unit_norm_backward]),
 }
 
 

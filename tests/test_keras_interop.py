@@ -115,7 +115,7 @@ def test_fixtures_cover_every_layer_type():
     expected = {cls.model_fields["type"].default for cls in LAYER_CLASSES}
     assert expected - found == set()
     total = sum(path.stat().st_size for path in FILES.iterdir())
-    assert total < 800 * 1024
+    assert total < 1536 * 1024  # small fixtures: a few KB a model
 
 
 def test_import_writes_explicit_names_only_non_default_keys_and_frozen_flags(cli, tmp_path):

@@ -259,9 +259,11 @@ class SafeH5:
         return value if isinstance(value, str) else None
 
     def variables(self, group, group_path: str, expected: list[tuple[str, tuple]],
-                  what: str) -> list[np.ndarray]:
+                  what: str, integers: frozenset[str] | set[str] = frozenset()
+                  ) -> list[np.ndarray]:
         """The datasets `0`, `1`, ... of a `vars` group, each checked against the expected
-        (key, shape) before it is read; returned as float32."""
+        (key, shape) before it is read; returned as float32 (the keys in `integers` may be
+        stored as integers, as Keras keeps a counter)."""
         names = sorted(group.keys(), key=lambda n: (len(n), n)) if group is not None else []
         wanted = [str(i) for i in range(len(expected))]
         if names != wanted:
@@ -271,11 +273,12 @@ class SafeH5:
             raise WeightsError(
                 f"{self.source}: {what}: the file has {found} in {group_path}, seqcli expects "
                 f"{len(expected)} ({listed}); was it saved from this model?")
-        return [self._dataset(group, name, f"{group_path}/{name}", key, shape, what)
+        return [self._dataset(group, name, f"{group_path}/{name}", key, shape, what,
+                              key in integers)
                 for name, (key, shape) in zip(wanted, expected)]
 
     def _dataset(self, group, name: str, path: str, key: str, shape: tuple,
-                 what: str) -> np.ndarray:
+                 what: str, integer: bool = False) -> np.ndarray:
         import h5py
 
         dataset = self._child(group, name, path)
@@ -294,7 +297,9 @@ class SafeH5:
                 raise WeightsError(f"{self.source}: {path} uses HDF5 filter {code}, which "
                                    "seqcli does not load (filter plugins run native code)")
         dtype = dataset.dtype
-        if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8) or "dtype" in dataset.attrs:
+        kinds = "fiu" if integer else "f"
+        if dtype.kind not in kinds or dtype.itemsize not in (1, 2, 4, 8) or \
+                dtype.kind == "f" and dtype.itemsize == 1 or "dtype" in dataset.attrs:
             shown = dataset.attrs.get("dtype", dtype) if "dtype" in dataset.attrs else dtype
             raise WeightsError(f"{self.source}: {path} ({what} {key.rsplit('/', 1)[1]}) has "
                                f"dtype {shown}; expected float32")

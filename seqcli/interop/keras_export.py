@@ -88,6 +88,8 @@ def _layer_entry(info, names: _InputNames) -> dict:
                 "registered_name": None, "build_config": build_config}
     config = {"name": layer.name, "trainable": layer.trainable, "dtype": "float32",
               **layer_options(layer)}
+    if not layer.keras_trainable_option:  # Keras's config for it has no `trainable`
+        del config["trainable"]
     entry = {"module": "keras.layers", "class_name": layer.type, "config": config,
              "registered_name": None, "build_config": build_config}
     if not layer.keras_build_config:
@@ -129,7 +131,9 @@ def weights_h5(built, arrays: dict[str, np.ndarray]) -> bytes:
                     variables = file[f"{path}/vars"]
                 for index, name in enumerate(sub_names):
                     key = f"{info.path}/{name}"
-                    array = np.ascontiguousarray(arrays[key], dtype=np.float32)
+                    dtype = np.int32 if name in info.layer.keras_integer_weights \
+                        else np.float32
+                    array = np.ascontiguousarray(arrays[key], dtype=dtype)
                     variables[str(index)] = array.reshape(keras_weight_shape(info, key))
         file.create_group("vars").attrs["name"] = built.name
     return buffer.getvalue()

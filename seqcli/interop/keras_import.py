@@ -657,7 +657,9 @@ def read_layout_weights(h5: SafeH5, built, layout: dict[str, str]) -> dict[str, 
             if group is None and expected:
                 raise WeightsError(f"{h5.source}: has no {group_path} for {what}; was it "
                                    "saved from this model?")
-            values = h5.variables(group, group_path, expected, what)
+            integers = {f"{info.path}/{name}" for name in sub_names
+                        if name in info.layer.keras_integer_weights}
+            values = h5.variables(group, group_path, expected, what, integers)
             arrays.update((key, value.reshape(info.weights[key]))
                           for (key, _), value in zip(expected, values))
             used.add(group_path)

@@ -321,7 +321,9 @@ def write_safetensors(
         isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()
     ):
         raise TypeError("safetensors metadata must map str to str")
-    tensors = {key: np.ascontiguousarray(value, dtype=np.float32) for key, value in weights.items()}
+    # np.asarray keeps a 0-d tensor 0-d (np.ascontiguousarray would make it 1-d)
+    tensors = {key: np.asarray(value, dtype=np.float32, order="C")
+               for key, value in weights.items()}
     blob = safetensors.numpy.save(tensors, metadata=metadata)
     with atomic_output(path, binary=True) as file:
         file.write(_reorder_header(blob, list(tensors)))

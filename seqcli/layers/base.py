@@ -229,6 +229,11 @@ class Layer(BaseModel):
     """Options Keras writes that seqcli lacks, accepted on import only at these values."""
     keras_ignored_options: ClassVar[frozenset[str]] = frozenset()
     """Options Keras writes that mean nothing at the values `keras_only_options` allows."""
+    keras_integer_weights: ClassVar[frozenset[str]] = frozenset()
+    """Weights Keras keeps as integers (Normalization's `count`): float32 in seqcli, int32 in
+    a `.keras` file."""
+    keras_trainable_option: ClassVar[bool] = True
+    """False for layers whose Keras config has no `trainable` (SpatialDropout1D/2D/3D)."""
     supports_masking: ClassVar[bool] = False
     """Keras's `supports_masking`: the layer takes a mask (a boolean per time step) and, by
     default, passes it on unchanged. A mask reaching a layer without it is an error."""
@@ -319,6 +324,11 @@ class Layer(BaseModel):
     def forward_train(self, weights: dict, x, rng):
         """Training-mode forward: (output, what `backward` needs). `rng` drives Dropout."""
         return self.forward(weights, x), x
+
+    def output_penalty(self, y) -> float:
+        """What the layer adds to the training loss for its output `y` of a batch (Keras's
+        activity regularizer, as ActivityRegularization has); 0.0 for most layers."""
+        return 0.0
 
     def backward(self, weights: dict, cache, dy, input_grad: bool = True):
         """(dx, {weight name: gradient}) for the upstream gradient `dy`; dx is None when

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from seqcli.build import BuiltModel
-from seqcli.runtime.model import forward_masked, model_input
+from seqcli.runtime.model import model_input, run_layer
 from seqcli.training.losses import Loss, accuracy_counts
 from seqcli.training.optimizers import Optimizer
 
@@ -33,6 +33,7 @@ def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray,
     leaves = built.leaves()
     caches = []
     h, mask = x, None
+    penalty = 0.0  # Keras adds every layer's activity penalty to the loss
     for info in leaves:
         layer = info.layer
         own = info.own_weights(weights)
@@ -43,7 +44,8 @@ def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray,
         mask = layer.compute_mask(h, mask)
         h = out
         caches.append(cache)
-    value = loss.value(y, h, mask)
+        penalty += layer.output_penalty(out)
+    value = loss.value(y, h, mask) + penalty
     hits, predictions = accuracy_counts(y, h, mask) if loss.classification else (0, 0)
     # a layer needs its input gradient only if some layer before it has trainable weights
     trainable_before = [False] * len(leaves)
@@ -68,15 +70,26 @@ def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray,
     return value, hits, predictions
 
 
+def _forward_with_penalty(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray):
+    """(output, its mask, the layers' activity penalties) at inference, as Keras's
+    `test_step` counts them in the loss."""
+    h, mask, penalty = x, None, 0.0
+    for info in built.leaves():
+        h, mask = run_layer(info, weights, h, mask)
+        penalty += info.layer.output_penalty(h)
+    return h, mask, penalty
+
+
 def evaluate(built: BuiltModel, weights: dict[str, np.ndarray], x, y, loss: Loss,
              batch_size: int) -> dict[str, float]:
-    """Loss (and accuracy) in inference mode, averaged over samples as Keras does."""
+    """Loss (with the layers' activity penalties) and accuracy in inference mode, averaged
+    over samples as Keras does."""
     total, correct, count = 0.0, 0, 0
     for start in range(0, len(x), batch_size):
         xb = model_input(built, x[start:start + batch_size], start)
         yb = np.asarray(y[start:start + batch_size])
-        out, mask = forward_masked(built.layers, weights, xb)
-        total += loss.value(yb, out, mask) * len(xb)
+        out, mask, penalty = _forward_with_penalty(built, weights, xb)
+        total += (loss.value(yb, out, mask) + penalty) * len(xb)
         if loss.classification:
             hits, predictions = accuracy_counts(yb, out, mask)
             correct += hits

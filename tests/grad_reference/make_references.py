@@ -189,10 +189,24 @@ def moving_average_evidence() -> None:
         new_moving_mean=layer.moving_mean.numpy(), new_moving_variance=layer.moving_variance.numpy())
 
 
+def normalization_more() -> None:
+    """GroupNormalization and UnitNormalization (after the others: their draws come last)."""
+    kl = keras.layers
+    layer_case("group_norm_two_groups", kl.GroupNormalization(groups=2),
+               normal(3, 4, 3, 6) * 2 + 1, groups=2, axis=-1, epsilon=1e-3)
+    layer_case("group_norm_instance_axis1", kl.GroupNormalization(groups=-1, axis=1,
+                                                                  epsilon=1e-5),
+               normal(2, 4, 3), groups=-1, axis=1, epsilon=1e-5)
+    layer_case("unit_norm_two_axes", kl.UnitNormalization(axis=[1, 2]), normal(3, 4, 5),
+               axis=[1, 2])
+    layer_case("unit_norm_last_axis", kl.UnitNormalization(), normal(4, 6) * 3, axis=-1)
+
+
 if __name__ == "__main__":
     activations()
     layers()
     recurrent()
     moving_average_evidence()
+    normalization_more()
     np.savez_compressed(OUT, **store)
     print(f"wrote {len(store)} arrays to {OUT} (keras {keras.__version__}, jax {jax.__version__})")

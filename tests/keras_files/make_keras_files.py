@@ -11,6 +11,8 @@ It writes into tests/keras_files/:
         models built here with real Keras (every layer type of the contract appears in at
         least one; nested and frozen models, a Functional chain, training-only options),
         deterministic non-trivial weights, and Keras's `model.predict` of a fixed input
+    <stem>.sgd.npz                   for SGD_STEPS: targets, Keras's train_on_batch loss and
+                                     weights after it (SGD 0.1, mse, the whole batch)
     unbuilt.keras                    a Sequential never built (no input shape, no weights)
     nested_frozen.weights.h5         `model.save_weights` of nested_frozen
     ref_<stem>.keras (and ref_nested_frozen.weights.h5)
@@ -221,11 +223,94 @@ def gan_discriminator():
     return model, "normal"
 
 
+# the spread and centre of the auto-mpg features the regression tutorial normalises
+FEATURE_SCALE = np.array([1.7, 104.0, 38.5, 846.0, 2.8, 3.7, 0.45, 0.4, 0.5])
+FEATURE_CENTRE = np.array([5.5, 195.0, 104.9, 2990.0, 15.6, 75.9, 0.18, 0.2, 0.62])
+
+
+def features(rng, rows):
+    """Auto-mpg-like rows: nine features on their very different scales."""
+    return (rng.normal(size=(rows, 9)) * FEATURE_SCALE + FEATURE_CENTRE).astype("float32")
+
+
+def spectrograms(rng, rows):
+    """Spectrogram-like (12 frames, 10 bins) magnitudes: positive, loud in the low bins."""
+    loudness = np.linspace(3.0, 0.5, 10)
+    return np.abs(rng.normal(size=(rows, 12, 10)) * loudness).astype("float32")
+
+
+def regression_adapt():
+    """TensorFlow's keras/regression tutorial (auto-mpg), scaled down: Normalization(axis=-1)
+    adapt()-ed on the training features (mean, variance, count saved as weights), then
+    Dense 16 relu, Dense 16 relu, Dense 1."""
+    normalizer = L.Normalization(axis=-1)
+    model = keras.Sequential([keras.Input((9,)), normalizer, L.Dense(16, activation="relu"),
+                              L.Dense(16, activation="relu"), L.Dense(1)], name="dnn_model")
+    return model, "features", lambda: normalizer.adapt(features(np.random.default_rng(7), 300))
+
+
+def simple_audio():
+    """TensorFlow's audio/simple_audio classifier, scaled down: a spectrogram reshaped to an
+    image, Normalization adapt()-ed on spectrograms, Conv2D relu, Conv2D, GroupNormalization
+    (4 groups), relu, SpatialDropout2D, MaxPooling2D, Dropout, Flatten, Dense relu, Dropout,
+    Dense."""
+    normalizer = L.Normalization()
+    model = keras.Sequential([
+        keras.Input((12, 10)),
+        L.Reshape((12, 10, 1)),
+        normalizer,
+        L.Conv2D(4, 3, activation="relu"),
+        L.Conv2D(8, 3),
+        L.GroupNormalization(groups=4),
+        L.Activation("relu"),
+        L.SpatialDropout2D(0.25),
+        L.MaxPooling2D(),
+        L.Dropout(0.25),
+        L.Flatten(),
+        L.Dense(16, activation="relu"),
+        L.Dropout(0.5),
+        L.Dense(4),
+    ], name="simple_audio")
+    return model, "spectrograms", lambda: normalizer.adapt(
+        spectrograms(np.random.default_rng(8), 64).reshape(64, 12, 10, 1))
+
+
+def training_only_stack():
+    """A self-normalising MLP (Dense selu with lecun_normal, AlphaDropout, one with a
+    noise_shape) with the other training-only layers between: GaussianNoise on the input,
+    GaussianDropout, ActivityRegularization (l1, l2), Identity, SpatialDropout1D and
+    SpatialDropout3D after reshapes, UnitNormalization over two axes, a softmax Dense."""
+    init = "lecun_normal"
+    model = keras.Sequential([
+        keras.Input((16,)),
+        L.GaussianNoise(0.1),
+        L.Dense(16, activation="selu", kernel_initializer=init),
+        L.AlphaDropout(0.1),
+        L.Dense(16, activation="selu", kernel_initializer=init),
+        L.AlphaDropout(0.2, noise_shape=(None, 16), seed=5),
+        L.GaussianDropout(0.1),
+        L.ActivityRegularization(l1=1e-3, l2=1e-4),
+        L.Identity(),
+        L.Reshape((4, 4)),
+        L.SpatialDropout1D(0.1),
+        L.Reshape((2, 2, 2, 2)),
+        L.SpatialDropout3D(0.1),
+        L.UnitNormalization(axis=[1, 2]),
+        L.Flatten(),
+        L.Dense(3, activation="softmax"),
+    ], name="snn")
+    return model, "normal"
+
+
 MODELS = {"image_stack": image_stack, "sequence_stack": sequence_stack,
           "nested_frozen": nested_frozen, "functional_chain": functional_chain,
           "vector_steps": vector_steps, "imdb_bidirectional": imdb_bidirectional,
           "masked_text": masked_text, "masking_autoencoder": masking_autoencoder,
-          "gan_discriminator": gan_discriminator}
+          "gan_discriminator": gan_discriminator,
+          "regression_adapt": regression_adapt, "simple_audio": simple_audio,
+          "training_only_stack": training_only_stack}
+SGD_STEPS = ("regression_adapt",)
+"""Models whose Keras `train_on_batch` (SGD 0.1, mse) is recorded as <stem>.sgd.npz."""
 
 
 def make_input(rng, shape, kind):
@@ -238,6 +323,10 @@ def make_input(rng, shape, kind):
             ids[1, :3] = 0
             ids[2, 4] = 0
         return ids
+    if kind == "features":
+        return features(rng, BATCH)
+    if kind == "spectrograms":
+        return spectrograms(rng, BATCH)
     full = (BATCH, *shape)
     if kind == "pixels":
         return rng.uniform(0.0, 255.0, full).astype("float32")
@@ -257,8 +346,10 @@ def make_model(stem: str) -> dict:
     seed = zlib.crc32(stem.encode())
     keras.utils.set_random_seed(seed % (2**31))
     rng = np.random.default_rng(seed)
-    model, kind = MODELS[stem]()
+    model, kind, *adapt = MODELS[stem]()
     reference.assign_weights(model, rng, 1.0)
+    for step in adapt:  # adapt() after the weights are set: the statistics are real ones
+        step()
     shape = tuple(model.input_shape[1:])
     x = make_input(rng, shape, kind)
     y = np.asarray(model.predict(x, batch_size=BATCH, verbose=0), dtype="float32")
@@ -270,6 +361,13 @@ def make_model(stem: str) -> dict:
     save_npy(HERE / f"{stem}.output.npy", y)
     if stem == "nested_frozen":
         model.save_weights(HERE / f"{stem}.weights.h5")
+    if stem in SGD_STEPS:
+        target = rng.normal(size=y.shape).astype("float32")
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse")
+        loss = model.train_on_batch(x, target)
+        after = {f"after/{path}/{v.name}": np.asarray(v.value, dtype="float32")
+                 for path, layer in reference.iter_leaves(model) for v in layer.weights}
+        np.savez(HERE / f"{stem}.sgd.npz", y=target, loss=np.float32(loss), **after)
     return {"stem": stem, "description": " ".join(MODELS[stem].__doc__.split()),
             "input_shape": list(shape), "output_shape": list(y.shape),
             "params": int(model.count_params()),

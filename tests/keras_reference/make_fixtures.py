@@ -211,6 +211,12 @@ def weight_value(rng, layer, var, gain):
         return rng.normal(0.0, 0.5, shape)
     if name == "moving_variance":
         return rng.uniform(0.5, 2.0, shape)
+    if name == "mean":  # Normalization's adapted statistics
+        return rng.normal(0.0, 1.0, shape)
+    if name == "variance":
+        return rng.uniform(0.25, 4.0, shape)
+    if name == "count":
+        return np.asarray(rng.integers(1, 1000), dtype="float64")
     raise SystemExit(f"no rule for weight {name} of {layer.name}")
 
 
@@ -222,6 +228,8 @@ def assign_weights(model, rng, gain):
             value = weight_value(rng, layer, var, gain).astype("float32")
             var.assign(value)
             out[f"{path}/{var.name}"] = value
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()  # it computes with copies of its weights, made here
     return out
 
 

@@ -39,6 +39,8 @@ FITS = [
      "regression"),
     ("bidirectional", "sparse_categorical_crossentropy",
      {"class_name": "rmsprop", "config": {"learning_rate": 0.01}}, 2, 3, "labels"),
+    ("activity_regression", "mse", {"class_name": "sgd", "config": {"learning_rate": 0.05}},
+     3, 4, "regression"),
 ]
 ROWS = 10
 
@@ -73,6 +75,8 @@ def load(stem):
     for path, layer in iter_leaves(model):
         for variable in layer.weights:
             variable.assign(weights[f"{path}/{variable.name}"])
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()  # it computes with copies of its weights, made here
     x = np.load(REFERENCE / entry["files"]["input"])
     return entry, doc, model, x
 
@@ -82,11 +86,15 @@ def state(model):
             for path, layer in iter_leaves(model) for v in layer.weights}
 
 
+RANDOM_LAYERS = ("Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+                 "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D")
+
+
 def has_dropout(doc):
-    """Dropout draws differ between Keras and seqcli: such models are left out."""
+    """Dropout (and noise) draws differ between Keras and seqcli: such models are left out."""
     def walk(value):
         if isinstance(value, dict):
-            if value.get("type") == "Dropout" or value.get("dropout") or \
+            if value.get("type") in RANDOM_LAYERS or value.get("dropout") or \
                     value.get("recurrent_dropout"):
                 return True
             return any(walk(v) for v in value.values())
