@@ -244,3 +244,8 @@ try:  # the recurrent references, in their own file
     from tests.naive_recurrent import naive_gru, naive_lstm, naive_simple_rnn  # noqa: E402, F401
 except ImportError:  # tests/ is not a package: pytest puts it on sys.path itself
     from naive_recurrent import naive_gru, naive_lstm, naive_simple_rnn  # noqa: E402, F401
+
+try:  # the 3-D and transposed convolutions' references, in their own file
+    from tests.naive_conv import naive_conv3d, naive_conv_transpose  # noqa: E402, F401
+except ImportError:  # tests/ is not a package: pytest puts it on sys.path itself
+    from naive_conv import naive_conv3d, naive_conv_transpose  # noqa: E402, F401

