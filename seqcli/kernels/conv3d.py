@@ -82,9 +82,12 @@ def _col2im3d(cols, out, r0, rows, geometry):
     # the transpose of _im2col3d: cols (G, R, KD*KH*KW*Cg) added into out (N, D, H, W, C) at
     # the cells the windows of rows r0..r0+rows read; what falls outside is dropped
     k_d, k_h, k_w, sd, sh, sw, dd, dh, dw, pf, pt, pl, out_d, out_h, out_w = geometry
-    _, d, h, w, _ = out.shape
+    _, d, h, w, c_n = out.shape
     groups, _, width = cols.shape
     cg = width // (k_d * k_h * k_w)
+    run = k_w * c_n  # one kernel row of one window: contiguous in out when dw == 1
+    flat = out.reshape(out.size)
+    flat_cols = cols.reshape(cols.size)
     per_image = out_d * out_h * out_w
     for i in range(rows):
         r = r0 + i
@@ -92,6 +95,8 @@ def _col2im3d(cols, out, r0, rows, geometry):
         od = (r // (out_h * out_w)) % out_d
         oh = (r // out_w) % out_h
         ow = r % out_w
+        iw0 = ow * sw - pl
+        inside = groups == 1 and dw == 1 and iw0 >= 0 and iw0 + k_w <= w
         for kd in range(k_d):
             iz = od * sd - pf + kd * dd
             if iz < 0 or iz >= d:
@@ -99,6 +104,12 @@ def _col2im3d(cols, out, r0, rows, geometry):
             for ki in range(k_h):
                 ih = oh * sh - pt + ki * dh
                 if ih < 0 or ih >= h:
+                    continue
+                if inside:  # unsigned offsets, so that the add vectorises
+                    dst = np.uintp((((n * d + iz) * h + ih) * w + iw0) * c_n)
+                    src = np.uintp(i * width + (kd * k_h + ki) * run)
+                    for j in range(np.uintp(run)):
+                        flat[dst + j] += flat_cols[src + j]
                     continue
                 for kj in range(k_w):
                     iw = ow * sw - pl + kj * dw
@@ -148,7 +159,7 @@ def _pads3(padding) -> tuple[tuple[int, int], ...]:
     return pairs
 
 
-def conv3d_geometry(x_shape, kernel_shape, strides, dilation, padding, name="conv3d"):
+def _geometry3d(x_shape, kernel_shape, strides, dilation, padding, name="conv3d"):
     """The flat geometry tuple the 3-D kernels take, (KD, KH, KW, SD, SH, SW, DD, DH, DW, PF,
     PT, PL, OD, OH, OW), for a convolution of `x_shape` (N, D, H, W, C); ValueError if empty."""
     k_d, k_h, k_w = (int(v) for v in kernel_shape[:3])
@@ -167,8 +178,7 @@ def conv3d_geometry(x_shape, kernel_shape, strides, dilation, padding, name="con
 def conv3d_forward(
     x, kernel, bias, strides, dilation, padding, groups: int, activation: int
 ) -> np.ndarray:
-    """y[n,od,oh,ow,f] = act(b[f] + sum x[n, od*sd-pf+i*dd, oh*sh-pt+j*dh, ow*sw-pl+l*dw, c]
-    k[i,j,l,c,f]), grouped."""
+    """y[n,o,f] = act(b[f] + sum x[n, o*s-p+(i,j,l)*d, c] k[i,j,l,c,f]), o = (od,oh,ow), grouped."""
     code = _check_code(activation)
     x = _as_f32(x, "x", 5)
     kernel = _as_f32(kernel, "kernel", 5)
@@ -179,7 +189,7 @@ def conv3d_forward(
         raise ValueError(
             f"kernel {kernel.shape} does not fit {c_n} input channels in {groups} groups"
         )
-    geometry = conv3d_geometry(x.shape, kernel.shape, strides, dilation, padding)
+    geometry = _geometry3d(x.shape, kernel.shape, strides, dilation, padding)
     out_d, out_h, out_w = geometry[12:]
     b = _bias_or_empty(bias, f)
     out = np.empty((nb, out_d, out_h, out_w, f), dtype=np.float32)  # (N, OD, OH, OW, F)

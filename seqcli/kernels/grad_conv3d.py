@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from seqcli.kernels.activations import _as_f32
-from seqcli.kernels.conv3d import _col2im3d, _im2col3d, conv3d_geometry
+from seqcli.kernels.conv3d import _col2im3d, _geometry3d, _im2col3d
 
 # Upper bound on the im2col buffer of one chunk of output rows (bytes).
 _CHUNK_BYTES = 4 << 20
@@ -20,8 +20,7 @@ _CHUNK_BYTES = 4 << 20
 def conv3d_backward(
     x, kernel, strides, dilation, padding, groups: int, dy_pre, *, input_grad: bool = True
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """(dx, dk, db): dk[i,j,l,c,f] = sum x[n, od*sd-pf+i*dd, oh*sh-pt+j*dh, ow*sw-pl+l*dw, c]
-    dy[n,od,oh,ow,f]."""
+    """(dx, dk, db): dk[i,j,l,c,f] = sum x[n, o*s - p + (i,j,l)*d, c] dy[n,o,f], o = (od,oh,ow)."""
     x = _as_f32(x, "x", 5)
     kernel = _as_f32(kernel, "kernel", 5)
     nb, _, _, _, c_n = x.shape
@@ -31,7 +30,7 @@ def conv3d_backward(
         raise ValueError(
             f"kernel {kernel.shape} does not fit {c_n} input channels in {groups} groups"
         )
-    geometry = conv3d_geometry(x.shape, kernel.shape, strides, dilation, padding)
+    geometry = _geometry3d(x.shape, kernel.shape, strides, dilation, padding)
     out_d, out_h, out_w = geometry[12:]
     dy = _as_f32(dy_pre, "dy", 5)
     if dy.shape != (nb, out_d, out_h, out_w, f):
