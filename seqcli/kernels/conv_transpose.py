@@ -6,6 +6,8 @@ activation. Images are shared out to the threads (each writes only its own outpu
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from numba import njit
 
@@ -25,6 +27,32 @@ numba_ready()  # every kernel here runs in numba
 
 # Upper bound on one tile's window buffer (bytes).
 _CHUNK_BYTES = 512 << 10
+
+# (id of the array that owns the kernel's data, data address, shape) ->
+# (weak reference to that array, a copy of the kernel, the kernel transposed)
+_TRANSPOSED: dict = {}
+
+
+def _cached_transposed(kernel: np.ndarray) -> np.ndarray:
+    """kernel (KD, KH, KW, F, C) as (C, KD*KH*KW*F), kept while the array that owns its data
+    lives and the kernel holds the same values (training changes weights in place: the values
+    are compared, not trusted); a small batch would otherwise spend as long transposing."""
+    owner = kernel
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    key = (id(owner), kernel.__array_interface__["data"][0], kernel.shape)
+    entry = _TRANSPOSED.get(key)
+    if entry is not None:
+        alive, values, transposed = entry
+        if alive() is owner and np.array_equal(values, kernel):  # NaN: recomputed
+            return transposed
+    transposed = np.ascontiguousarray(kernel.reshape(-1, kernel.shape[-1]).T)
+    try:
+        alive = weakref.ref(owner, lambda _, key=key: _TRANSPOSED.pop(key, None))
+    except TypeError:  # not weakly referenceable: not kept
+        return transposed
+    _TRANSPOSED[key] = (alive, kernel.copy(), transposed)
+    return transposed
 
 
 # ----------------------------------------------------------------------------- jitted kernels
@@ -79,7 +107,7 @@ def conv_transpose_forward(
     # col2im's geometry: the convolution that reads `out` and has x's grid as its output
     geometry = (k_d, k_h, k_w, *strides, *dilation, *crops, d, h, w)
     width = k_d * k_h * k_w * f
-    wt = np.ascontiguousarray(kernel.reshape(width, c_n).T)  # (C, KD*KH*KW*F), (kd, kh, kw, f)
+    wt = _cached_transposed(kernel)  # (C, KD*KH*KW*F), columns in the order (kd, kh, kw, f)
     x2d = x.reshape(-1, c_n)
     full = b if len(b) else np.zeros(f, dtype=np.float32)
     found = _blas()
