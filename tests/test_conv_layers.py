@@ -394,3 +394,15 @@ def test_generator_through_the_command_line(cli, tmp_path):
     got = session.run(["output"], {"input": np.load(x)})[0]
     np.testing.assert_allclose(got, np.load(out), rtol=1e-5, atol=2e-6)
 
+
+
+def test_kept_transposed_kernel_follows_weights_changed_in_place():
+    """The transposed kernel is kept between calls, but a kernel changed in place (as `fit`
+    does) is transposed again, also through a reshaped view of it."""
+    rng = np.random.default_rng(7)
+    x, kernel = _normal(rng, (2, 3, 3, 2)), _normal(rng, (3, 3, 4, 2))
+    layer = Conv2DTranspose(filters=4, kernel_size=3, strides=2, padding="same")
+    first = layer.forward({"kernel": kernel, "bias": np.zeros(4, F32)}, x)
+    kernel *= 2.0
+    second = layer.forward({"kernel": kernel, "bias": np.zeros(4, F32)}, x)
+    np.testing.assert_allclose(second, 2.0 * first, rtol=1e-6)

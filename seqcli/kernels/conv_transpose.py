@@ -48,7 +48,7 @@ def _cached_transposed(kernel: np.ndarray) -> np.ndarray:
             return transposed
     transposed = np.ascontiguousarray(kernel.reshape(-1, kernel.shape[-1]).T)
     try:
-        alive = weakref.ref(owner, lambda _, key=key: _TRANSPOSED.pop(key, None))
+        alive = weakref.ref(owner, lambda _, key=key, cache=_TRANSPOSED: cache.pop(key, None))
     except TypeError:  # not weakly referenceable: not kept
         return transposed
     _TRANSPOSED[key] = (alive, kernel.copy(), transposed)
