@@ -9,7 +9,6 @@ import itertools
 import numpy as np
 
 
-
 def naive_activation(y, name):
     """tests/naive.py's activations (imported when called: naive.py imports this file)."""
     try:
