@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 
 
-def naive_activation(y, name):
+def _activation(y, name):
     """tests/naive.py's activations (imported when called: naive.py imports this file)."""
     try:
         from tests.naive import naive_activation as activation
@@ -42,7 +42,7 @@ def naive_conv3d(x, kernel, bias, strides, dilation, padding, groups, name):
                 kernel[..., g * fg : (g + 1) * fg])
     if bias is not None:
         y += np.asarray(bias, dtype=np.float64)
-    return naive_activation(y, name)
+    return _activation(y, name)
 
 
 def naive_conv_transpose(x, kernel, bias, strides, dilation, crops, output_shape, name):
@@ -63,7 +63,7 @@ def naive_conv_transpose(x, kernel, bias, strides, dilation, crops, output_shape
                crops[2] : crops[2] + output_shape[2], :]
     if bias is not None:
         y = y + np.asarray(bias, dtype=np.float64)
-    return naive_activation(y, name)
+    return _activation(y, name)
 
 
 def conv3d64(x, kernel, bias, strides, dilation, padding, groups):
