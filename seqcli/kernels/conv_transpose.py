@@ -26,7 +26,7 @@ from seqcli.kernels.threads import _next_item, _parallel
 numba_ready()  # every kernel here runs in numba
 
 # Upper bound on one tile's window buffer (bytes).
-_CHUNK_BYTES = 512 << 10
+_CHUNK_BYTES = 1 << 20
 
 # (id of the array that owns the kernel's data, data address, shape) ->
 # (weak reference to that array, a copy of the kernel, the kernel transposed)
