@@ -1,7 +1,9 @@
 """3-D convolution for Conv3D: a per-tile im2col of (depth, height, width) windows and one
 single-threaded BLAS GEMM per group and tile, the tiles shared out to the threads (numpy's
-matmul without such a BLAS). Also the 3-D im2col and col2im that the transposed convolutions
-and the gradients share."""
+matmul without such a BLAS). With few input channels that GEMM is too thin to run fast: the
+depth window's slices are stacked as channels instead (x'[n·OD + od, h, w, kd·C + c] =
+x[n, od·sd - pf + kd·dd, h, w, c]) and the 2-D convolution (conv.py) runs on them. Also the
+3-D im2col and col2im that the transposed convolutions and the gradients share."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from seqcli.kernels.activations import (
     _check_code,
     bias_activation_inplace,
 )
+from seqcli.kernels.conv import conv2d_forward
 from seqcli.kernels.dense import _blas, _sgemm
 from seqcli.kernels.geometry import _out_size
 from seqcli.kernels.numba_startup import numba_ready
@@ -24,6 +27,8 @@ numba_ready()  # every kernel here runs in numba
 
 # Upper bound on one tile's im2col buffer (bytes).
 _CHUNK_BYTES = 256 << 10
+# Up to this many input channels in the depth window (kd·C), the depth slices are stacked.
+_STACK_CHANNELS = 16
 
 
 # ----------------------------------------------------------------------------- jitted kernels
@@ -159,6 +164,18 @@ def _pads3(padding) -> tuple[tuple[int, int], ...]:
     return pairs
 
 
+def _depth_stacked(x, k_d, sd, dd, front, out_d) -> np.ndarray:
+    """(N, D, H, W, C) -> (N*OD, H, W, KD*C): the depth window's slices side by side as
+    channels, zeros where the window leaves x (a copy, KD times the input at most)."""
+    nb, d, h, w, c_n = x.shape
+    stacked = np.zeros((nb, out_d, h, w, k_d, c_n), dtype=np.float32)
+    for kd in range(k_d):
+        depths = np.arange(out_d) * sd - front + kd * dd  # the input slice of each od
+        inside = (depths >= 0) & (depths < d)
+        stacked[..., kd, :][:, inside] = x[:, depths[inside]]
+    return stacked.reshape(nb * out_d, h, w, k_d * c_n)
+
+
 def _geometry3d(x_shape, kernel_shape, strides, dilation, padding, name="conv3d"):
     """The flat geometry tuple the 3-D kernels take, (KD, KH, KW, SD, SH, SW, DD, DH, DW, PF,
     PT, PL, OD, OH, OW), for a convolution of `x_shape` (N, D, H, W, C); ValueError if empty."""
@@ -192,7 +209,15 @@ def conv3d_forward(
     geometry = _geometry3d(x.shape, kernel.shape, strides, dilation, padding)
     out_d, out_h, out_w = geometry[12:]
     b = _bias_or_empty(bias, f)
-    out = np.empty((nb, out_d, out_h, out_w, f), dtype=np.float32)  # (N, OD, OH, OW, F)
+    shape = (nb, out_d, out_h, out_w, f)  # (N, OD, OH, OW, F)
+    if nb and groups == 1 and k_d * c_n <= _STACK_CHANNELS:
+        stacked = _depth_stacked(x, k_d, geometry[3], geometry[6], geometry[9], out_d)
+        # (KD, KH, KW, C, F) -> (KH, KW, KD*C, F), rows in the stacked channels' order
+        plane = np.ascontiguousarray(kernel.transpose(1, 2, 0, 3, 4)).reshape(
+            k_h, k_w, k_d * c_n, f)
+        return conv2d_forward(stacked, plane, bias, geometry[4:6], geometry[7:9],
+                              _pads3(padding)[1:], 1, code).reshape(shape)
+    out = np.empty(shape, dtype=np.float32)
     if out.size == 0:
         return out
     out2d = out.reshape(-1, f)
