@@ -86,12 +86,17 @@ def test_conv3d_sums_the_window_over_depth_too():
 
 # ----------------------------------------------------------------------------- references
 
-CONV3D_CASES = [  # (x shape, kernel shape, strides, dilation, padding, groups, activation)
+CONV3D_CASES = [  # (x shape, kernel shape, strides, dilation, padding, groups, activation);
+    # one group and few channels in the depth window (kd * C <= 16): the depth slices stacked
     ((2, 5, 6, 7, 4), (2, 3, 2, 4, 6), (1, 1, 1), (1, 1, 1), ((0, 0),) * 3, 1, "relu"),
     ((1, 4, 5, 6, 4), (3, 2, 3, 2, 6), (2, 1, 2), (1, 1, 1), ((1, 1), (0, 1), (1, 1)), 2, "tanh"),
     ((2, 6, 5, 6, 3), (2, 2, 2, 1, 3), (1, 1, 1), (2, 1, 2), ((1, 1), (0, 1), (1, 0)), 3,
      "linear"),
     ((3, 2, 3, 4, 5), (1, 1, 1, 5, 2), (1, 1, 1), (1, 1, 1), ((0, 0),) * 3, 1, "softmax"),
+    ((2, 5, 4, 5, 9), (2, 2, 3, 9, 4), (2, 1, 1), (1, 2, 1), ((1, 0), (1, 1), (1, 1)), 1,
+     "sigmoid"),  # kd * C = 18: im2col
+    ((1, 6, 4, 4, 2), (3, 2, 2, 2, 3), (2, 1, 1), (1, 1, 1), ((2, 2), (0, 1), (1, 0)), 1,
+     "relu"),  # stacked, with depth padding and strides
 ]
 
 
