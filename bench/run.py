@@ -419,7 +419,7 @@ def targets(rows, e2e, start_rows, big) -> list[str]:
             ratio = found[0]["numpy_ratio"]
             lines.append(f"- MLP at batch {batch}: {ratio:.2f}× numpy's `x @ W + b` chain "
                          f"(target ≤ {limit}×): {mark(ratio <= limit)}.")
-    for model in ("lstm_text", "gru_series"):
+    for model in ("lstm_text", "gru_series", "dcgan_generator"):
         found = [r for r in rows if r["model"] == model and r["batch"] == 32
                  and "onnxruntime_ratio" in r]
         for row in found:
@@ -473,6 +473,8 @@ def main() -> None:
         throughput(rows, MODELS / "lstm_text.yaml", [(32, 1), (32, 2)], folder, seconds,
                    rounds, ort)
         throughput(rows, MODELS / "gru_series.yaml", [(1, 1), (32, 2)], folder, seconds,
+                   rounds, ort)
+        throughput(rows, MODELS / "dcgan_generator.yaml", [(1, 1), (32, 2)], folder, seconds,
                    rounds, ort)
         print("end to end", flush=True)
         e2e = end_to_end(folder, ort, 1 if args.quick else 7)

@@ -18,9 +18,12 @@ from dataclasses import dataclass
 
 from seqcli.kernels import activations as k_act
 from seqcli.kernels import conv as k_conv
+from seqcli.kernels import conv3d as k_conv3d
+from seqcli.kernels import conv_transpose as k_convt
 from seqcli.kernels import dense as k_dense
 from seqcli.kernels import grad_activations as g_act
 from seqcli.kernels import grad_conv as g_conv
+from seqcli.kernels import grad_conv3d as g_conv3d
 from seqcli.kernels import grad_dense as g_dense
 from seqcli.kernels import grad_normalization as g_norm
 from seqcli.kernels import grad_normalization_more as g_norm_more
@@ -127,6 +130,85 @@ ROWS: dict[str, Row] = {
                g_conv.conv2d_backward: naive_grad.conv2d64, **ACTIVATION_GRAD},
         keras=("separable",),
     ),
+    "Conv3D": Row(
+        cases=[  # valid/same, uneven kernels and strides, dilation with groups, 1x1x1
+            ({"filters": 8, "kernel_size": 3}, (10, 10, 10, 1), (8, 8, 8, 8), 224, 224),
+            ({"filters": 4, "kernel_size": [2, 3, 1], "strides": [2, 1, 2], "padding": "same"},
+             (5, 6, 7, 3), (3, 6, 4, 4), 76, 76),
+            ({"filters": 6, "kernel_size": 3, "dilation_rate": 2, "groups": 3, "use_bias": False},
+             (7, 6, 5, 3), (3, 2, 1, 6), 162, 162),
+            ({"filters": 2, "kernel_size": 1}, (2, 3, 4, 5), (2, 3, 4, 2), 12, 12),
+        ],
+        kernels={k_conv3d.conv3d_forward: naive.naive_conv3d, **ACTIVATION},
+        grads={g_conv3d.conv3d_backward: naive_grad.conv3d64, **ACTIVATION_GRAD},
+        keras=("conv3d_layers", "volume_classifier_3d"),
+    ),
+    "Conv2DTranspose": Row(
+        cases=[  # kernel (kh, kw, filters, in); 'same' is in*strides unless output_padding
+            ({"filters": 128, "kernel_size": 4, "strides": 2, "padding": "same"}, (7, 7, 128),
+             (14, 14, 128), 262272, 262272),
+            ({"filters": 3, "kernel_size": 3}, (4, 5, 2), (6, 7, 3), 57, 57),
+            ({"filters": 2, "kernel_size": [3, 2], "strides": [3, 2], "output_padding": [2, 1],
+              "use_bias": False}, (3, 4, 3), (11, 9, 2), 36, 36),
+            ({"filters": 2, "kernel_size": 5, "strides": 2, "padding": "same",
+              "output_padding": 0}, (3, 4, 2), (5, 7, 2), 102, 102),
+            ({"filters": 2, "kernel_size": 1, "strides": 3}, (3, 3, 2), (9, 9, 2), 6, 6),
+            ({"filters": 3, "kernel_size": 3, "dilation_rate": 2, "padding": "same"},
+             (4, 4, 2), (4, 4, 3), 57, 57),
+        ],
+        kernels={k_convt.conv_transpose_forward: naive.naive_conv_transpose,
+                 k_conv.conv2d_forward: naive.naive_conv2d, **ACTIVATION},
+        grads={g_conv.conv2d_backward: naive_grad.conv2d64, **ACTIVATION_GRAD},
+        keras=("conv2d_transpose", "dcgan_generator"),
+    ),
+    "Conv1DTranspose": Row(
+        cases=[
+            ({"filters": 16, "kernel_size": 7, "strides": 2, "padding": "same"}, (72, 16),
+             (144, 16), 1808, 1808),
+            ({"filters": 2, "kernel_size": 3, "strides": 2, "output_padding": 1}, (5, 3),
+             (12, 2), 20, 20),
+            ({"filters": 2, "kernel_size": 4, "dilation_rate": 3}, (5, 2), (14, 2), 18, 18),
+        ],
+        kernels={k_convt.conv_transpose_forward: naive.naive_conv_transpose,
+                 k_conv.conv2d_forward: naive.naive_conv2d, **ACTIVATION},
+        grads={g_conv.conv2d_backward: naive_grad.conv2d64, **ACTIVATION_GRAD},
+        keras=("conv1d_transpose_separable", "timeseries_conv_autoencoder"),
+    ),
+    "Conv3DTranspose": Row(
+        cases=[
+            ({"filters": 3, "kernel_size": 3, "strides": 2, "padding": "same"}, (3, 4, 3, 2),
+             (6, 8, 6, 3), 165, 165),
+            ({"filters": 2, "kernel_size": [2, 3, 2], "strides": [1, 2, 2],
+              "output_padding": [0, 1, 0]}, (3, 3, 2, 3), (4, 8, 4, 2), 74, 74),
+        ],
+        kernels={k_convt.conv_transpose_forward: naive.naive_conv_transpose,
+                 k_conv3d.conv3d_forward: naive.naive_conv3d, **ACTIVATION},
+        grads={g_conv3d.conv3d_backward: naive_grad.conv3d64, **ACTIVATION_GRAD},
+        keras=("conv3d_transpose",),
+    ),
+    "DepthwiseConv1D": Row(
+        cases=[  # kernel (k, in, depth_multiplier)
+            ({"kernel_size": 3, "depth_multiplier": 2}, (9, 3), (7, 6), 24, 24),
+            ({"kernel_size": 3, "strides": 2, "padding": "same", "use_bias": False}, (10, 4),
+             (5, 4), 12, 12),
+        ],
+        kernels={k_conv.depthwise_conv2d_forward: naive.naive_depthwise_conv2d, **ACTIVATION},
+        grads={g_conv.depthwise_conv2d_backward: naive_grad.depthwise_conv2d64,
+               **ACTIVATION_GRAD},
+        keras=("conv1d_transpose_separable",),
+    ),
+    "SeparableConv1D": Row(
+        cases=[  # pointwise_kernel (1, in*dm, filters)
+            ({"filters": 8, "kernel_size": 3}, (10, 3), (8, 8), 41, 41),
+            ({"filters": 4, "kernel_size": 3, "depth_multiplier": 2, "padding": "same",
+              "strides": 2}, (7, 2), (4, 4), 32, 32),
+        ],
+        kernels={k_conv.depthwise_conv2d_forward: naive.naive_depthwise_conv2d,
+                 k_conv.conv2d_forward: naive.naive_conv2d, **ACTIVATION},
+        grads={g_conv.depthwise_conv2d_backward: naive_grad.depthwise_conv2d64,
+               g_conv.conv2d_backward: naive_grad.conv2d64, **ACTIVATION_GRAD},
+        keras=("conv1d_transpose_separable",),
+    ),
     "MaxPooling2D": Row(
         cases=[  # strides default to the pool size; 'same' rounds up
             ({}, (5, 5, 3), (2, 2, 3), 0, 0),
@@ -187,6 +269,37 @@ ROWS: dict[str, Row] = {
         kernels={k_pool.global_avg_pool_forward: naive.naive_global_avg_pool},
         grads={g_pool.global_avg_pool_backward: naive.naive_global_avg_pool},
         keras=("global_pooling1d", "nested_deep"),
+    ),
+    "MaxPooling3D": Row(
+        cases=[  # the 2-D kernels twice: over (height, width), then over depth
+            ({}, (5, 5, 5, 3), (2, 2, 2, 3), 0, 0),
+            ({"pool_size": [3, 2, 3], "strides": [2, 1, 2], "padding": "same"}, (5, 4, 7, 2),
+             (3, 4, 4, 2), 0, 0),
+        ],
+        kernels={k_pool.max_pool2d_forward: naive.naive_max_pool2d},
+        grads={g_pool.max_pool2d_backward: naive_grad.max_pool2d64},
+        keras=("pooling3d", "volume_classifier_3d"),
+    ),
+    "AveragePooling3D": Row(
+        cases=[  # pool_size has no default (Keras 3)
+            ({"pool_size": 2}, (4, 5, 6, 1), (2, 2, 3, 1), 0, 0),
+            ({"pool_size": 3, "strides": 2, "padding": "same"}, (5, 4, 5, 2), (3, 2, 3, 2), 0, 0),
+        ],
+        kernels={k_pool.avg_pool2d_forward: naive.naive_avg_pool2d},
+        grads={g_pool.avg_pool2d_backward: naive_grad.avg_pool2d64},
+        keras=("pooling3d", "conv3d_layers"),
+    ),
+    "GlobalMaxPooling3D": Row(
+        cases=[({}, (3, 4, 2, 5), (5,), 0, 0), ({"keepdims": True}, (3, 4, 2, 5), (1, 1, 1, 5), 0, 0)],
+        kernels={k_pool.global_max_pool_forward: naive.naive_global_max_pool},
+        grads={g_pool.global_max_pool_backward: naive.naive_global_max_pool},
+        keras=("pooling3d", "conv3d_transpose"),
+    ),
+    "GlobalAveragePooling3D": Row(
+        cases=[({}, (3, 4, 2, 5), (5,), 0, 0), ({"keepdims": True}, (3, 4, 2, 5), (1, 1, 1, 5), 0, 0)],
+        kernels={k_pool.global_avg_pool_forward: naive.naive_global_avg_pool},
+        grads={g_pool.global_avg_pool_backward: naive.naive_global_avg_pool},
+        keras=("pooling3d", "volume_classifier_3d"),
     ),
     "Flatten": Row(
         cases=[({}, (3, 4, 5), (60,), 0, 0)],

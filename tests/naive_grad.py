@@ -171,3 +171,9 @@ def unit_norm64(x):
     x = np.asarray(x, np.float64)
     norm = np.sqrt((x * x).sum(axis=1, keepdims=True))
     return x * np.minimum(1 / np.maximum(norm, 1e-300), 1e12)
+
+
+try:  # the 3-D convolution's float64 forward, beside its reference
+    from tests.naive_conv import conv3d64  # noqa: E402, F401
+except ImportError:  # tests/ is not a package: pytest puts it on sys.path itself
+    from naive_conv import conv3d64  # noqa: E402, F401

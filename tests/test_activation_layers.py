@@ -215,3 +215,43 @@ def test_softmax_refuses_the_batch_axis_and_a_mask(cli, tmp_path):
         {"type": "Softmax"}]}))
     result = cli("validate", model)
     assert result.code == 65 and "cannot take the mask" in result.err, result
+
+
+def _layers_with_an_activation():
+    from seqcli.layers.base import LAYER_REGISTRY
+    from seqcli.layers.recurrent import _Recurrent
+
+    return [pytest.param(name, id=name) for name, cls in LAYER_REGISTRY.items()
+            if "activation" in cls.model_fields and not issubclass(cls, _Recurrent)
+            and name != "Activation"]
+
+
+@pytest.mark.parametrize("type_name", _layers_with_an_activation())
+def test_every_layer_with_an_activation_runs_an_activation_layer_after(type_name):
+    """For every layer type with an `activation` (its first shape case of the layer table):
+    with activation {type: LeakyReLU, negative_slope: 0.1} it computes, trains and exports
+    as the same layer without activation followed by that LeakyReLU."""
+    from seqcli.training.fit import train_step
+    from seqcli.training.losses import get_loss
+    from seqcli.training.optimizers import get_optimizer
+    from tests.layer_table import ROWS
+
+    settings, input_shape, *_ = ROWS[type_name].cases[0]
+    settings = {key: value for key, value in settings.items() if key != "activation"}
+    leaky = {"type": "LeakyReLU", "negative_slope": 0.1}
+    after = _model([{"type": type_name, **settings, "activation": leaky}], list(input_shape))
+    plain = _model([{"type": type_name, **settings}, leaky], list(input_shape))
+    _same_weights(after, plain)
+    x = np.random.default_rng(4).normal(size=(3, *input_shape)).astype(np.float32)
+    np.testing.assert_allclose(after(x), plain(x), rtol=1e-6, atol=1e-7)
+    target = np.random.default_rng(5).random(after(x).shape).astype(np.float32)
+    for model in (after, plain):
+        train_step(model.built_model, model.weight_arrays, x, target, get_loss("mse"),
+                   get_optimizer("sgd", 0.5), np.random.default_rng(0))
+    for key, plain_key in zip(after.weight_arrays, plain.weight_arrays):
+        np.testing.assert_allclose(after.weight_arrays[key], plain.weight_arrays[plain_key],
+                                   rtol=1e-5, atol=1e-6)
+    proto = to_onnx(after.built_model, after.weight_arrays)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(["output"], {"input": x})[0], after(x), rtol=1e-5,
+                               atol=1e-5)

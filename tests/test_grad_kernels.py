@@ -20,6 +20,7 @@ from seqcli.kernels import activations as k_act
 from seqcli.kernels import dense as k_dense
 from seqcli.kernels import grad_activations as g_act
 from seqcli.kernels import grad_conv as g_conv
+from seqcli.kernels import grad_conv3d as g_conv3d
 from seqcli.kernels import grad_dense as g_dense
 from seqcli.kernels import grad_normalization as g_norm
 from seqcli.kernels import grad_normalization_more as g_norm_more
@@ -782,6 +783,21 @@ def _jax_normalization_more(r):
     return {"y": y, "dx": dx, **{f"d{name}": grad for name, grad in grads.items()}}
 
 
+def _jax_conv_family(r):
+    """A 3-D or transposed convolution or a 3-D pooling's training forward and backward,
+    through the layer (the transposed ones train with the convolutions' kernels)."""
+    import json
+
+    from seqcli.layers import LAYER_TYPES
+
+    config = json.loads(str(r["config"]))
+    layer = LAYER_TYPES[config["type"]].model_validate(config)
+    weights = {name: r[name] for name in layer.param_shapes(r["x"].shape[1:])}
+    y, cache = layer.forward_train(weights, r["x"], np.random.default_rng(0))
+    dx, grads = layer.backward(weights, cache, r["dy"])
+    return {"y": y, "dx": dx, **{f"d{name}": grad for name, grad in grads.items()}}
+
+
 JAX_CASES = {
     "dense_gelu": (_jax_dense, [g_dense.dense_backward]),
     "dense_softmax": (_jax_dense, [g_dense.dense_backward, g_act.activation_backward]),
@@ -819,6 +835,12 @@ JAX_CASES = {
     "group_norm_instance_axis1": (_jax_normalization_more, [g_norm_more.group_norm_backward]),
     "unit_norm_two_axes": (_jax_normalization_more, [g_norm_more.unit_norm_backward]),
     "unit_norm_last_axis": (_jax_normalization_more, [g_norm_more.unit_norm_backward]),
+    "conv3d_groups_same": (_jax_conv_family, [g_conv3d.conv3d_backward]),
+    "conv3d_transpose_same": (_jax_conv_family, [g_conv3d.conv3d_backward]),
+    "conv2d_transpose_output_padding": (_jax_conv_family, [g_conv.conv2d_backward]),
+    "conv1d_transpose_same_dilated": (_jax_conv_family, [g_conv.conv2d_backward]),
+    "max_pool3d_ties_same": (_jax_conv_family, [g_pool.max_pool2d_backward]),
+    "avg_pool3d_same": (_jax_conv_family, [g_pool.avg_pool2d_backward]),
 }
 
 

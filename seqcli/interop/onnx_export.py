@@ -490,4 +490,5 @@ def _permute(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: st
 
 # The sequence layers' lowerings register themselves when imported.
 from seqcli.interop import onnx_norm  # noqa: E402, F401, I001
+import seqcli.interop.onnx_conv  # noqa: E402, F401
 from seqcli.interop import onnx_sequence  # noqa: E402, F401

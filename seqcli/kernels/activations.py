@@ -154,6 +154,11 @@ def _bias_act_inplace(y, r0, count, c0, bias, code):
                 v = y[i, c + j] + bias[j]
                 v = np.float32(6.0) if v > np.float32(6.0) else v
                 y[i, c + j] = np.float32(0.0) if v < np.float32(0.0) else v
+    elif code == _LEAKY_RELU:  # as _act: the product in float64, rounded once
+        for i in range(r0, r0 + count):
+            for j in range(k):
+                v = y[i, c + j] + bias[j]
+                y[i, c + j] = np.float32(_LEAKY_SLOPE * v) if v < np.float32(0.0) else v
     elif code == _SOFTMAX or code == _LOG_SOFTMAX:
         for i in range(r0, r0 + count):
             d = y[i, c0:c0 + bias.shape[0]]

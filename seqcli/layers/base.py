@@ -401,7 +401,9 @@ def post_activation(cls):
     """Class decorator for a layer type with an `activation`: when that is an activation layer
     (one no activation name computes, such as LeakyReLU(0.1)), the layer's kernels apply none
     (`fused_activation` is linear) and the activation layer's forward, training forward and
-    backward run after the layer's own."""
+    backward run after the layer's own. Only the methods the class itself defines are wrapped
+    (those it inherits from a decorated class already are)."""
+    own = vars(cls)
     forward, forward_train, backward = cls.forward, cls.forward_train, cls.backward
 
     @functools.wraps(forward)
@@ -427,7 +429,9 @@ def post_activation(cls):
             dy, _ = after.backward({}, after_cache, dy)
         return backward(self, weights, cache, dy, input_grad)
 
-    cls.forward = forward_then_activation
-    cls.forward_train = forward_train_then_activation
-    cls.backward = backward_through_activation
+    for name, wrapped in (("forward", forward_then_activation),
+                          ("forward_train", forward_train_then_activation),
+                          ("backward", backward_through_activation)):
+        if name in own:
+            setattr(cls, name, wrapped)
     return cls

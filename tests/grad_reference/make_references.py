@@ -202,11 +202,42 @@ def normalization_more() -> None:
     layer_case("unit_norm_last_axis", kl.UnitNormalization(), normal(4, 6) * 3, axis=-1)
 
 
+def conv_family() -> None:
+    """The 3-D and transposed convolutions and the 3-D poolings, `config` their seqcli
+    settings (replayed through seqcli's layers)."""
+    import json
+
+    kl = keras.layers
+    ties = f32(rng.integers(0, 3, (2, 4, 5, 4, 2)))
+    cases = [
+        ("conv3d_groups_same", kl.Conv3D, {"filters": 4, "kernel_size": [2, 3, 2],
+                                           "strides": [1, 2, 1], "padding": "same",
+                                           "groups": 2}, normal(2, 4, 5, 4, 4)),
+        ("conv3d_transpose_same", kl.Conv3DTranspose, {"filters": 3, "kernel_size": 3,
+                                                       "strides": 2, "padding": "same"},
+         normal(2, 2, 3, 2, 2)),
+        ("conv2d_transpose_output_padding", kl.Conv2DTranspose,
+         {"filters": 3, "kernel_size": [3, 2], "strides": [2, 3], "output_padding": [1, 2]},
+         normal(2, 3, 4, 2)),
+        ("conv1d_transpose_same_dilated", kl.Conv1DTranspose,
+         {"filters": 2, "kernel_size": 3, "dilation_rate": 2, "padding": "same"},
+         normal(3, 6, 2)),
+        ("max_pool3d_ties_same", kl.MaxPooling3D, {"pool_size": [2, 3, 2], "strides": [1, 2, 1],
+                                                   "padding": "same"}, ties),
+        ("avg_pool3d_same", kl.AveragePooling3D, {"pool_size": 3, "strides": 2,
+                                                  "padding": "same"}, normal(1, 5, 4, 5, 2)),
+    ]
+    for case, cls, config, x in cases:
+        keyword = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+        layer_case(case, cls(**keyword), x, config=json.dumps({"type": cls.__name__, **config}))
+
+
 if __name__ == "__main__":
     activations()
     layers()
     recurrent()
     moving_average_evidence()
     normalization_more()
+    conv_family()
     np.savez_compressed(OUT, **store)
     print(f"wrote {len(store)} arrays to {OUT} (keras {keras.__version__}, jax {jax.__version__})")

@@ -313,6 +313,52 @@ SGD_STEPS = ("regression_adapt",)
 """Models whose Keras `train_on_batch` (SGD 0.1, mse) is recorded as <stem>.sgd.npz."""
 
 
+def timeseries_autoencoder():
+    """keras-io examples/timeseries/timeseries_anomaly_detection.py with smaller sizes (48
+    steps, 8/4 filters): Conv1D 'same' strides 2 relu, Dropout, Conv1D, Conv1DTranspose 'same'
+    strides 2 relu, Dropout, Conv1DTranspose, Conv1DTranspose to one channel."""
+    model = keras.Sequential([
+        keras.Input((48, 1)),
+        L.Conv1D(8, 7, padding="same", strides=2, activation="relu"),
+        L.Dropout(0.2),
+        L.Conv1D(4, 7, padding="same", strides=2, activation="relu"),
+        L.Conv1DTranspose(4, 7, padding="same", strides=2, activation="relu"),
+        L.Dropout(0.2),
+        L.Conv1DTranspose(8, 7, padding="same", strides=2, activation="relu"),
+        L.Conv1DTranspose(1, 7, padding="same"),
+    ], name="timeseries_autoencoder")
+    return model, "normal"
+
+
+def conv_family():
+    """The 3-D and transposed convolutions and 3-D poolings, the ranks joined by Reshape:
+    Conv3D 'same' grouped, MaxPooling3D, Conv3DTranspose strides 2 with output_padding,
+    AveragePooling3D 'same', Conv2DTranspose 'same' strides 2, Conv1DTranspose with
+    dilation, SeparableConv1D with depth_multiplier 2, DepthwiseConv1D with strides and
+    dilation, GlobalMaxPooling3D with keepdims, GlobalAveragePooling3D."""
+    model = keras.Sequential([
+        keras.Input((4, 6, 6, 2)),
+        L.Conv3D(4, 3, padding="same", groups=2, activation="relu"),
+        L.MaxPooling3D(2),
+        L.Conv3DTranspose(2, 2, strides=2, output_padding=(1, 0, 0)),
+        L.AveragePooling3D((5, 2, 2), padding="same"),
+        L.Reshape((3, 3, 2)),
+        L.Conv2DTranspose(3, 3, strides=2, padding="same", activation="tanh"),
+        L.Reshape((6, 18)),
+        L.Conv1DTranspose(4, 3, dilation_rate=2, use_bias=False),
+        L.SeparableConv1D(6, 3, depth_multiplier=2, padding="same"),
+        L.DepthwiseConv1D(3, strides=2, dilation_rate=2, padding="same"),
+        L.Reshape((1, 5, 1, 6)),
+        L.GlobalMaxPooling3D(keepdims=True),
+        L.GlobalAveragePooling3D(),
+    ], name="conv_family")
+    return model, "normal"
+
+
+MODELS["timeseries_autoencoder"] = timeseries_autoencoder
+MODELS["conv_family"] = conv_family
+
+
 def make_input(rng, shape, kind):
     if kind.startswith("ids"):  # ids:<input_dim>:<steps, or "padded" rows>
         _, dim, steps = kind.split(":")
