@@ -491,3 +491,4 @@ def _permute(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: st
 # The sequence layers' lowerings register themselves when imported.
 from seqcli.interop import onnx_norm  # noqa: E402, F401, I001
 from seqcli.interop import onnx_sequence  # noqa: E402, F401
+from seqcli.interop import onnx_augment  # noqa: E402, F401
