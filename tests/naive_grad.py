@@ -171,3 +171,22 @@ def unit_norm64(x):
     x = np.asarray(x, np.float64)
     norm = np.sqrt((x * x).sum(axis=1, keepdims=True))
     return x * np.minimum(1 / np.maximum(norm, 1e-300), 1e12)
+
+
+def affine_sampling_matrix(shape, transform, interpolation, fill_mode):
+    """The (H·W, H·W) matrix S of one image's affine resampling (y = S x + fill per channel),
+    built from naive.naive_affine_transform applied to each unit image."""
+    h, w = shape
+    matrix = np.zeros((h * w, h * w))
+    for p in range(h * w):
+        unit = np.zeros((1, h, w, 1))
+        unit.flat[p] = 1.0
+        matrix[:, p] = naive.naive_affine_transform(unit, [transform], interpolation,
+                                                    fill_mode, 0.0).reshape(-1)
+    return matrix
+
+
+def affine_transform64(x, transforms, interpolation, fill_mode, fill_value):
+    """(N, H, W, C): naive.naive_affine_transform in float64 (linear in x: the fill values are
+    constants), for finite differences."""
+    return naive.naive_affine_transform(x, transforms, interpolation, fill_mode, fill_value)
