@@ -17,11 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seqcli.kernels import activations as k_act
+from seqcli.kernels import augmentation as k_aug
 from seqcli.kernels import conv as k_conv
 from seqcli.kernels import conv3d as k_conv3d
 from seqcli.kernels import conv_transpose as k_convt
 from seqcli.kernels import dense as k_dense
 from seqcli.kernels import grad_activations as g_act
+from seqcli.kernels import grad_augmentation as g_aug
 from seqcli.kernels import grad_conv as g_conv
 from seqcli.kernels import grad_conv3d as g_conv3d
 from seqcli.kernels import grad_dense as g_dense
@@ -592,6 +594,50 @@ ROWS: dict[str, Row] = {
         kernels={},
         grads={},
         keras=("noise_layers",),
+    ),
+    "RandomFlip": Row(
+        cases=[({}, (4, 5, 3), (4, 5, 3), 0, 0),
+               ({"mode": "horizontal", "seed": 3}, (6, 6, 1), (6, 6, 1), 0, 0)],
+        kernels={},  # the identity at inference; numpy's flips in training
+        grads={},
+        keras=("augmentation_layers", "augmentation_tutorial", "image_classification_tutorial"),
+    ),
+    "RandomRotation": Row(
+        cases=[({"factor": 0.1}, (8, 8, 3), (8, 8, 3), 0, 0),
+               ({"factor": [-0.2, 0.3], "fill_mode": "constant", "interpolation": "nearest"},
+                (5, 7, 2), (5, 7, 2), 0, 0)],
+        kernels={k_aug.affine_transform_forward: naive.naive_affine_transform},
+        grads={g_aug.affine_transform_backward: naive_grad.affine_transform64},
+        keras=("augmentation_layers", "augmentation_tutorial", "image_classification_tutorial"),
+    ),
+    "RandomZoom": Row(
+        cases=[({"height_factor": 0.1}, (8, 8, 3), (8, 8, 3), 0, 0),
+               ({"height_factor": [-0.3, 0.1], "width_factor": 0.4, "fill_mode": "wrap"},
+                (6, 4, 1), (6, 4, 1), 0, 0)],
+        kernels={k_aug.affine_transform_forward: naive.naive_affine_transform},
+        grads={g_aug.affine_transform_backward: naive_grad.affine_transform64},
+        keras=("augmentation_layers", "image_classification_tutorial"),
+    ),
+    "RandomTranslation": Row(
+        cases=[({"height_factor": 0.2, "width_factor": [-0.1, 0.3]}, (8, 8, 3), (8, 8, 3), 0,
+                0)],
+        kernels={k_aug.affine_transform_forward: naive.naive_affine_transform},
+        grads={g_aug.affine_transform_backward: naive_grad.affine_transform64},
+        keras=("augmentation_layers",),
+    ),
+    "RandomContrast": Row(
+        cases=[({"factor": 0.2}, (8, 8, 3), (8, 8, 3), 0, 0),
+               ({"factor": [0.1, 0.5], "value_range": [0, 1]}, (3, 3, 1), (3, 3, 1), 0, 0)],
+        kernels={},  # the identity at inference; numpy's means and clipping in training
+        grads={},
+        keras=("augmentation_layers",),
+    ),
+    "RandomBrightness": Row(
+        cases=[({"factor": 0.2}, (8, 8, 3), (8, 8, 3), 0, 0),
+               ({"factor": [-0.1, 0.4], "value_range": [1, -1]}, (2, 5, 2), (2, 5, 2), 0, 0)],
+        kernels={},  # the identity at inference; numpy's sums and clipping in training
+        grads={},
+        keras=("augmentation_layers",),
     ),
     "Sequential": Row(
         cases=[  # one row with its totals

@@ -289,3 +289,52 @@ try:  # the 3-D and transposed convolutions' references, in their own file
     from tests.naive_conv import naive_conv3d, naive_conv_transpose  # noqa: E402, F401
 except ImportError:  # tests/ is not a package: pytest puts it on sys.path itself
     from naive_conv import naive_conv3d, naive_conv_transpose  # noqa: E402, F401
+
+
+_AFFINE_FILL_NAMES = ("constant", "nearest", "wrap", "reflect")
+
+
+def _jax_fixed_index(index, size, mode):
+    """jax.scipy.ndimage.map_coordinates' index fixers, as written there (reflect through
+    the whole-sample mirror of 2·index + 1)."""
+    def mirror(i, n):
+        s = n - 1
+        return abs((i + s) % (2 * s) - s)
+
+    if mode == "nearest":
+        return min(max(index, 0), size - 1)
+    if mode == "wrap":
+        return index % size
+    if mode == "reflect":
+        return (mirror(2 * index + 1, 2 * size + 1) - 1) // 2
+    return index
+
+
+def naive_affine_transform(x, transforms, interpolation, fill_mode, fill_value):
+    """(N, H, W, C): output (i, j) of image n samples input (b0·j + b1·i + b2, a0·j + a1·i +
+    a2) by map_coordinates (order 0 rounds halves away from zero, order 1 is bilinear; fill
+    modes constant/nearest/wrap/reflect by code 0-3), float64."""
+    x = np.asarray(x, dtype=np.float64)
+    mode = _AFFINE_FILL_NAMES[fill_mode]
+    n_b, h, w, c_n = x.shape
+    y = np.zeros_like(x)
+    for n in range(n_b):
+        a0, a1, a2, b0, b1, b2 = (float(v) for v in transforms[n][:6])
+        for i in range(h):
+            for j in range(w):
+                row, col = b0 * j + b1 * i + b2, a0 * j + a1 * i + a2
+                if interpolation == 0:
+                    nodes = [(int(math.copysign(math.floor(abs(row) + 0.5), row)),
+                              int(math.copysign(math.floor(abs(col) + 0.5), col)), 1.0)]
+                else:
+                    r0, c0 = math.floor(row), math.floor(col)
+                    fr, fc = row - r0, col - c0
+                    nodes = [(r0, c0, (1 - fr) * (1 - fc)), (r0, c0 + 1, (1 - fr) * fc),
+                             (r0 + 1, c0, fr * (1 - fc)), (r0 + 1, c0 + 1, fr * fc)]
+                for r, c, weight in nodes:
+                    if mode == "constant" and not (0 <= r < h and 0 <= c < w):
+                        y[n, i, j] += weight * fill_value
+                    else:
+                        y[n, i, j] += weight * x[n, _jax_fixed_index(r, h, mode),
+                                                 _jax_fixed_index(c, w, mode)]
+    return y

@@ -177,3 +177,22 @@ try:  # the 3-D convolution's float64 forward, beside its reference
     from tests.naive_conv import conv3d64  # noqa: E402, F401
 except ImportError:  # tests/ is not a package: pytest puts it on sys.path itself
     from naive_conv import conv3d64  # noqa: E402, F401
+
+
+def affine_sampling_matrix(shape, transform, interpolation, fill_mode):
+    """The (H·W, H·W) matrix S of one image's affine resampling (y = S x + fill per channel),
+    built from naive.naive_affine_transform applied to each unit image."""
+    h, w = shape
+    matrix = np.zeros((h * w, h * w))
+    for p in range(h * w):
+        unit = np.zeros((1, h, w, 1))
+        unit.flat[p] = 1.0
+        matrix[:, p] = naive.naive_affine_transform(unit, [transform], interpolation,
+                                                    fill_mode, 0.0).reshape(-1)
+    return matrix
+
+
+def affine_transform64(x, transforms, interpolation, fill_mode, fill_value):
+    """(N, H, W, C): naive.naive_affine_transform in float64 (linear in x: the fill values are
+    constants), for finite differences."""
+    return naive.naive_affine_transform(x, transforms, interpolation, fill_mode, fill_value)

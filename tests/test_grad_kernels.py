@@ -19,6 +19,7 @@ from seqcli.activations import ACTIVATIONS, activation_code
 from seqcli.kernels import activations as k_act
 from seqcli.kernels import dense as k_dense
 from seqcli.kernels import grad_activations as g_act
+from seqcli.kernels import grad_augmentation as g_aug
 from seqcli.kernels import grad_conv as g_conv
 from seqcli.kernels import grad_conv3d as g_conv3d
 from seqcli.kernels import grad_dense as g_dense
@@ -798,6 +799,16 @@ def _jax_conv_family(r):
     return {"y": y, "dx": dx, **{f"d{name}": grad for name, grad in grads.items()}}
 
 
+def _jax_affine(r):
+    """keras.ops.image.affine_transform and its vjp: the resampling kernel and its transpose."""
+    from seqcli.kernels import augmentation as k_aug
+
+    codes = (k_aug.INTERPOLATIONS[str(r["interpolation"])], k_aug.FILL_MODES[str(r["fill_mode"])])
+    transforms = r["transforms"][:, :6]
+    return {"y": k_aug.affine_transform_forward(r["x"], transforms, *codes, float(r["fill_value"])),
+            "dx": g_aug.affine_transform_backward(r["dy"], transforms, *codes)}
+
+
 JAX_CASES = {
     "dense_gelu": (_jax_dense, [g_dense.dense_backward]),
     "dense_softmax": (_jax_dense, [g_dense.dense_backward, g_act.activation_backward]),
@@ -841,6 +852,9 @@ JAX_CASES = {
     "conv1d_transpose_same_dilated": (_jax_conv_family, [g_conv.conv2d_backward]),
     "max_pool3d_ties_same": (_jax_conv_family, [g_pool.max_pool2d_backward]),
     "avg_pool3d_same": (_jax_conv_family, [g_pool.avg_pool2d_backward]),
+    "affine_rotation_bilinear_reflect": (_jax_affine, [g_aug.affine_transform_backward]),
+    "affine_zoom_nearest_constant": (_jax_affine, [g_aug.affine_transform_backward]),
+    "affine_shear_bilinear_wrap": (_jax_affine, [g_aug.affine_transform_backward]),
 }
 
 

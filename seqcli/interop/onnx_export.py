@@ -492,3 +492,4 @@ def _permute(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: st
 from seqcli.interop import onnx_norm  # noqa: E402, F401, I001
 import seqcli.interop.onnx_conv  # noqa: E402, F401
 from seqcli.interop import onnx_sequence  # noqa: E402, F401
+from seqcli.interop import onnx_augment  # noqa: E402, F401

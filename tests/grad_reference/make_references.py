@@ -232,6 +232,33 @@ def conv_family() -> None:
         layer_case(case, cls(**keyword), x, config=json.dumps({"type": cls.__name__, **config}))
 
 
+def augmentation() -> None:
+    """keras.ops.image.affine_transform (the resampling of RandomRotation, RandomZoom and
+    RandomTranslation) with fixed matrices, its vjp in the images (after the others)."""
+    cases = [("affine_rotation_bilinear_reflect", "bilinear", "reflect", (2, 6, 5, 2)),
+             ("affine_zoom_nearest_constant", "nearest", "constant", (2, 5, 7, 1)),
+             ("affine_shear_bilinear_wrap", "bilinear", "wrap", (2, 4, 6, 2))]
+    for case, interpolation, fill_mode, shape in cases:
+        x = normal(*shape)
+        n = shape[0]
+        angle = rng.uniform(-2.0, 2.0, n)
+        scale = rng.uniform(0.6, 1.5, n)
+        transforms = f32(np.stack([scale * np.cos(angle), -scale * np.sin(angle),
+                                   rng.uniform(-3, 3, n), np.sin(angle), np.cos(angle),
+                                   rng.uniform(-3, 3, n), np.zeros(n), np.zeros(n)], axis=1))
+
+        def run(images, transforms=transforms, interpolation=interpolation,
+                fill_mode=fill_mode):
+            return keras.ops.image.affine_transform(images, transforms, interpolation,
+                                                    fill_mode, fill_value=0.75)
+
+        y, vjp = jax.vjp(run, jnp.asarray(x))
+        dy = normal(*shape)
+        put(case, x=x, transforms=transforms, dy=dy, y=y, dx=vjp(jnp.asarray(dy))[0],
+            interpolation=np.array(interpolation), fill_mode=np.array(fill_mode),
+            fill_value=0.75)
+
+
 if __name__ == "__main__":
     activations()
     layers()
@@ -239,5 +266,6 @@ if __name__ == "__main__":
     moving_average_evidence()
     normalization_more()
     conv_family()
+    augmentation()
     np.savez_compressed(OUT, **store)
     print(f"wrote {len(store)} arrays to {OUT} (keras {keras.__version__}, jax {jax.__version__})")

@@ -29,6 +29,7 @@ changing it and commit its outputs (they stay well under 1 MB).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -302,6 +303,84 @@ def training_only_stack():
     return model, "normal"
 
 
+def flowers_augmented():
+    """TensorFlow's image classification tutorial (flowers), scaled down to 24x24: a nested
+    data_augmentation Sequential (RandomFlip horizontal, RandomRotation 0.1, RandomZoom 0.1)
+    in front, Rescaling 1/255, three Conv2D 'same' relu with MaxPooling2D, Dropout 0.2,
+    Flatten, Dense relu, Dense 5 logits."""
+    data_augmentation = keras.Sequential([L.RandomFlip("horizontal"), L.RandomRotation(0.1),
+                                          L.RandomZoom(0.1)], name="data_augmentation")
+    model = keras.Sequential([
+        keras.Input((24, 24, 3)),
+        data_augmentation,
+        L.Rescaling(1.0 / 255),
+        L.Conv2D(4, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(),
+        L.Conv2D(8, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(),
+        L.Conv2D(8, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(),
+        L.Dropout(0.2),
+        L.Flatten(),
+        L.Dense(16, activation="relu"),
+        L.Dense(5),
+    ], name="flowers")
+    return model, "pixels"
+
+
+def augmentation_stack():
+    """Every image-augmentation option in front of a small convnet: RandomTranslation (pairs,
+    constant fill with a value, nearest interpolation), RandomZoom (height and width, wrap),
+    RandomRotation (a pair, nearest fill), RandomFlip vertical with a seed, RandomContrast (a
+    pair over [0, 255]), RandomBrightness (a reversed value_range), Conv2D, GlobalMaxPooling2D,
+    Dense."""
+    model = keras.Sequential([
+        keras.Input((10, 12, 3)),
+        L.RandomTranslation((-0.2, 0.1), 0.3, fill_mode="constant", fill_value=20.0,
+                            interpolation="nearest"),
+        L.RandomZoom(0.2, (-0.1, 0.3), fill_mode="wrap"),
+        L.RandomRotation((-0.1, 0.25), fill_mode="nearest"),
+        L.RandomFlip("vertical", seed=4),
+        L.RandomContrast((0.2, 0.5)),
+        L.RandomBrightness(0.1, value_range=(255, 0)),
+        L.Conv2D(4, 3, activation="relu"),
+        L.GlobalMaxPooling2D(),
+        L.Dense(3),
+    ], name="augmented")
+    return model, "pixels"
+
+
+@contextlib.contextmanager
+def seqcli_draws(seed: int | None):
+    """Keras's random.uniform and random.dropout drawing what `seqcli fit --seed SEED
+    --no-shuffle` draws, in the same order (seqcli's image augmentation: one float32 uniform
+    per image and call; its Dropout: keep where a float64 uniform >= rate), so that one
+    training step of a model with random layers can be compared."""
+    if seed is None:
+        yield
+        return
+    import jax.numpy as jnp
+    from keras.src.backend.jax import random as jax_random
+
+    rng = np.random.default_rng(seed)
+    saved = jax_random.uniform, jax_random.dropout
+
+    def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
+        u = rng.random(int(shape[0]), dtype=np.float32).reshape(shape)
+        low, high = np.float32(minval), np.float32(maxval)
+        return jnp.asarray(low + (high - low) * u)
+
+    def dropout(inputs, rate, noise_shape=None, seed=None):
+        keep = rng.random(tuple(inputs.shape)) >= rate
+        return jnp.where(keep, inputs / (1.0 - rate), 0.0)
+
+    jax_random.uniform, jax_random.dropout = uniform, dropout
+    try:
+        yield
+    finally:
+        jax_random.uniform, jax_random.dropout = saved
+
+
 MODELS = {"image_stack": image_stack, "sequence_stack": sequence_stack,
           "nested_frozen": nested_frozen, "functional_chain": functional_chain,
           "vector_steps": vector_steps, "imdb_bidirectional": imdb_bidirectional,
@@ -309,7 +388,12 @@ MODELS = {"image_stack": image_stack, "sequence_stack": sequence_stack,
           "gan_discriminator": gan_discriminator,
           "regression_adapt": regression_adapt, "simple_audio": simple_audio,
           "training_only_stack": training_only_stack}
+MODELS["flowers_augmented"] = flowers_augmented
+MODELS["augmentation_stack"] = augmentation_stack
 SGD_STEPS = ("regression_adapt",)
+SGD_STEPS += ("flowers_augmented", "augmentation_stack")
+SEQCLI_DRAWS = {"flowers_augmented": 0, "augmentation_stack": 3}
+"""SGD_STEPS with random layers: the step is recorded with seqcli's draws of `fit --seed N`."""
 """Models whose Keras `train_on_batch` (SGD 0.1, mse) is recorded as <stem>.sgd.npz."""
 
 
@@ -410,7 +494,8 @@ def make_model(stem: str) -> dict:
     if stem in SGD_STEPS:
         target = rng.normal(size=y.shape).astype("float32")
         model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse")
-        loss = model.train_on_batch(x, target)
+        with seqcli_draws(SEQCLI_DRAWS.get(stem)):
+            loss = model.train_on_batch(x, target)
         after = {f"after/{path}/{v.name}": np.asarray(v.value, dtype="float32")
                  for path, layer in reference.iter_leaves(model) for v in layer.weights}
         np.savez(HERE / f"{stem}.sgd.npz", y=target, loss=np.float32(loss), **after)

@@ -59,6 +59,9 @@ OPTIONS = {
     "rescaling": {"input": "pixels"},
     "small_convnet": {"input": "pixels"},
     "deferred_build": {"deferred_input_shape": [6]},
+    "augmentation_layers": {"input": "pixels"},
+    "augmentation_tutorial": {"input": "pixels"},
+    "image_classification_tutorial": {"input": "pixels"},
 }
 
 # Flags copied into manifest.json for the tests to read.

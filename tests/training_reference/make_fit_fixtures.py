@@ -88,6 +88,8 @@ def state(model):
 
 RANDOM_LAYERS = ("Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout",
                  "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D")
+RANDOM_LAYERS += ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+                  "RandomContrast", "RandomBrightness")  # random draws per image in training
 
 
 def has_dropout(doc):
