@@ -3,8 +3,8 @@ CenterCrop (ZeroPadding2D and UpSampling2D are in `reshaping`).
 
 Resizing and CenterCrop are separable linear maps: each output image is A · x · Bᵀ per
 channel, with constant (out, in) matrices along the height (A) and the width (B) that depend
-only on the sizes and the options (`kernels/resize.py` has jax.image.resize's weights, which
-Keras 3 uses on JAX). A crop to the aspect ratio keeps only the crop's columns of those
+only on the sizes and the options (`resize_weights`: jax.image.resize's weights, which Keras 3
+uses on JAX). A crop to the aspect ratio keeps only the crop's columns of those
 matrices; a pad to it drops the pad's columns and adds their constant `fill_value` part."""
 
 from __future__ import annotations
@@ -273,6 +273,63 @@ class UpSampling3D(Layer):
 
 # ------------------------------------------------------------------------------- resizing
 
+RESIZING_METHODS = ("bilinear", "nearest", "bicubic", "lanczos3", "lanczos5")
+"""The interpolations of Keras 3's `ops.image.resize` on JAX."""
+
+_RADIUS = {"bilinear": 1, "bicubic": 2, "lanczos3": 3, "lanczos5": 5}
+
+
+def _filter(method: str, x):
+    """The method's filter at distances `x` >= 0 (float64), as jax's `_fill_*_kernel`."""
+    import numpy as np
+
+    if method == "bilinear":  # triangle
+        return np.maximum(0.0, 1.0 - np.abs(x))
+    if method == "bicubic":  # Keys, a = -0.5
+        near = ((1.5 * x - 2.5) * x) * x + 1.0
+        far = ((-0.5 * x + 2.5) * x - 4.0) * x + 2.0
+        return np.where(x >= 2.0, 0.0, np.where(x >= 1.0, far, near))
+    radius = float(_RADIUS[method])  # lanczos3, lanczos5
+    y = radius * np.sin(np.pi * x) * np.sin(np.pi * x / radius)
+    out = np.where(x > 1e-3, y / np.where(x != 0, np.pi**2 * x**2, 1.0), 1.0)
+    return np.where(x > radius, 0.0, out)
+
+
+def resize_weights(in_size: int, out_size: int, method: str, antialias: bool):
+    """The (out, in) float32 matrix A of jax.image.resize along one axis: out = A · in.
+
+    jax's `compute_weight_mat`: half-pixel centres, the sample position of output i is
+    (i + 0.5) · in/out - 0.5 (float32), the filter at its distance to each input cell (widened
+    by in/out when antialiasing a downscale), each row normalised to sum to 1; an axis whose
+    size does not change is left as it is. `nearest` takes input floor((i + 0.5) · in / out)
+    in float32, the division as XLA compiles it (a product by in · (1 / out))."""
+    import numpy as np
+
+    if method not in RESIZING_METHODS:
+        raise ValueError(f"unknown resize method {method!r} (expected one of {RESIZING_METHODS})")
+    m, n = int(in_size), int(out_size)
+    if m <= 0 or n <= 0:
+        raise ValueError(f"sizes must be positive, got in_size={m}, out_size={n}")
+    if m == n:
+        return np.eye(n, dtype=np.float32)
+    if method == "nearest":
+        step = np.float32(m) * (np.float32(1.0) / np.float32(n))
+        index = np.floor((np.arange(n, dtype=np.float32) + np.float32(0.5)) * step)
+        weights = np.zeros((n, m), dtype=np.float32)
+        weights[np.arange(n), np.minimum(index.astype(np.int64), m - 1)] = 1.0
+        return weights
+    inv_scale = 1.0 / (n / m)  # as jax: from the Python float scale out / in
+    kernel_scale = np.float32(max(inv_scale, 1.0) if antialias else 1.0)
+    inv_scale = np.float32(inv_scale)
+    sample = (np.arange(n, dtype=np.float32) + np.float32(0.5)) * inv_scale - np.float32(0.5)
+    distance = np.abs(sample[:, None] - np.arange(m, dtype=np.float32)[None, :]) / kernel_scale
+    weights = _filter(method, distance.astype(np.float64))
+    total = weights.sum(axis=1, keepdims=True)
+    tiny = 1000.0 * float(np.finfo(np.float32).eps)  # jax: all but zero weights → zeros
+    weights = np.where(np.abs(total) > tiny, weights / np.where(total != 0, total, 1.0), 0.0)
+    weights[~((sample >= -0.5) & (sample <= m - 0.5))] = 0.0
+    return weights.astype(np.float32)
+
 
 def aspect_crop(height: int, width: int, target_height: int, target_width: int):
     """Keras's largest centred window of the target's aspect ratio: (top, left, rows, cols)."""
@@ -298,8 +355,6 @@ def resize_matrices(height: int, width: int, target_height: int, target_width: i
     per channel. `fit` is "stretch", "crop" (crop_to_aspect_ratio), "pad" (pad_to_aspect_ratio)
     or "center" (the central window, no resize)."""
     import numpy as np
-
-    from seqcli.kernels.resize import resize_weights
 
     def axis(size, target, start, length):  # resize `length` cells from `start` to `target`
         inner = resize_weights(length, target, method, antialias)
@@ -361,9 +416,6 @@ class _Resize(Layer):
             return None, {}
         rows, cols, _ = self.resize_plan(cache.shape[1:])
         return separable_resize(dy, rows.T, cols.T), {}  # the transposed linear map
-
-
-RESIZING_METHODS = ("bilinear", "nearest", "bicubic", "lanczos3", "lanczos5")
 
 
 def check_interpolation(value: str) -> str:
