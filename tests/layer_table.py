@@ -307,7 +307,7 @@ ROWS: dict[str, Row] = {
         ],
         kernels={k_resize.separable_resize: naive.naive_separable_resize},
         grads={},  # the backward is the same kernel with the transposed matrices
-        keras=("shape_resize", "shape_preprocessing_head"),
+        keras=("shape_resize", "shape_resize_antialias", "shape_preprocessing_head"),
     ),
     "CenterCrop": Row(
         cases=[({"height": 2, "width": 3}, (5, 4, 2), (2, 3, 2), 0, 0),
