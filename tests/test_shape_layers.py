@@ -257,6 +257,7 @@ def test_pad_fill_value_reaches_the_output():
     ({"type": "Cropping2D", "cropping": [1, [2, 3]]}, {"cropping": ((1, 1), (2, 3))}),
     ({"type": "Cropping3D"}, {"cropping": ((1, 1), (1, 1), (1, 1))}),
     ({"type": "ZeroPadding1D"}, {"padding": (1, 1)}),
+    ({"type": "ZeroPadding2D", "padding": [1, [2, 3]]}, {"padding": ((1, 1), (2, 3))}),
     ({"type": "ZeroPadding3D", "padding": 2}, {"padding": ((2, 2), (2, 2), (2, 2))}),
     ({"type": "UpSampling1D"}, {"size": 2}),
     ({"type": "UpSampling3D", "size": 3}, {"size": (3, 3, 3)}),

@@ -449,7 +449,9 @@ def _upsampling(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix:
     """Nearest-neighbour Resize by whole factors: out[i] = in[floor(i / size)]; another
     interpolation is a separable linear map (`onnx_shape`)."""
     if info.layer.interpolation != "nearest":
-        return onnx_shape.separable_resize(graph, info, x, prefix)
+        from seqcli.interop.onnx_shape import separable_resize
+
+        return separable_resize(graph, info, x, prefix)
     height, width = info.layer.size
     scales = graph.constant(prefix + "scales", x.physical([1, height, width, 1]))
     y = graph.op("Resize", [x.name, "", scales], prefix + "Resize", mode="nearest",
@@ -475,5 +477,5 @@ def _permute(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: st
 
 
 # The sequence layers' lowerings register themselves when imported.
+import seqcli.interop.onnx_shape  # noqa: E402, F401
 from seqcli.interop import onnx_sequence  # noqa: E402, F401
-from seqcli.interop import onnx_shape  # noqa: E402

@@ -59,7 +59,7 @@ def _separable_resize(counter, x, rows, row_low, row_high, cols, col_low, col_hi
 
 
 def separable_resize(x, rows, cols) -> np.ndarray:
-    """y[n, i, j, c] = Σ_p Σ_q rows[i, p] cols[j, q] x[n, p, q, c]: (N, H, W, C) -> (N, OH, OW, C)."""
+    """y[n, i, j] = Σ_p Σ_q rows[i, p] cols[j, q] x[n, p, q]: (N, H, W, C) -> (N, OH, OW, C)."""
     x = _as_f32(x, "x", 4)
     rows = _as_f32(rows, "rows", 2)
     cols = _as_f32(cols, "cols", 2)

@@ -23,14 +23,14 @@ def _check_zero_padding(value):
     def is_int(v):
         return isinstance(v, int) and not isinstance(v, bool)
 
+    def is_pair(v):
+        return isinstance(v, list) and len(v) == 2 and all(is_int(u) for u in v)
+
     if is_int(value):
         pads = ((value, value), (value, value))
-    elif isinstance(value, list) and len(value) == 2 and all(is_int(v) for v in value):
-        pads = ((value[0], value[0]), (value[1], value[1]))
     elif isinstance(value, list) and len(value) == 2 and all(
-        isinstance(v, list) and len(v) == 2 and all(is_int(u) for u in v) for v in value
-    ):
-        pads = (tuple(value[0]), tuple(value[1]))
+            is_int(v) or is_pair(v) for v in value):  # Keras takes [1, [2, 3]] too
+        pads = tuple((v, v) if is_int(v) else tuple(v) for v in value)
     else:
         raise ValueError("expected an int, [height, width] or [[top, bottom], [left, right]]. "
                          f"Received: padding={value!r}")
