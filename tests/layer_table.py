@@ -37,6 +37,7 @@ from seqcli.kernels import normalization_more as k_norm_more
 from seqcli.kernels import pooling as k_pool
 from seqcli.kernels import recurrent as k_rec
 from seqcli.kernels import reshaping as k_resh
+from seqcli.kernels import resize as k_resize
 
 try:
     from tests import naive, naive_grad
@@ -350,10 +351,87 @@ ROWS: dict[str, Row] = {
         cases=[
             ({}, (3, 4, 1), (6, 8, 1), 0, 0),
             ({"size": [2, 3]}, (3, 4, 1), (6, 12, 1), 0, 0),
+            ({"size": [2, 3], "interpolation": "bilinear"}, (3, 4, 2), (6, 12, 2), 0, 0),
+            ({"interpolation": "lanczos5"}, (2, 5, 1), (4, 10, 1), 0, 0),
         ],
+        kernels={k_resh.upsample2d_nearest_forward: naive.naive_upsample2d_nearest,
+                 k_resize.separable_resize: naive.naive_separable_resize},
+        grads={g_resh.upsample2d_nearest_backward: naive.naive_upsample2d_nearest},
+        keras=("upsampling", "shape_resize"),
+    ),
+    "Cropping1D": Row(
+        cases=[({}, (5, 2), (3, 2), 0, 0), ({"cropping": [0, 2]}, (6, 3), (4, 3), 0, 0)],
+        kernels={},  # a slice
+        grads={},
+        keras=("shape_conv1d_autoencoder",),
+    ),
+    "Cropping2D": Row(
+        cases=[
+            ({}, (4, 5, 2), (4, 5, 2), 0, 0),
+            ({"cropping": 1}, (4, 5, 2), (2, 3, 2), 0, 0),
+            ({"cropping": [[1, 0], 2]}, (4, 6, 1), (3, 2, 1), 0, 0),
+        ],
+        kernels={},  # a slice
+        grads={},
+        keras=("shape_layers_2d",),
+    ),
+    "Cropping3D": Row(
+        cases=[
+            ({}, (3, 4, 5, 2), (1, 2, 3, 2), 0, 0),
+            ({"cropping": [[0, 1], [2, 0], 1]}, (3, 4, 5, 1), (2, 2, 3, 1), 0, 0),
+        ],
+        kernels={},  # a slice
+        grads={},
+        keras=("shape_volumes",),
+    ),
+    "ZeroPadding1D": Row(
+        cases=[({}, (4, 2), (6, 2), 0, 0), ({"padding": [0, 3]}, (4, 2), (7, 2), 0, 0)],
+        kernels={k_resh.zero_pad2d_forward: naive.naive_zero_pad2d},
+        grads={g_resh.zero_pad2d_backward: naive.naive_zero_pad2d},
+        keras=("shape_conv1d_autoencoder",),
+    ),
+    "ZeroPadding3D": Row(
+        cases=[
+            ({}, (2, 3, 2, 2), (4, 5, 4, 2), 0, 0),
+            ({"padding": [[0, 1], 2, [1, 0]]}, (2, 3, 2, 1), (3, 7, 3, 1), 0, 0),
+        ],
+        kernels={},  # numpy's pad
+        grads={},
+        keras=("shape_volumes",),
+    ),
+    "UpSampling1D": Row(
+        cases=[({}, (3, 2), (6, 2), 0, 0), ({"size": 3}, (4, 1), (12, 1), 0, 0)],
         kernels={k_resh.upsample2d_nearest_forward: naive.naive_upsample2d_nearest},
         grads={g_resh.upsample2d_nearest_backward: naive.naive_upsample2d_nearest},
-        keras=("upsampling",),
+        keras=("shape_conv1d_autoencoder",),
+    ),
+    "UpSampling3D": Row(
+        cases=[({}, (2, 2, 3, 2), (4, 4, 6, 2), 0, 0),
+               ({"size": [1, 3, 2]}, (2, 2, 2, 1), (2, 6, 4, 1), 0, 0)],
+        kernels={},  # numpy's repeat
+        grads={},
+        keras=("shape_volumes",),
+    ),
+    "Resizing": Row(
+        cases=[
+            ({"height": 3, "width": 5}, (6, 4, 2), (3, 5, 2), 0, 0),
+            ({"height": 5, "width": 4, "interpolation": "bicubic", "antialias": True},
+             (9, 7, 1), (5, 4, 1), 0, 0),
+            ({"height": 4, "width": 4, "interpolation": "nearest", "crop_to_aspect_ratio": True},
+             (5, 9, 2), (4, 4, 2), 0, 0),
+            ({"height": 6, "width": 3, "interpolation": "lanczos3", "pad_to_aspect_ratio": True,
+              "fill_value": 0.5}, (4, 4, 1), (6, 3, 1), 0, 0),
+        ],
+        kernels={k_resize.separable_resize: naive.naive_separable_resize},
+        grads={},  # the backward is the same kernel with the transposed matrices
+        keras=("shape_resize", "shape_resize_antialias", "shape_preprocessing_head"),
+    ),
+    "CenterCrop": Row(
+        cases=[({"height": 2, "width": 3}, (5, 4, 2), (2, 3, 2), 0, 0),
+               ({"height": 6, "width": 2}, (4, 5, 1), (6, 2, 1), 0, 0)],
+        kernels={k_resize.separable_resize: naive.naive_separable_resize},
+        grads={},  # the backward is the same kernel with the transposed matrices
+        keras=("shape_resize",),
     ),
     "RepeatVector": Row(
         cases=[({"n": 3}, (4,), (3, 4), 0, 0), ({"n": 1}, (7,), (1, 7), 0, 0)],

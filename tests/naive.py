@@ -234,6 +234,19 @@ def naive_upsample2d_nearest(x, size):
     return np.repeat(np.repeat(x, size[0], axis=1), size[1], axis=2)
 
 
+def naive_separable_resize(x, rows, cols):
+    """y[n, i, j, c] = sum over p, q of rows[i, p] * cols[j, q] * x[n, p, q, c], in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    rows, cols = np.asarray(rows, dtype=np.float64), np.asarray(cols, dtype=np.float64)
+    out = np.zeros((x.shape[0], rows.shape[0], cols.shape[0], x.shape[3]))
+    for i in range(rows.shape[0]):
+        for j in range(cols.shape[0]):
+            for p in range(x.shape[1]):
+                for q in range(x.shape[2]):
+                    out[:, i, j, :] += rows[i, p] * cols[j, q] * x[:, p, q, :]
+    return out
+
+
 def naive_rescale(x, scale, offset):
     """x * scale + offset in float64."""
     return np.asarray(x, dtype=np.float64) * scale + offset

@@ -114,7 +114,7 @@ BAD_FILES = [
     ("a: &x [1]\nlayers:\n  - {type: Dense, units: 2}\n", 1, 4, "anchors are not allowed"),
     ("layers:\n  - !!python/object/apply:os.system [ls]\n", 2, 5, "tags are not allowed"),
     ("layers:\n  - {type: Dense, units: !!int 3}\n", 2, 26, "tags are not allowed (!!int)"),
-    ("layers:\n  - {type: UpSampling2D, interpolation: bilinear}\n", 2, 41, "nearest"),
+    ("layers:\n  - {type: UpSampling2D, interpolation: area}\n", 2, 41, "TensorFlow backend"),
     ("layers:\n  - {type: Reshape, target_shape: [-1, -1]}\n", 2, 35, "at most one -1"),
     ("layers:\n  - {type: Sequential}\n", 2, 5, "exactly one of 'layers' or 'from'"),
     ("layers:\n  - {type: Dense, units: 2, kernel_initializer: glorot}\n", 2, 49,

@@ -463,7 +463,12 @@ def _zero_padding(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefi
 
 @exports(L.UpSampling2D)
 def _upsampling(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
-    """Nearest-neighbour Resize by whole factors: out[i] = in[floor(i / size)]."""
+    """Nearest-neighbour Resize by whole factors: out[i] = in[floor(i / size)]; another
+    interpolation is a separable linear map (`onnx_shape`)."""
+    if info.layer.interpolation != "nearest":
+        from seqcli.interop.onnx_shape import separable_resize
+
+        return separable_resize(graph, info, x, prefix)
     height, width = info.layer.size
     scales = graph.constant(prefix + "scales", x.physical([1, height, width, 1]))
     y = graph.op("Resize", [x.name, "", scales], prefix + "Resize", mode="nearest",
@@ -488,8 +493,11 @@ def _permute(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: st
     return Tensor(y, x.rank, False)
 
 
-# The sequence layers' lowerings register themselves when imported.
-from seqcli.interop import onnx_norm  # noqa: E402, F401, I001
-import seqcli.interop.onnx_conv  # noqa: E402, F401
-from seqcli.interop import onnx_sequence  # noqa: E402, F401
-from seqcli.interop import onnx_augment  # noqa: E402, F401
+# The other layer families' lowerings register themselves when imported (on onnx_graph).
+from seqcli.interop import (  # noqa: E402, F401
+    onnx_augment,
+    onnx_conv,
+    onnx_norm,
+    onnx_sequence,
+    onnx_shape,
+)

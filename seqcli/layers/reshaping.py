@@ -23,14 +23,14 @@ def _check_zero_padding(value):
     def is_int(v):
         return isinstance(v, int) and not isinstance(v, bool)
 
+    def is_pair(v):
+        return isinstance(v, list) and len(v) == 2 and all(is_int(u) for u in v)
+
     if is_int(value):
         pads = ((value, value), (value, value))
-    elif isinstance(value, list) and len(value) == 2 and all(is_int(v) for v in value):
-        pads = ((value[0], value[0]), (value[1], value[1]))
     elif isinstance(value, list) and len(value) == 2 and all(
-        isinstance(v, list) and len(v) == 2 and all(is_int(u) for u in v) for v in value
-    ):
-        pads = (tuple(value[0]), tuple(value[1]))
+            is_int(v) or is_pair(v) for v in value):  # Keras takes [1, [2, 3]] too
+        pads = tuple((v, v) if is_int(v) else tuple(v) for v in value)
     else:
         raise ValueError("expected an int, [height, width] or [[top, bottom], [left, right]]. "
                          f"Received: padding={value!r}")
@@ -67,22 +67,27 @@ class ZeroPadding2D(Layer):
 
 
 class UpSampling2D(Layer):
-    """Repeats each row `size[0]` times and each column `size[1]` times (nearest)."""
+    """Repeats each row `size[0]` times and each column `size[1]` times (nearest), or resizes
+    to (height · size[0], width · size[1]) with another interpolation (jax.image.resize, as
+    Keras 3's `ops.image.resize` on JAX)."""
 
     type: Literal["UpSampling2D"] = "UpSampling2D"
     size: IntTuple(2) = (2, 2)
     interpolation: str = "nearest"
+    """nearest, bilinear, bicubic, lanczos3 or lanczos5."""
     data_format: DataFormat = "channels_last"
 
-    examples = (Example({}, (3, 4, 2)), Example({"size": [2, 3]}, (3, 4, 2)))
+    examples = (Example({}, (3, 4, 2)), Example({"size": [2, 3]}, (3, 4, 2)),
+                Example({"size": [2, 3], "interpolation": "bilinear"}, (3, 4, 2)))
 
-    @field_validator("interpolation")
+    @field_validator("interpolation", mode="before")
     @classmethod
-    def _nearest_only(cls, value):
-        if value != "nearest":
-            raise ValueError(f"only interpolation 'nearest' is supported. "
-                             f"Received: interpolation={value!r}")
-        return value
+    def _known_interpolation(cls, value):
+        from seqcli.layers.shaping import check_interpolation
+
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string. Received: interpolation={value!r}")
+        return check_interpolation(value.lower())  # Keras lowers it
 
     def output_shape(self, input_shape: Shape) -> Shape:
         require_rank(self, input_shape, 3, "inputs of shape (height, width, channels)")
@@ -90,15 +95,35 @@ class UpSampling2D(Layer):
         return (None if height is None else height * self.size[0],
                 None if width is None else width * self.size[1], channels)
 
+    def resize_plan(self, input_shape: Shape):
+        """(rows, cols, None): the resize matrices of a non-nearest interpolation."""
+        from seqcli.layers.shaping import resize_matrices
+
+        height, width = int(input_shape[0]), int(input_shape[1])
+        return resize_matrices(height, width, height * self.size[0], width * self.size[1],
+                               self.interpolation, False, "stretch", 0.0)
+
     def forward(self, weights, x):
+        if self.interpolation != "nearest":
+            from seqcli.kernels.resize import separable_resize
+
+            rows, cols, _ = self.resize_plan(x.shape[1:])
+            return separable_resize(x, rows, cols)
         from seqcli.kernels.reshaping import upsample2d_nearest_forward
 
         return upsample2d_nearest_forward(x, self.size)
 
     def backward(self, weights, cache, dy, input_grad=True):
+        if not input_grad:
+            return None, {}
+        if self.interpolation != "nearest":
+            from seqcli.kernels.resize import separable_resize
+
+            rows, cols, _ = self.resize_plan(cache.shape[1:])
+            return separable_resize(dy, rows.T, cols.T), {}  # the transposed linear map
         from seqcli.kernels.grad_reshaping import upsample2d_nearest_backward
 
-        return (upsample2d_nearest_backward(self.size, dy) if input_grad else None), {}
+        return upsample2d_nearest_backward(self.size, dy), {}
 
 
 class RepeatVector(Layer):

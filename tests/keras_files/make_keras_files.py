@@ -381,6 +381,63 @@ def seqcli_draws(seed: int | None):
         jax_random.uniform, jax_random.dropout = saved
 
 
+def flowers_preprocessing():
+    """TensorFlow's image-classification tutorial (flowers) scaled down: a nested Sequential
+    preprocessing head (Resizing, Rescaling 1/255) before Conv2D/MaxPooling2D twice,
+    Flatten, Dense relu, Dense 5 (logits); pixel inputs of another size than the head's."""
+    resize_and_rescale = keras.Sequential([L.Resizing(8, 8), L.Rescaling(1.0 / 255)],
+                                          name="resize_and_rescale")
+    model = keras.Sequential([
+        keras.Input((14, 18, 3)),
+        resize_and_rescale,
+        L.Conv2D(8, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(),
+        L.Conv2D(16, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(),
+        L.Flatten(),
+        L.Dense(16, activation="relu"),
+        L.Dense(5),
+    ], name="flowers_preprocessing")
+    return model, "pixels"
+
+
+def conv1d_autoencoder():
+    """A Conv1D autoencoder (keras-io timeseries anomaly detection, scaled down, with pooling
+    and upsampling) on a length the pooling does not divide: ZeroPadding1D, Conv1D,
+    MaxPooling1D, UpSampling1D 2, Conv1D, Cropping1D (0, 2), Conv1D back to the channels."""
+    model = keras.Sequential([
+        keras.Input((15, 2)),
+        L.ZeroPadding1D(1),
+        L.Conv1D(6, 3, padding="same", activation="relu"),
+        L.MaxPooling1D(2),
+        L.UpSampling1D(2),
+        L.Conv1D(6, 3, padding="same", activation="relu"),
+        L.Cropping1D((0, 1)),
+        L.Conv1D(2, 3, padding="same"),
+    ], name="conv1d_autoencoder")
+    return model, "normal"
+
+
+def image_volumes():
+    """The other shape layers: Resizing bicubic with pad_to_aspect_ratio (fill 0.25),
+    CenterCrop, UpSampling2D bilinear, Cropping2D asymmetric, Reshape to a volume,
+    ZeroPadding3D mixed, UpSampling3D (1, 2, 1), Cropping3D 1, Flatten, Dense."""
+    model = keras.Sequential([
+        keras.Input((9, 10, 2)),
+        L.Resizing(8, 6, interpolation="bicubic", pad_to_aspect_ratio=True, fill_value=0.25),
+        L.CenterCrop(6, 5),
+        L.UpSampling2D((1, 2), interpolation="bilinear"),
+        L.Cropping2D(((1, 0), (2, 1))),
+        L.Reshape((5, 7, 2, 1)),
+        L.ZeroPadding3D(((0, 1), 1, (1, 0))),
+        L.UpSampling3D((1, 2, 1)),
+        L.Cropping3D(1),
+        L.Flatten(),
+        L.Dense(3),
+    ], name="image_volumes")
+    return model, "normal"
+
+
 MODELS = {"image_stack": image_stack, "sequence_stack": sequence_stack,
           "nested_frozen": nested_frozen, "functional_chain": functional_chain,
           "vector_steps": vector_steps, "imdb_bidirectional": imdb_bidirectional,
@@ -441,6 +498,9 @@ def conv_family():
 
 MODELS["timeseries_autoencoder"] = timeseries_autoencoder
 MODELS["conv_family"] = conv_family
+MODELS["flowers_preprocessing"] = flowers_preprocessing
+MODELS["conv1d_autoencoder"] = conv1d_autoencoder
+MODELS["image_volumes"] = image_volumes
 
 
 def make_input(rng, shape, kind):

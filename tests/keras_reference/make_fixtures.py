@@ -58,6 +58,7 @@ OPTIONS = {
     "gelu_exact": {"gain": 1.5, "scale": 1.5},
     "rescaling": {"input": "pixels"},
     "small_convnet": {"input": "pixels"},
+    "shape_preprocessing_head": {"input": "pixels"},
     "deferred_build": {"deferred_input_shape": [6]},
     "augmentation_layers": {"input": "pixels"},
     "augmentation_tutorial": {"input": "pixels"},
