@@ -433,6 +433,13 @@ ROWS: dict[str, Row] = {
         grads={},  # the backward is the same kernel with the transposed matrices
         keras=("shape_resize",),
     ),
+    "RandomCrop": Row(
+        cases=[({"height": 2, "width": 3}, (5, 4, 2), (2, 3, 2), 0, 0),
+               ({"height": 6, "width": 2, "seed": 1}, (4, 5, 1), (6, 2, 1), 0, 0)],
+        kernels={k_resize.separable_resize: naive.naive_separable_resize},  # CenterCrop's
+        grads={},  # in fit, a slice of the batch; its backward puts dy back in place
+        keras=("random_crop",),
+    ),
     "RepeatVector": Row(
         cases=[({"n": 3}, (4,), (3, 4), 0, 0), ({"n": 1}, (7,), (1, 7), 0, 0)],
         kernels={},  # a copy: numpy's broadcast

@@ -327,3 +327,45 @@ def test_python_api_builds_and_predicts():
                                CenterCrop(height=5, width=4)])
     y = model.predict(np.random.default_rng(0).random((2, 9, 7, 3), dtype=np.float32))
     assert y.shape == (2, 5, 4, 3)
+
+
+# --------------------------------------------------------------------------- RandomCrop
+
+
+def test_random_crop_at_inference_is_the_centre_crop():
+    from seqcli.layers import CenterCrop, RandomCrop
+
+    x = np.random.default_rng(0).normal(size=(3, 9, 10, 2)).astype(np.float32)
+    for height, width in ((6, 8), (9, 10), (12, 4)):  # smaller, the same, larger on one axis
+        crop = RandomCrop(height=height, width=width, seed=4)
+        centre = CenterCrop(height=height, width=width)
+        np.testing.assert_array_equal(crop.forward({}, x), centre.forward({}, x))
+        assert crop.output_shape((9, 10, 2)) == (height, width, 2)
+
+
+def test_random_crop_in_fit_takes_one_window_of_the_batch_at_a_uniform_place():
+    from seqcli.layers import RandomCrop
+
+    crop = RandomCrop(height=2, width=3)
+    x = np.arange(2 * 4 * 5, dtype=np.float32).reshape(2, 4, 5, 1)
+    rng = np.random.default_rng(1)
+    seen = {}
+    for _ in range(600):
+        y, (_, (top, left)) = crop.forward_train({}, x, rng)
+        np.testing.assert_array_equal(y, x[:, top:top + 2, left:left + 3])  # both images
+        seen[top, left] = seen.get((top, left), 0) + 1
+    assert sorted(seen) == [(t, left) for t in range(3) for left in range(3)]
+    assert min(seen.values()) > 600 / 9 * 0.6  # each corner about as often
+
+
+def test_random_crop_backward_is_the_adjoint_of_its_crop():
+    from seqcli.layers import RandomCrop
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 7, 6, 3)).astype(np.float32)
+    for crop in (RandomCrop(height=3, width=4), RandomCrop(height=9, width=4)):
+        y, cache = crop.forward_train({}, x, rng)
+        dy = rng.normal(size=y.shape).astype(np.float32)
+        dx, grads = crop.backward({}, cache, dy)
+        assert grads == {} and dx.shape == x.shape
+        np.testing.assert_allclose(float((y * dy).sum()), float((x * dx).sum()), rtol=1e-5)

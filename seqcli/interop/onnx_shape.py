@@ -78,7 +78,7 @@ def separable_resize(graph: Graph, info: LayerInfo, x: Tensor, prefix: str) -> T
     return Tensor(y, x.rank, True)
 
 
-@exports(L.Resizing, L.CenterCrop)
+@exports(L.Resizing, L.CenterCrop, L.RandomCrop)
 def _resize(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """Two MatMuls with the constant resize matrices (exactly Keras's jax.image.resize)."""
     return separable_resize(graph, info, x, prefix)

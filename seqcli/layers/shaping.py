@@ -508,3 +508,49 @@ class CenterCrop(_Resize):
                                    "center", 0.0)
         return resize_matrices(height, width, self.height, self.width, "bilinear", False,
                                "crop", 0.0)
+
+
+class RandomCrop(CenterCrop):
+    """In `fit`, a random (height, width) window of the batch (one place for every image of
+    it, as Keras draws it); at inference, the central window as CenterCrop, as Keras documents
+    it (Keras 3 returns the uncropped image at inference, which does not fit the
+    (height, width) it declares and builds the next layers for)."""
+
+    type: Literal["RandomCrop"] = "RandomCrop"
+    seed: int | None = None
+    """Keras's seed; `fit` draws from its own `--seed` instead."""
+
+    examples = (Example({"height": 2, "width": 3}, (5, 4, 2)),
+                Example({"height": 4, "width": 3}, (3, 5, 1)))
+
+    def draw(self, rng, shape: tuple) -> tuple[int, int] | None:
+        """The window's top-left corner, Keras's uniform [0, n - size + 1) cast to int; None
+        when the image is not larger than the window on both axes (then Keras resizes)."""
+        import numpy as np
+
+        height, width = shape[1], shape[2]
+        if not (height > self.height and width > self.width):
+            return None
+        top = int(np.float32(rng.random(dtype=np.float32)) * np.float32(height - self.height + 1))
+        left = int(np.float32(rng.random(dtype=np.float32)) * np.float32(width - self.width + 1))
+        return min(top, height - self.height), min(left, width - self.width)
+
+    def forward_train(self, weights, x, rng):
+        corner = self.draw(rng, x.shape)
+        if corner is None:
+            return self.forward(weights, x), (x, None)
+        top, left = corner
+        return x[:, top:top + self.height, left:left + self.width].copy(), (x, corner)
+
+    def backward(self, weights, cache, dy, input_grad=True):
+        import numpy as np
+
+        x, corner = cache
+        if corner is None:
+            return super().backward(weights, x, dy, input_grad)
+        if not input_grad:
+            return None, {}
+        top, left = corner
+        dx = np.zeros_like(x)
+        dx[:, top:top + self.height, left:left + self.width] = dy
+        return dx, {}

@@ -328,6 +328,19 @@ def flowers_augmented():
     return model, "pixels"
 
 
+def augmentation_crop():
+    """RandomCrop to the input's own size (where Keras's inference, which returns the image
+    uncropped, and its declared shape agree), then Conv2D, GlobalAveragePooling2D, Dense."""
+    model = keras.Sequential([
+        keras.Input((6, 8, 3)),
+        L.RandomCrop(6, 8, seed=2),
+        L.Conv2D(4, 3, activation="relu"),
+        L.GlobalAveragePooling2D(),
+        L.Dense(2),
+    ], name="augmentation_crop")
+    return model, "pixels"
+
+
 def augmentation_stack():
     """Every image-augmentation option in front of a small convnet: RandomTranslation (pairs,
     constant fill with a value, nearest interpolation), RandomZoom (height and width, wrap),
@@ -447,6 +460,7 @@ MODELS = {"image_stack": image_stack, "sequence_stack": sequence_stack,
           "training_only_stack": training_only_stack}
 MODELS["flowers_augmented"] = flowers_augmented
 MODELS["augmentation_stack"] = augmentation_stack
+MODELS["augmentation_crop"] = augmentation_crop
 SGD_STEPS = ("regression_adapt",)
 SGD_STEPS += ("flowers_augmented", "augmentation_stack")
 SEQCLI_DRAWS = {"flowers_augmented": 0, "augmentation_stack": 3}

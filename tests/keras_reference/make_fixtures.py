@@ -43,7 +43,7 @@ MODELS = HERE / "models"
 BATCH = 3
 
 # Models whose input is too big to keep inputs/outputs/weights for: summary only.
-SUMMARY_ONLY = {"guide_convnet"}
+SUMMARY_ONLY = {"guide_convnet", "random_crop"}
 
 # Per-model generation options (none of this is in the YAML, which stays a plain model file).
 #   input:  "normal" (standard normal times `scale`) or "pixels" (uniform in [0, 255])
