@@ -13,14 +13,9 @@ import numpy as np
 
 from seqcli import layers as L  # noqa: N812
 from seqcli.build import LayerInfo
-from seqcli.interop.onnx_graph import Graph, Tensor, exports, lower_activation
+from seqcli.interop.onnx_graph import Graph, Tensor, exports, lower_activation, onnx_pads
 from seqcli.layers.conv_more import conv_transpose_length
 from seqcli.shapes import effective_kernel, paddings
-
-
-def _pads(pairs) -> list[int]:
-    """((before, after), …) per spatial axis → ONNX's [before…, after…]."""
-    return [before for before, _ in pairs] + [after for _, after in pairs]
 
 
 def _conv(graph: Graph, x: Tensor, prefix: str, kernel: np.ndarray, bias, attributes: dict,
@@ -39,7 +34,7 @@ def _window(layer, input_shape) -> dict:
     pads = paddings(input_shape[:-1], layer.kernel_size, layer.strides, layer.padding,
                     layer.dilation_rate)
     return dict(kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
-                dilations=list(layer.dilation_rate), pads=_pads(pads))
+                dilations=list(layer.dilation_rate), pads=onnx_pads(pads))
 
 
 @exports(L.Conv3D)
@@ -100,35 +95,3 @@ def _separable1d(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix
     pointwise = np.transpose(weights["pointwise_kernel"], (2, 1, 0))  # (filters, C·dm, 1)
     return _conv(graph, middle, prefix + "pointwise/", pointwise, weights.get("bias"),
                  dict(kernel_shape=[1]), layer.activation)
-
-
-@exports(L.MaxPooling3D, L.AveragePooling3D)
-def _pooling3d(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
-    """MaxPool (pads never win) or AveragePool over real cells only (count_include_pad=0)."""
-    layer = info.layer
-    x = graph.channels_first(x, prefix)
-    pads = paddings(info.input_shape[:-1], layer.pool_size, layer.strides, layer.padding,
-                    (1, 1, 1))
-    attributes = dict(kernel_shape=list(layer.pool_size), strides=list(layer.strides),
-                      pads=_pads(pads))
-    if layer.mode == "max":
-        y = graph.op("MaxPool", [x.name], prefix + "MaxPool", **attributes)
-    else:
-        y = graph.op("AveragePool", [x.name], prefix + "AveragePool", count_include_pad=0,
-                     **attributes)
-    return Tensor(y, x.rank, True)
-
-
-@exports(L.GlobalMaxPooling3D, L.GlobalAveragePooling3D)
-def _global_pooling3d(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
-    """Max or mean over depth, height and width, in the layout the tensor has."""
-    layer = info.layer
-    if x.channels_first:  # (N, C, D, H, W) → (N, C, 1, 1, 1)
-        op_type = "GlobalMaxPool" if layer.mode == "max" else "GlobalAveragePool"
-        y = graph.op(op_type, [x.name], prefix + op_type)
-        if layer.keepdims:
-            return Tensor(y, x.rank, True)
-        return Tensor(graph.op("Flatten", [y], prefix + "Flatten", axis=1), 2, False)
-    op_type = "ReduceMax" if layer.mode == "max" else "ReduceMean"
-    y = graph.reduce(op_type, x.name, [1, 2, 3], prefix + op_type, keepdims=int(layer.keepdims))
-    return Tensor(y, x.rank if layer.keepdims else 2, False)

@@ -31,6 +31,7 @@ from seqcli.interop.onnx_graph import (
     exports,
     lower_activation,
     lower_activation_layer,
+    onnx_pads,
     to_first,
 )
 from seqcli.layers.normalization import sample_axis
@@ -219,11 +220,6 @@ def _dense(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str)
     return lower_activation(graph, layer.activation, Tensor(y, x.rank, False), prefix)
 
 
-def _onnx_pads(pads) -> list[int]:
-    """((before, after), …) per spatial axis → ONNX's [before…, after…]."""
-    return [before for before, _ in pads] + [after for _, after in pads]
-
-
 @exports(L.Conv1D, L.Conv2D)
 def _conv(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str) -> Tensor:
     """Conv1D/Conv2D: kernel (k…, in/groups, filters) → (filters, in/groups, k…)."""
@@ -275,11 +271,12 @@ def _conv_node(graph: Graph, info: LayerInfo, x: Tensor, prefix: str, kernel: np
         inputs.append(graph.constant(prefix + "bias", bias))
     y = graph.op("Conv", inputs, prefix + "Conv", kernel_shape=list(layer.kernel_size),
                  strides=list(layer.strides), dilations=list(layer.dilation_rate),
-                 pads=_onnx_pads(pads), group=int(groups))
+                 pads=onnx_pads(pads), group=int(groups))
     return lower_activation(graph, activation, Tensor(y, x.rank, True), prefix)
 
 
-@exports(L.MaxPooling1D, L.MaxPooling2D, L.AveragePooling1D, L.AveragePooling2D)
+@exports(L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D,
+         L.AveragePooling2D, L.AveragePooling3D)
 def _pooling(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """MaxPool (pads never win) or AveragePool over real cells only (count_include_pad=0)."""
     layer = info.layer
@@ -287,7 +284,7 @@ def _pooling(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: st
     pads = paddings(info.input_shape[:-1], layer.pool_size, layer.strides, layer.padding,
                     (1,) * len(layer.pool_size))
     attributes = dict(kernel_shape=list(layer.pool_size), strides=list(layer.strides),
-                      pads=_onnx_pads(pads))
+                      pads=onnx_pads(pads))
     if layer.mode == "max":
         y = graph.op("MaxPool", [x.name], prefix + "MaxPool", **attributes)
     else:
@@ -296,8 +293,8 @@ def _pooling(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: st
     return Tensor(y, x.rank, True)
 
 
-@exports(L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalAveragePooling1D,
-         L.GlobalAveragePooling2D)
+@exports(L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
+         L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D)
 def _global_pooling(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """Max or mean over the spatial axes, in the layout the tensor has (keepdims kept)."""
     layer = info.layer

@@ -42,6 +42,11 @@ class Tensor:
         return [values[a] for a in to_first(self.rank)] if self.channels_first else list(values)
 
 
+def onnx_pads(pads) -> list[int]:
+    """((before, after), …) per spatial axis → ONNX's [before…, after…]."""
+    return [before for before, _ in pads] + [after for _, after in pads]
+
+
 def _inputs(node) -> list[str]:
     """The names a node reads, those of the graphs in its attributes (a Scan's body) too."""
     names = list(node.input)
