@@ -61,7 +61,10 @@ SEED_STEMS = ["guide_dense_stack", "small_convnet", "nested_deep", "nested_froze
               "batchnorm", "separable", "reshape_to_image", "pooling2d_same", "text_conv1d",
               "zeropadding", "upsampling", "deferred_build", "explicit_names", "layernorm",
               "imdb_bidirectional_lstm", "masking_gru", "sequence_tagger", "lstm_autoencoder",
-              "simple_rnn_masked"]
+              "simple_rnn_masked", "activation_layer_types", "conv2d_transpose", "conv3d_layers",
+              "pooling3d", "shape_resize", "shape_layers_2d", "shape_volumes",
+              "normalization_given", "normalization_adapted", "groupnorm_convnet",
+              "noise_layers", "augmentation_layers"]
 # A model pulling another file in with `from:`, to mutate the reference itself.
 FROM_MODEL = ("name: outer\ninput_shape: [4]\nlayers:\n"
               "  - {type: Sequential, name: base, from: base.yaml, trainable: false}\n"
