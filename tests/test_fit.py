@@ -192,3 +192,16 @@ def test_a_diverged_fit_says_so(cli, tmp_path):
     assert "hold NaN or Inf (the first: dense_1/" in result.err
     healthy = cli(*common, "-o", tmp_path / "v.npz")
     assert healthy.code == 0 and "NaN or Inf" not in healthy.err
+
+
+def test_non_finite_training_data_is_said(cli, tmp_path):
+    model = _regression_files(tmp_path)
+    x = np.load(tmp_path / "x.npy")
+    x[2, 0] = np.nan
+    x[5, 1] = np.inf
+    np.save(tmp_path / "xn.npy", x)
+    result = cli("fit", model, tmp_path / "xn.npy", tmp_path / "y.npy", "--epochs", "1",
+                 "-o", tmp_path / "w.npz")
+    assert result.code == 0, result
+    assert "xn.npy holds 1 NaN and 1 Inf values in 2 of 12 rows" in result.err
+    assert "y.npy holds" not in result.err

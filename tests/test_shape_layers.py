@@ -8,6 +8,7 @@ the fixtures shape_* in tests/keras_reference and the Keras-made files in tests/
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -369,3 +370,16 @@ def test_random_crop_backward_is_the_adjoint_of_its_crop():
         dx, grads = crop.backward({}, cache, dy)
         assert grads == {} and dx.shape == x.shape
         np.testing.assert_allclose(float((y * dy).sum()), float((x * dx).sum()), rtol=1e-5)
+
+
+def test_import_and_export_say_where_random_crop_differs_from_keras(cli, tmp_path):
+    """Keras 3 returns RandomCrop's input uncropped at inference: import-keras and
+    export-keras note it where that changes predictions (the image is not the crop's size)."""
+    reference = Path(__file__).parent / "keras_reference" / "models" / "random_crop.yaml"
+    result = cli("export-keras", reference, "-o", tmp_path / "crop.keras")
+    assert result.code == 0, result
+    assert "layer 'random_crop' (RandomCrop): at inference seqcli crops the centre 6x8 of " \
+           "the 9x10 images" in result.err
+    same_size = Path(__file__).parent / "keras_files" / "augmentation_crop.keras"
+    result = cli("import-keras", same_size, "-o", tmp_path / "same.yaml")
+    assert result.code == 0 and "RandomCrop" not in result.err, result

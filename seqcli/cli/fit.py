@@ -86,6 +86,8 @@ def fit(
     keep_freed_memory()
     loaded = load(model, allow_outside)
     inputs, targets = read_training_arrays(x, y)
+    _warn_non_finite(inputs, x)
+    _warn_non_finite(targets, y)
     network = Sequential.from_loaded(loaded, weights)
     network.build(loaded.input_shape or inputs.shape[1:])
     network.check_input_shape(inputs.shape)
@@ -123,10 +125,25 @@ def fit(
     if diverged:
         print(f"seqcli: warning: {len(diverged)} of the weights written to {output} hold NaN or "
               f"Inf (the first: {diverged[0]}): training diverged or its loss was NaN (see "
-              "the epoch lines; a lower --learning-rate, or inputs with a real step in every "
-              "sample, may help)", file=sys.stderr)
+              "the epoch lines; a lower --learning-rate, finite inputs and targets, or a real "
+              "step in every masked sequence may help)", file=sys.stderr)
     if history is not None:
         from seqcli.io.atomic import atomic_output
 
         with atomic_output(history, binary=False) as out:
             out.write(json.dumps(result.history) + "\n")
+
+
+def _warn_non_finite(array, path: str) -> None:
+    """One warning line when a float training array holds NaN or Inf (Keras trains on them,
+    and its loss and weights become NaN), counted a few thousand rows at a time."""
+    from seqcli.io.arrays import NonFiniteCounter
+
+    if array.dtype.kind != "f":
+        return
+    counter = NonFiniteCounter(path)
+    for _ in counter.check(array[start:start + 4096] for start in range(0, len(array), 4096)):
+        pass
+    if counter.summary():
+        print(f"seqcli: warning: {path} holds {counter.summary()}; training goes on, as Keras "
+              "does, and the loss and weights become NaN where they reach", file=sys.stderr)

@@ -175,6 +175,7 @@ def export_keras(model: str, output: str, weights: str | None = None,
     from seqcli.build import build
     from seqcli.config.load import load_model
     from seqcli.errors import UsageError
+    from seqcli.interop.keras_import import keras_differences
     from seqcli.runtime.weights import load_model_weights
 
     if output != "-" and not output.endswith(".keras"):
@@ -187,5 +188,6 @@ def export_keras(model: str, output: str, weights: str | None = None,
     if model_weights.initialised:
         notes.append(f"{loaded.source} has no weights file; exported its initial weights "
                      f"(seed {model_weights.seed})")
+    notes += keras_differences(built)
     write_keras(output, built, model_weights.arrays)
     return ExportReport(layers=len(built.layers), params=built.total_params, notes=notes)

@@ -701,7 +701,14 @@ def read_keras_file(path: Path) -> KerasImport:
                 raise ConfigError(f"{source}: the model does not build in seqcli: "
                                   f"{_first_line(error)}") from None
             weights = read_layout_weights(h5, built, reader.layout)
-    return KerasImport(document, weights, reader.notes, version)
+    return KerasImport(document, weights, reader.notes + keras_differences(built), version)
+
+
+def keras_differences(built) -> list[str]:
+    """A note for each layer of a built model that seqcli computes otherwise than Keras."""
+    return [f"layer '{info.path}' ({info.layer.type}): {difference}"
+            for info in built.walk() if not info.children
+            for difference in [info.layer.keras_difference(info.input_shape)] if difference]
 
 
 def read_keras_weights(path: Path, built) -> dict[str, np.ndarray]:

@@ -271,6 +271,11 @@ class Layer(BaseModel):
         """The per-sample output shape for a per-sample input shape."""
         return input_shape
 
+    def keras_difference(self, input_shape: Shape) -> str | None:
+        """Where seqcli deliberately computes otherwise than Keras for this input shape, what
+        the difference is (import-keras and export-keras say it); None for most layers."""
+        return None
+
     def named_activation(self) -> str | None:
         """For an activation layer: the activation function's name that computes the same
         (`ReLU(max_value=6)` is relu6), or None."""

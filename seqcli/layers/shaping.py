@@ -523,6 +523,14 @@ class RandomCrop(CenterCrop):
     examples = (Example({"height": 2, "width": 3}, (5, 4, 2)),
                 Example({"height": 4, "width": 3}, (3, 5, 1)))
 
+    def keras_difference(self, input_shape: Shape) -> str | None:
+        if tuple(input_shape[:2]) == (self.height, self.width):
+            return None
+        return (f"at inference seqcli crops the centre {self.height}x{self.width} of the "
+                f"{input_shape[0]}x{input_shape[1]} images, where Keras 3 returns them "
+                "uncropped (not the shape it declares), so predictions differ from Keras's "
+                "wherever the next layers accept either size")
+
     def draw(self, rng, shape: tuple) -> tuple[int, int] | None:
         """The window's top-left corner, Keras's uniform [0, n - size + 1) cast to int; None
         when the image is not larger than the window on both axes (then Keras resizes)."""
