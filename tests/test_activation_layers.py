@@ -185,8 +185,7 @@ def test_an_activation_layer_runs_after_the_layer_forward_training_and_onnx():
 
 
 @pytest.mark.parametrize(("activation", "words"), [
-    ({"type": "PReLU"}, "activation layer without weights"),
-    ({"type": "Dense", "units": 2}, "Received: type='Dense'"),
+    ({"type": "Dense", "units": 2}, "needs the type of an activation layer"),
     ({"type": "ReLU", "max_valu": 2}, "in the ReLU activation (max_valu)"),
     ({"type": "LeakyReLU", "negative_slope": -1}, "negative_slope cannot be negative"),
     (3, "expected an activation name"),
@@ -230,17 +229,53 @@ def _layers_with_an_activation():
             and name != "Activation"]
 
 
+@pytest.mark.parametrize("activation", [{"type": "LeakyReLU", "negative_slope": 0.1},
+                                        {"type": "PReLU"}], ids=["LeakyReLU", "PReLU"])
 @pytest.mark.parametrize("type_name", _layers_with_an_activation())
-def test_every_layer_with_an_activation_runs_an_activation_layer_after(type_name):
+def test_every_layer_with_an_activation_runs_an_activation_layer_after(type_name, activation):
     """For every layer type with an `activation` (its first shape case of the layer table):
-    with activation {type: LeakyReLU, negative_slope: 0.1} it computes, trains and exports
-    as the same layer without activation followed by that LeakyReLU."""
+    with an activation layer as `activation` it computes, trains and exports as the same layer
+    without activation followed by that activation layer (a PReLU's alpha then among the
+    layer's weights, `<layer>/p_re_lu/alpha`)."""
     from tests.layer_table import ROWS
 
     settings, input_shape, *_ = ROWS[type_name].cases[0]
     settings = {key: value for key, value in settings.items() if key != "activation"}
-    leaky = {"type": "LeakyReLU", "negative_slope": 0.1}
-    after = _model([{"type": type_name, **settings, "activation": leaky}], list(input_shape))
-    plain = _model([{"type": type_name, **settings}, leaky], list(input_shape))
+    after = _model([{"type": type_name, **settings, "activation": activation}],
+                   list(input_shape))
+    plain = _model([{"type": type_name, **settings}, activation], list(input_shape))
+    if activation["type"] == "PReLU":
+        name = after.built_model.layers[0].path
+        assert f"{name}/p_re_lu/alpha" in after.weight_arrays
+        key = f"{name}/p_re_lu/alpha"  # slopes away from 0, so that the test can fail
+        after.weight_arrays[key] = np.random.default_rng(6).normal(
+            0.3, 0.3, after.weight_arrays[key].shape).astype(np.float32)
     x = np.random.default_rng(4).normal(size=(3, *input_shape)).astype(np.float32)
     _computes_the_same(after, plain, x)
+
+
+def test_keras_made_prelu_activations_import_predict_export_and_train(cli, tmp_path):
+    """tests/keras_files/prelu_activation.keras: PReLU as a Conv2D's and a Dense's activation,
+    its alpha in Keras's `activation` group. Imported, it predicts as Keras (the import test
+    of every Keras-made file) and one full-batch SGD step equals Keras's train_on_batch."""
+    from seqcli.io.weights import read_weights
+
+    files = Path(__file__).parent / "keras_files"
+    model = tmp_path / "m.yaml"
+    assert cli("import-keras", files / "prelu_activation.keras", "-o", model).code == 0
+    text = model.read_text()
+    assert "type: PReLU" in text and "shared_axes: [1, 2]" in text
+    keras_step = np.load(files / "prelu_activation.sgd.npz")
+    np.save(tmp_path / "y.npy", keras_step["y"])
+    result = cli("fit", model, files / "prelu_activation.input.npy", tmp_path / "y.npy",
+                 "--loss", "mse", "--optimizer", "sgd", "--learning-rate", "0.1", "--epochs",
+                 "1", "--batch-size", "3", "--no-shuffle", "-o", tmp_path / "w.npz", "-q")
+    assert result.code == 0, result
+    got = read_weights(tmp_path / "w.npz")
+    for key in keras_step.files:
+        if key.startswith("after/"):
+            name = key.removeprefix("after/")
+            layer, weight = name.split("/")
+            ours = got[f"{layer}/p_re_lu/alpha" if weight == "alpha" else name]
+            want = keras_step[key].reshape(ours.shape)
+            assert float(np.abs(ours - want).max()) <= 2e-5 * float(np.abs(want).max()), name

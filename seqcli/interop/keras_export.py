@@ -32,12 +32,14 @@ def layer_options(layer) -> dict:
     """A seqcli layer's options in Keras's config spelling (without name, trainable, dtype);
     a wrapped layer (Bidirectional's `layer`) as Keras serialises a layer."""
     from seqcli.layers.base import Layer
+    from seqcli.layers.sequential import snake_case
 
     def keras_value(name: str, value):
         if isinstance(value, Layer):
             return {"module": "keras.layers", "class_name": value.type,
-                    "config": {"name": value.name, "trainable": value.trainable,
-                               "dtype": "float32", **layer_options(value)},
+                    "config": {"name": value.name or snake_case(value.type),
+                               "trainable": value.trainable, "dtype": "float32",
+                               **layer_options(value)},
                     "registered_name": None}
         return initializer_config(value) if name.endswith("_initializer") else value
 
@@ -90,6 +92,10 @@ def _layer_entry(info, names: _InputNames) -> dict:
               **layer_options(layer)}
     if not layer.keras_trainable_option:  # Keras's config for it has no `trainable`
         del config["trainable"]
+    after = getattr(layer, "activation", None)
+    if not isinstance(after, (str, type(None))) and after.param_shapes(info.output_shape):
+        # an activation layer with weights (a PReLU): Keras builds it from its build_config
+        config["activation"]["build_config"] = {"input_shape": _batch(info.output_shape)}
     entry = {"module": "keras.layers", "class_name": layer.type, "config": config,
              "registered_name": None, "build_config": build_config}
     if not layer.keras_build_config:

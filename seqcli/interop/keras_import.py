@@ -474,11 +474,9 @@ class _ConfigReader:
             name = value.get("config") if class_name == "function" and from_keras(value) \
                 else None
             if not isinstance(name, str):
-                also = " (a PReLU has weights: make it a layer of its own)" \
-                    if class_name == "PReLU" else ""
                 self.refuse(where, f"its activation is {self._class_of(value)}, not a built-in "
-                            "activation function or activation layer (ReLU, LeakyReLU, ELU, "
-                            f"Softmax){also}")
+                            "activation function or activation layer (ReLU, LeakyReLU, PReLU, "
+                            "ELU, Softmax)")
         if value is None:
             return "linear"
         if not isinstance(name, str):

@@ -13,7 +13,14 @@ import numpy as np
 
 from seqcli import layers as L  # noqa: N812
 from seqcli.build import LayerInfo
-from seqcli.interop.onnx_graph import Graph, Tensor, exports, lower_activation, onnx_pads
+from seqcli.interop.onnx_graph import (
+    Graph,
+    Tensor,
+    bound_activation,
+    exports,
+    lower_activation,
+    onnx_pads,
+)
 from seqcli.layers.conv_more import conv_transpose_length
 from seqcli.shapes import effective_kernel, paddings
 
@@ -43,7 +50,8 @@ def _conv3d(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str
     layer = info.layer
     kernel = np.transpose(weights["kernel"], (4, 3, 0, 1, 2))
     return _conv(graph, x, prefix, kernel, weights.get("bias"),
-                 dict(_window(layer, info.input_shape), group=layer.groups), layer.activation)
+                 dict(_window(layer, info.input_shape), group=layer.groups),
+                 bound_activation(layer, weights))
 
 
 @exports(L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
@@ -66,8 +74,8 @@ def _conv_transpose(graph: Graph, info: LayerInfo, weights: dict, x: Tensor,
                       dilations=list(layer.dilation_rate), pads=before + after)
     if any(extra):
         attributes["output_padding"] = extra
-    return _conv(graph, x, prefix, kernel, weights.get("bias"), attributes, layer.activation,
-                 "ConvTranspose")
+    return _conv(graph, x, prefix, kernel, weights.get("bias"), attributes,
+                 bound_activation(layer, weights), "ConvTranspose")
 
 
 def _depthwise_kernel(kernel: np.ndarray) -> np.ndarray:
@@ -82,7 +90,7 @@ def _depthwise1d(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix
     layer = info.layer
     return _conv(graph, x, prefix, _depthwise_kernel(weights["kernel"]), weights.get("bias"),
                  dict(_window(layer, info.input_shape), group=info.input_shape[-1]),
-                 layer.activation)
+                 bound_activation(layer, weights))
 
 
 @exports(L.SeparableConv1D)
@@ -94,4 +102,4 @@ def _separable1d(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix
                    dict(_window(layer, info.input_shape), group=info.input_shape[-1]), "linear")
     pointwise = np.transpose(weights["pointwise_kernel"], (2, 1, 0))  # (filters, C·dm, 1)
     return _conv(graph, middle, prefix + "pointwise/", pointwise, weights.get("bias"),
-                 dict(kernel_shape=[1]), layer.activation)
+                 dict(kernel_shape=[1]), bound_activation(layer, weights))

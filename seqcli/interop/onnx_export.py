@@ -28,9 +28,11 @@ from seqcli.interop.onnx_graph import (
     OUTPUT_NAME,
     Graph,
     Tensor,
+    bound_activation,
     exports,
     lower_activation,
     lower_activation_layer,
+    lower_prelu,
     onnx_pads,
     to_first,
 )
@@ -217,7 +219,8 @@ def _dense(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str)
         if layer.use_bias:
             y = graph.op("Add", [y, graph.constant(prefix + "bias", weights["bias"])],
                          prefix + "BiasAdd")
-    return lower_activation(graph, layer.activation, Tensor(y, x.rank, False), prefix)
+    return lower_activation(graph, bound_activation(layer, weights), Tensor(y, x.rank, False),
+                            prefix)
 
 
 @exports(L.Conv1D, L.Conv2D)
@@ -227,7 +230,7 @@ def _conv(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str) 
     rank = len(layer.kernel_size)
     kernel = np.transpose(weights["kernel"], (rank + 1, rank, *range(rank)))
     return _conv_node(graph, info, x, prefix, kernel, weights.get("bias"), layer.groups,
-                      layer.activation)
+                      bound_activation(layer, weights))
 
 
 def _depthwise_kernel(kernel: np.ndarray) -> np.ndarray:
@@ -241,7 +244,8 @@ def _depthwise(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: 
     """DepthwiseConv2D as a Conv with one group per input channel."""
     layer = info.layer
     return _conv_node(graph, info, x, prefix, _depthwise_kernel(weights["kernel"]),
-                      weights.get("bias"), info.input_shape[-1], layer.activation)
+                      weights.get("bias"), info.input_shape[-1],
+                      bound_activation(layer, weights))
 
 
 @exports(L.SeparableConv2D)
@@ -256,7 +260,8 @@ def _separable(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: 
     if "bias" in weights:
         inputs.append(graph.constant(prefix + "bias", weights["bias"]))
     y = graph.op("Conv", inputs, prefix + "pointwise/Conv", kernel_shape=[1, 1])
-    return lower_activation(graph, layer.activation, Tensor(y, middle.rank, True), prefix)
+    return lower_activation(graph, bound_activation(layer, weights),
+                            Tensor(y, middle.rank, True), prefix)
 
 
 def _conv_node(graph: Graph, info: LayerInfo, x: Tensor, prefix: str, kernel: np.ndarray,
@@ -360,17 +365,13 @@ def _activation_layers(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, 
 @exports(L.PReLU)
 def _prelu(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """PRelu with alpha (its shared axes of size 1) broadcast against the tensor as stored."""
-    alpha = weights["alpha"].reshape((1, *weights["alpha"].shape))
-    if x.channels_first:
-        alpha = np.transpose(alpha, to_first(x.rank))
-    y = graph.op("PRelu", [x.name, graph.constant(prefix + "alpha", alpha)], prefix + "PRelu")
-    return Tensor(y, x.rank, x.channels_first)
+    return lower_prelu(graph, weights["alpha"], x, prefix)
 
 
 @exports(L.ActivationLayer)
 def _activation_layer(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """The Activation layer."""
-    return lower_activation(graph, info.layer.activation, x, prefix)
+    return lower_activation(graph, bound_activation(info.layer, weights), x, prefix)
 
 
 def _broadcast(x: Tensor, input_shape: tuple, logical_axes: list[int],

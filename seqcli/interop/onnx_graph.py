@@ -207,15 +207,37 @@ _ONE_OP = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softplus": "So
 """Activations that are one ONNX op with its default attributes (HardSwish: x·relu6(x+3)/6)."""
 
 
+@dataclass(frozen=True)
+class BoundActivation:
+    """An activation layer with weights (a PReLU) as a layer's `activation`, with them."""
+
+    layer: object
+    weights: dict
+
+
+def bound_activation(layer, weights: dict):
+    """`layer.activation` as `lower_activation` takes it: a name, an activation layer, or
+    (one with weights, a PReLU) that layer with its weights out of the layer's `weights`."""
+    from seqcli.layers.base import activation_weights
+
+    after = layer.activation
+    if isinstance(after, str) or not activation_weights(layer, weights):
+        return after
+    return BoundActivation(after, activation_weights(layer, weights))
+
+
 def lower_activation(graph: Graph, name, x: Tensor, prefix: str) -> Tensor:
     """The Keras 3 activation `name`; softmax and log_softmax over the logical last axis. An
-    activation layer in its place (LeakyReLU(0.1)) is lowered as that layer."""
+    activation layer in its place (LeakyReLU(0.1); a PReLU with its weights, from
+    `bound_activation`) is lowered as that layer."""
     def op(op_type: str, inputs: list[str], **attributes) -> str:
         return graph.op(op_type, inputs, prefix + op_type, **attributes)
 
     def constant(label: str, value) -> str:
         return graph.constant(prefix + label, value)
 
+    if isinstance(name, BoundActivation):
+        return lower_prelu(graph, name.weights["alpha"], x, prefix + name.layer.type + "/")
     if not isinstance(name, str):
         return lower_activation_layer(graph, name, x, prefix + name.type + "/")
     v = x.name
@@ -291,4 +313,14 @@ def lower_activation_layer(graph: Graph, layer, x: Tensor, prefix: str) -> Tenso
                 below = op("Relu", [op("Sub", [constant("threshold_value", threshold), v])],
                            "below")
                 y = op("Sub", [y, op("Mul", [below, constant("negative_slope", slope)])])
+    return Tensor(y, x.rank, x.channels_first)
+
+
+def lower_prelu(graph: Graph, alpha: np.ndarray, x: Tensor, prefix: str) -> Tensor:
+    """PRelu with `alpha` (per sample; its shared axes of size 1) broadcast against the tensor
+    as stored."""
+    alpha = alpha.reshape((1, *alpha.shape))
+    if x.channels_first:
+        alpha = np.transpose(alpha, to_first(x.rank))
+    y = graph.op("PRelu", [x.name, graph.constant(prefix + "alpha", alpha)], prefix + "PRelu")
     return Tensor(y, x.rank, x.channels_first)

@@ -1,6 +1,6 @@
 """The activation layers: ReLU, LeakyReLU, PReLU, ELU and Softmax (Keras 3's formulas, in
-float32). All but PReLU may also stand as another layer's `activation` (a mapping with its
-`type`); one that an activation name computes the same as is read as that name."""
+float32). Each may also stand as another layer's `activation` (a mapping with its `type`); one
+that an activation name computes the same as is read as that name."""
 
 from __future__ import annotations
 
@@ -255,6 +255,7 @@ class PReLU(Layer):
     shared_axes: Annotated[list[int] | None, BeforeValidator(_check_shared_axes)] = None
 
     supports_masking = True
+    activation_layer = True
     examples = (Example({}, (3, 4)), Example({"shared_axes": [1, 2]}, (3, 4, 2)))
 
     def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:

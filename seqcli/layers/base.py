@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -68,7 +69,7 @@ def activation_layer(value):
         if cls is None or not cls.activation_layer:
             usable = ", ".join(name for name, c in LAYER_REGISTRY.items() if c.activation_layer)
             raise ValueError(f"an activation given as a mapping needs the type of an activation "
-                             f"layer without weights ({usable}). Received: type={kind!r}")
+                             f"layer ({usable}). Received: type={kind!r}")
         try:
             layer = cls.model_validate(value)
         except ValidationError as error:
@@ -242,8 +243,8 @@ class Layer(BaseModel):
     takes_ids: ClassVar[bool] = False
     """True for layers whose input is integer ids (Embedding), not float32 values."""
     activation_layer: ClassVar[bool] = False
-    """True for the activation layers without weights (ReLU, LeakyReLU, ELU, Softmax), which
-    may also stand as another layer's `activation`."""
+    """True for the activation layers (ReLU, LeakyReLU, PReLU, ELU, Softmax), which may also
+    stand as another layer's `activation`."""
 
     # where the layer was written: (file, line, column), set by the loader
     _origin: tuple[str, int, int] | None = PrivateAttr(default=None)
@@ -402,20 +403,46 @@ def _fmt(shape: Shape) -> str:
     return format_shape(shape)
 
 
+def activation_weights(layer: Layer, weights: dict) -> dict:
+    """The weights of `layer`'s activation layer (a PReLU's `alpha`) out of the layer's, by
+    their names in the activation layer: they are keyed `<activation's name>/alpha`."""
+    start = len(activation_prefix(layer)) + 1
+    return {key[start:]: value for key, value in weights.items()
+            if key.startswith(activation_prefix(layer) + "/")}
+
+
+def snake_case(type_name: str) -> str:
+    """Keras's auto-name of a layer type: `Conv2D` → `conv2d`, `MaxPooling2D` → `max_pooling2d`."""
+    name = re.sub(r"\W+", "", type_name)
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    name = re.sub(r"([a-z])([A-Z])", r"\1_\2", name)
+    return name.lower()
+
+
+def activation_prefix(layer: Layer) -> str:
+    """The name the weights of `layer`'s activation layer are kept under (its own name, or
+    Keras's for its type: `p_re_lu`)."""
+    after = layer.activation
+    return after.name if after.name is not None else snake_case(after.type)
+
+
 def post_activation(cls):
     """Class decorator for a layer type with an `activation`: when that is an activation layer
-    (one no activation name computes, such as LeakyReLU(0.1)), the layer's kernels apply none
-    (`fused_activation` is linear) and the activation layer's forward, training forward and
-    backward run after the layer's own. Only the methods the class itself defines are wrapped
-    (those it inherits from a decorated class already are)."""
-    own = vars(cls)
+    (one no activation name computes, such as LeakyReLU(0.1) or a PReLU), the layer's kernels
+    apply none (`fused_activation` is linear) and the activation layer's forward, training
+    forward and backward run after the layer's own; a PReLU's weights are the layer's too,
+    keyed `p_re_lu/alpha` (Keras keeps them in the layer's `activation` group). Methods that
+    a decorated class already wrapped are inherited as they are."""
     forward, forward_train, backward = cls.forward, cls.forward_train, cls.backward
+    param_shapes, initializers = cls.param_shapes, cls.weight_initializers
+    weight_groups = cls.keras_weight_groups
 
     @functools.wraps(forward)
     def forward_then_activation(self, weights, x, *args, **kwargs):
         y = forward(self, weights, x, *args, **kwargs)
         after = self.activation
-        return y if isinstance(after, str) else after.forward({}, y)
+        return y if isinstance(after, str) else after.forward(activation_weights(self, weights),
+                                                              y)
 
     @functools.wraps(forward_train)
     def forward_train_then_activation(self, weights, x, rng, *args, **kwargs):
@@ -423,20 +450,57 @@ def post_activation(cls):
         after = self.activation
         if isinstance(after, str):
             return y, cache
-        z, after_cache = after.forward_train({}, y, rng)
+        z, after_cache = after.forward_train(activation_weights(self, weights), y, rng)
         return z, (cache, after_cache)
 
     @functools.wraps(backward)
     def backward_through_activation(self, weights, cache, dy, input_grad=True):
         after = self.activation
-        if not isinstance(after, str):
-            cache, after_cache = cache
-            dy, _ = after.backward({}, after_cache, dy)
-        return backward(self, weights, cache, dy, input_grad)
+        if isinstance(after, str):
+            return backward(self, weights, cache, dy, input_grad)
+        cache, after_cache = cache
+        dy, after_grads = after.backward(activation_weights(self, weights), after_cache, dy)
+        dx, grads = backward(self, weights, cache, dy, input_grad)
+        prefix = activation_prefix(self)
+        return dx, grads | {f"{prefix}/{name}": grad for name, grad in after_grads.items()}
+
+    @functools.wraps(param_shapes)
+    def param_shapes_with_activation(self, input_shape):
+        shapes = param_shapes(self, input_shape)
+        after = self.activation
+        if isinstance(after, str):
+            return shapes
+        prefix = activation_prefix(self)
+        return shapes | {f"{prefix}/{name}": shape for name, shape in
+                         after.param_shapes(self.output_shape(input_shape)).items()}
+
+    @functools.wraps(initializers)
+    def initializers_with_activation(self):
+        found = initializers(self)
+        after = self.activation
+        if isinstance(after, str):
+            return found
+        prefix = activation_prefix(self)
+        return found | {f"{prefix}/{name}": value
+                        for name, value in after.weight_initializers().items()}
+
+    @functools.wraps(weight_groups)
+    def weight_groups_with_activation(self, names):
+        after = self.activation
+        if isinstance(after, str):
+            return weight_groups(self, names)
+        prefix = activation_prefix(self) + "/"
+        own = [name for name in names if not name.startswith(prefix)]
+        inner = [name for name in names if name.startswith(prefix)]
+        return weight_groups(self, own) + ([("activation", inner)] if inner else [])
 
     for name, wrapped in (("forward", forward_then_activation),
                           ("forward_train", forward_train_then_activation),
-                          ("backward", backward_through_activation)):
-        if name in own:
+                          ("backward", backward_through_activation),
+                          ("param_shapes", param_shapes_with_activation),
+                          ("weight_initializers", initializers_with_activation),
+                          ("keras_weight_groups", weight_groups_with_activation)):
+        if not getattr(getattr(cls, name), "post_activation", False):
+            wrapped.post_activation = True
             setattr(cls, name, wrapped)
     return cls

@@ -318,7 +318,10 @@ class _AsTwoD:
     """A 1-D layer run by its 2-D twin on a height-1 image (the kernels are the 2-D ones)."""
 
     def _twin(self):
+        # the 2-D twin applies the activation its kernels fuse; an activation layer runs after
+        # this layer (post_activation), on the 1-D output its weights are shaped for
         settings = self.model_dump(exclude={"type", "name", "input_shape", "dtype"})
+        settings["activation"] = self.fused_activation
         for key in ("kernel_size", "strides", "dilation_rate"):
             settings[key] = (1,) + tuple(settings[key])
         return self.twin_class.model_validate(settings)
@@ -346,6 +349,7 @@ class _AsTwoD:
         return (None if dx is None else dx.reshape(dx.shape[0], dx.shape[2], dx.shape[3])), grads
 
 
+@post_activation
 class DepthwiseConv1D(_AsTwoD, DepthwiseConv2D):
     """Per-channel 1-D convolution: kernel (k, in, depth_multiplier), bias (in·dm); output
     channel c·dm + m."""
@@ -364,6 +368,7 @@ class DepthwiseConv1D(_AsTwoD, DepthwiseConv2D):
     )
 
 
+@post_activation
 class SeparableConv1D(_AsTwoD, SeparableConv2D):
     """Depthwise then pointwise 1-D convolution: depthwise_kernel (k, in, dm),
     pointwise_kernel (1, in·dm, filters), bias (filters)."""

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from seqcli.layers.base import LAYER_REGISTRY, Example, InputShape, Layer
+from seqcli.layers.base import (  # noqa: F401 (snake_case: imported from here too)
+    LAYER_REGISTRY,
+    Example,
+    InputShape,
+    Layer,
+    snake_case,
+)
 
 for _module in sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])):
     if _module not in ("base", "sequential"):
@@ -132,10 +137,3 @@ for _cls in LAYER_CLASSES:  # the wrappers, whose `layer` is any layer
 __all__ = [cls.__name__ for cls in LAYER_CLASSES] + ["Activation", "Input", "LAYER_CLASSES",
                                                    "LAYER_TYPES", "ModelFile"]
 
-
-def snake_case(type_name: str) -> str:
-    """Keras's auto-name of a layer type: `Conv2D` → `conv2d`, `MaxPooling2D` → `max_pooling2d`."""
-    name = re.sub(r"\W+", "", type_name)
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    name = re.sub(r"([a-z])([A-Z])", r"\1_\2", name)
-    return name.lower()

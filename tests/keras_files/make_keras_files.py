@@ -328,6 +328,21 @@ def flowers_augmented():
     return model, "pixels"
 
 
+def prelu_activation():
+    """PReLU as other layers' activation (its alpha created by Keras at the layer's first call,
+    kept in the layer's `activation` group): Conv2D with PReLU(shared_axes=[1, 2]), Flatten,
+    Dense with PReLU(), Dense."""
+    model = keras.Sequential([
+        keras.Input((5, 5, 2)),
+        L.Conv2D(3, 3, activation=L.PReLU(shared_axes=[1, 2])),
+        L.Flatten(),
+        L.Dense(4, activation=L.PReLU()),
+        L.Dense(2),
+    ], name="prelu_activation")
+    model(np.zeros((1, 5, 5, 2), "float32"))  # builds the activations' weights
+    return model, "normal"
+
+
 def augmentation_crop():
     """RandomCrop to the input's own size (where Keras's inference, which returns the image
     uncropped, and its declared shape agree), then Conv2D, GlobalAveragePooling2D, Dense."""
@@ -461,7 +476,8 @@ MODELS = {"image_stack": image_stack, "sequence_stack": sequence_stack,
 MODELS["flowers_augmented"] = flowers_augmented
 MODELS["augmentation_stack"] = augmentation_stack
 MODELS["augmentation_crop"] = augmentation_crop
-SGD_STEPS = ("regression_adapt",)
+MODELS["prelu_activation"] = prelu_activation
+SGD_STEPS = ("regression_adapt", "prelu_activation")
 SGD_STEPS += ("flowers_augmented", "augmentation_stack")
 SEQCLI_DRAWS = {"flowers_augmented": 0, "augmentation_stack": 3}
 """SGD_STEPS with random layers: the step is recorded with seqcli's draws of `fit --seed N`."""
