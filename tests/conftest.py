@@ -37,6 +37,17 @@ def model_from(data: dict | str, base_dir: Path | None = None, source: str = "mo
     return load_model_text(textwrap.dedent(text), source, base_dir or Path.cwd())
 
 
+def runtime_model(layers: list, input_shape: list, seed: int = 0):
+    """The built runtime model (the Python API's Sequential) of `layers`, initial weights of
+    `seed`."""
+    from seqcli.runtime.model import Sequential
+
+    model = Sequential.from_loaded(model_from({"input_shape": list(input_shape), "seed": seed,
+                                               "layers": layers}))
+    model.build()
+    return model
+
+
 def built_from(data, input_shape=None, **kwargs):
     """A BuiltModel from a dict or YAML text."""
     return build(model_from(data, **kwargs), input_shape)

@@ -5,7 +5,6 @@ layer: forward, training, ONNX, import and export)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +12,9 @@ import onnxruntime as ort
 import pytest
 
 from seqcli import layers as L  # noqa: N812
-from seqcli.config.load import load_model_text
 from seqcli.interop.onnx_export import to_onnx
 from seqcli.runtime.model import Sequential
-from tests.conftest import to_yaml
+from tests.conftest import runtime_model, to_yaml
 
 INPUT = np.array([-10, -5, -0.5, 0.0, 0.25, 0.5, 5, 10], np.float32)
 
@@ -125,11 +123,6 @@ def test_an_activation_layer_that_a_name_computes_is_read_as_the_name(mapping, n
         name, "tanh")
 
 
-def _model(layers, input_shape, seed=0) -> Sequential:
-    document = {"input_shape": input_shape, "seed": seed, "layers": layers}
-    model = Sequential.from_loaded(load_model_text(json.dumps(document), "<test>", Path.cwd()))
-    model.build()
-    return model
 
 
 AFTER = [
@@ -181,7 +174,7 @@ def _computes_the_same(after: Sequential, plain: Sequential, x: np.ndarray) -> N
 def test_an_activation_layer_runs_after_the_layer_forward_training_and_onnx():
     """Dense, Conv1D and Activation with activation layers that no name computes."""
     x = np.random.default_rng(2).normal(size=(4, 5, 3)).astype(np.float32)
-    _computes_the_same(_model(AFTER, [5, 3]), _model(PLAIN, [5, 3]), x)
+    _computes_the_same(runtime_model(AFTER, [5, 3]), runtime_model(PLAIN, [5, 3]), x)
 
 
 @pytest.mark.parametrize(("activation", "words"), [
@@ -241,9 +234,9 @@ def test_every_layer_with_an_activation_runs_an_activation_layer_after(type_name
 
     settings, input_shape, *_ = ROWS[type_name].cases[0]
     settings = {key: value for key, value in settings.items() if key != "activation"}
-    after = _model([{"type": type_name, **settings, "activation": activation}],
+    after = runtime_model([{"type": type_name, **settings, "activation": activation}],
                    list(input_shape))
-    plain = _model([{"type": type_name, **settings}, activation], list(input_shape))
+    plain = runtime_model([{"type": type_name, **settings}, activation], list(input_shape))
     if activation["type"] == "PReLU":
         name = after.built_model.layers[0].path
         assert f"{name}/p_re_lu/alpha" in after.weight_arrays

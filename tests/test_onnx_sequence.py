@@ -6,28 +6,23 @@ around other layers, and ids out of range."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 
 from seqcli.activations import ACTIVATIONS
-from seqcli.config.load import load_model_text
 from seqcli.interop import onnx_sequence
 from seqcli.interop.onnx_export import to_onnx
 from seqcli.runtime.model import Sequential
+from tests.conftest import runtime_model
 
 VOCABULARY = 12
 STEPS = 7
 
 
 def _model(layers: list, input_shape: list, scale: float = 1.0) -> Sequential:
-    document = {"input_shape": input_shape, "seed": 0, "layers": layers}
-    model = Sequential.from_loaded(load_model_text(json.dumps(document), "<test>", Path.cwd()))
-    model.build()
+    model = runtime_model(layers, input_shape)
     rng = np.random.default_rng(7)
     for key, array in model.weight_arrays.items():
         fan_in = np.prod(array.shape[:-1]) if array.ndim > 1 else 1

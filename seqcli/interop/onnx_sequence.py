@@ -22,6 +22,7 @@ from onnx import TensorProto
 from seqcli import layers as L  # noqa: N812
 from seqcli.build import LayerInfo
 from seqcli.interop.onnx_graph import EXPORTERS, Graph, Tensor, exports, lower_activation
+from seqcli.layers.base import sublayer_weights
 
 _INT64_MIN = -(2**63)
 
@@ -56,12 +57,6 @@ def _reverse_steps(graph: Graph, name: str, prefix: str) -> str:
               _int64(graph, prefix + "reverse_axes", [1]),
               _int64(graph, prefix + "reverse_steps", [-1])]
     return graph.op("Slice", inputs, prefix + "reversed")
-
-
-def _part_weights(weights: dict, name: str) -> dict:
-    """The weights of a wrapper's sublayer `name`, by their names in it."""
-    start = len(name) + 1
-    return {key[start:]: value for key, value in weights.items() if key.startswith(name + "/")}
 
 
 # --------------------------------------------------------------------------- Embedding, Masking
@@ -378,7 +373,7 @@ def _bidirectional(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, pref
     layer = info.layer
     x = graph.channels_last(x, prefix)
     forward, backward = (
-        recurrent(graph, part, _part_weights(weights, part.name), x.name, x.mask,
+        recurrent(graph, part, sublayer_weights(weights, part.name), x.name, x.mask,
                   info.input_shape[0], prefix + part.name + "/")
         for part in layer.parts())
     if layer.return_sequences:
@@ -405,7 +400,7 @@ def _time_distributed(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, p
                                                  [-1, *step_input])], prefix + "merge_steps")
     step_info = LayerInfo(layer=inner, path=f"{info.path}/{inner.name}",
                           input_shape=step_input, output_shape=step_output)
-    y = EXPORTERS[type(inner)](graph, step_info, _part_weights(weights, inner.name),
+    y = EXPORTERS[type(inner)](graph, step_info, sublayer_weights(weights, inner.name),
                                Tensor(merged, len(step_input) + 1, False),
                                prefix + inner.name + "/")
     y = graph.channels_last(y, prefix)

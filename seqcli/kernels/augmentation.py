@@ -54,11 +54,22 @@ def _source(transforms, n, i, j):
     return row, col
 
 
+@njit(cache=True)
+def _bilinear_corners(row, col):
+    # the rows and columns of the 2x2 input pixels around (row, col), and their weights along
+    # each axis, float32 as map_coordinates: shared by the resampling and its transpose
+    one = np.float32(1.0)
+    low_row, low_col = math.floor(row), math.floor(col)
+    up_wr = np.float32(row - np.float32(low_row))
+    up_wc = np.float32(col - np.float32(low_col))
+    return ((int(low_row), int(low_row) + 1), (int(low_col), int(low_col) + 1),
+            (one - up_wr, up_wr), (one - up_wc, up_wc))
+
+
 @njit(cache=True, nogil=True)
 def _affine_transform(counter, x, transforms, out, interpolation, fill_mode, fill_value):
     # (N, H, W, C) -> (N, H, W, C), one output row of one image per item
     nb, h, w, c_n = x.shape
-    one = np.float32(1.0)
     r = _next_item(counter)
     while r < nb * h:
         n = r // h
@@ -76,13 +87,7 @@ def _affine_transform(counter, x, transforms, out, interpolation, fill_mode, fil
                     for c in range(c_n):
                         out[n, i, j, c] = x[n, si, sj, c]
                 continue
-            low_row, low_col = math.floor(row), math.floor(col)
-            up_wr = np.float32(row - np.float32(low_row))
-            up_wc = np.float32(col - np.float32(low_col))
-            rows = (int(low_row), int(low_row) + 1)
-            cols = (int(low_col), int(low_col) + 1)
-            row_weights = (one - up_wr, up_wr)
-            col_weights = (one - up_wc, up_wc)
+            rows, cols, row_weights, col_weights = _bilinear_corners(row, col)
             for c in range(c_n):
                 total = np.float32(0.0)
                 for a in range(2):  # the corners in map_coordinates' order, summed in float32

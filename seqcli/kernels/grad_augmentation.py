@@ -4,13 +4,12 @@ with the weights it read them with (fill values are constants: no gradient)."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
 from seqcli.kernels.activations import _as_f32
 from seqcli.kernels.augmentation import (
+    _bilinear_corners,
     _check_codes,
     _check_transforms,
     _fix_index,
@@ -29,7 +28,6 @@ numba_ready()  # every kernel here runs in numba
 def _affine_transform_backward(counter, dy, transforms, dx, interpolation, fill_mode):
     # (N, H, W, C) -> (N, H, W, C), one image per item (its scatter stays in its own slice)
     nb, h, w, c_n = dy.shape
-    one = np.float32(1.0)
     n = _next_item(counter)
     while n < nb:
         acc = np.zeros((h, w, c_n), dtype=np.float64)
@@ -44,13 +42,7 @@ def _affine_transform_backward(counter, dy, transforms, dx, interpolation, fill_
                     for c in range(c_n):
                         acc[si, sj, c] += dy[n, i, j, c]
                     continue
-                low_row, low_col = math.floor(row), math.floor(col)
-                up_wr = np.float32(row - np.float32(low_row))
-                up_wc = np.float32(col - np.float32(low_col))
-                rows = (int(low_row), int(low_row) + 1)
-                cols = (int(low_col), int(low_col) + 1)
-                row_weights = (one - up_wr, up_wr)
-                col_weights = (one - up_wc, up_wc)
+                rows, cols, row_weights, col_weights = _bilinear_corners(row, col)
                 for a in range(2):
                     for b in range(2):
                         si, sj = rows[a], cols[b]

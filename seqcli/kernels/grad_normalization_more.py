@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit
 
 from seqcli.kernels.activations import _as_f32
+from seqcli.kernels.grad_normalization import _same_shape
 from seqcli.kernels.normalization_more import UNIT_NORM_EPSILON, _group_moments
 from seqcli.kernels.threads import _n_blocks, _next_item, _parallel
 
@@ -81,14 +82,6 @@ def _unit_norm_backward(counter, x, dy, eps, dx):
 
 
 # ----------------------------------------------------------------------------- public wrappers
-
-
-def _same_shape(dy, x: np.ndarray) -> np.ndarray:
-    """dy as float32 with the shape of x; ValueError otherwise."""
-    dy = _as_f32(dy, "dy", x.ndim)
-    if dy.shape != x.shape:
-        raise ValueError(f"dy must have the shape of x {x.shape}, got {dy.shape}")
-    return dy
 
 
 def group_norm_backward(x, gamma, groups: int, epsilon: float, dy):

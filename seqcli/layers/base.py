@@ -403,12 +403,17 @@ def _fmt(shape: Shape) -> str:
     return format_shape(shape)
 
 
+def sublayer_weights(weights: dict, name: str) -> dict:
+    """The weights of the sublayer `name` (a wrapped layer, an activation layer) out of its
+    owner's, keyed `<name>/<weight>`, by their names in the sublayer."""
+    start = len(name) + 1
+    return {key[start:]: value for key, value in weights.items() if key.startswith(name + "/")}
+
+
 def activation_weights(layer: Layer, weights: dict) -> dict:
-    """The weights of `layer`'s activation layer (a PReLU's `alpha`) out of the layer's, by
-    their names in the activation layer: they are keyed `<activation's name>/alpha`."""
-    start = len(activation_prefix(layer)) + 1
-    return {key[start:]: value for key, value in weights.items()
-            if key.startswith(activation_prefix(layer) + "/")}
+    """The weights of `layer`'s activation layer (a PReLU's `alpha`, kept as
+    `<activation's name>/alpha`) by their names in the activation layer."""
+    return sublayer_weights(weights, activation_prefix(layer))
 
 
 def snake_case(type_name: str) -> str:

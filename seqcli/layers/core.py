@@ -119,6 +119,31 @@ class ActivationLayer(Layer):
         return activation_backward(x, y, dy, activation_code(self.fused_activation)), {}
 
 
+def check_noise_shape(layer: Layer, input_shape: Shape) -> None:
+    """ShapeError unless the layer's `noise_shape` (Keras's: batch axis first) broadcasts
+    against the input (Dropout, AlphaDropout)."""
+    if layer.noise_shape is None:
+        return
+    full = (None, *input_shape)
+    fits = len(layer.noise_shape) == len(full) and all(
+        noise is None or noise == 1 or (size is not None and noise == size)
+        for noise, size in zip(layer.noise_shape, full))
+    if not fits:
+        raise ShapeError(
+            "noise_shape needs one entry per axis of the input, batch axis first, each null, 1 "
+            f"or the size of that axis (null or 1 for the batch axis). Received: noise_shape="
+            f"{layer.noise_shape} for inputs of shape {format_shape(input_shape)} in "
+            f"{layer.type}")
+
+
+def noise_pattern_shape(noise_shape, shape: tuple) -> tuple:
+    """The shape of a batch's keep/drop pattern: `shape`, or `noise_shape` with its null
+    entries taken from `shape`."""
+    if noise_shape is None:
+        return shape
+    return tuple(d if n is None else n for n, d in zip(noise_shape, shape))
+
+
 class Dropout(Layer):
     """Randomly zeroes inputs while training; the identity at inference."""
 
@@ -140,17 +165,7 @@ class Dropout(Layer):
         return value
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        if self.noise_shape is not None:
-            full = (None, *input_shape)  # Keras's noise_shape has the batch axis first
-            fits = len(self.noise_shape) == len(full) and all(
-                noise is None or noise == 1 or (size is not None and noise == size)
-                for noise, size in zip(self.noise_shape, full))
-            if not fits:
-                raise ShapeError(
-                    "noise_shape needs one entry per axis of the input, batch axis first, each "
-                    "null, 1 or the size of that axis (null or 1 for the batch axis). Received: "
-                    f"noise_shape={self.noise_shape} for inputs of shape "
-                    f"{format_shape(input_shape)}")
+        check_noise_shape(self, input_shape)
         return input_shape
 
     def forward(self, weights, x):
@@ -164,8 +179,7 @@ class Dropout(Layer):
             return x, None
         if self.rate == 1:
             return np.zeros_like(x), np.zeros_like(x)
-        shape = x.shape if self.noise_shape is None else tuple(  # Keras's: batch axis first
-            d if n is None else n for n, d in zip(self.noise_shape, x.shape))
+        shape = noise_pattern_shape(self.noise_shape, x.shape)
         scale = np.float32(1 / (1 - self.rate))
         mask = (rng.random(shape) >= self.rate).astype(np.float32) * scale
         return x * mask, mask

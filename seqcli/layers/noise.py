@@ -12,7 +12,8 @@ from pydantic import field_validator
 
 from seqcli.activations import SELU_ALPHA, SELU_SCALE
 from seqcli.layers.base import DataFormat, Example, Layer, require_rank
-from seqcli.shapes import Shape, ShapeError, format_shape
+from seqcli.layers.core import check_noise_shape, noise_pattern_shape
+from seqcli.shapes import Shape
 
 
 def _unit_interval(value: float, name: str) -> float:
@@ -90,21 +91,6 @@ class GaussianDropout(Layer):
         return ((dy if cache is None else dy * cache) if input_grad else None), {}
 
 
-def _check_noise_shape(layer: Layer, noise_shape, input_shape: Shape) -> None:
-    """ShapeError unless `noise_shape` (batch axis first) broadcasts against the input."""
-    if noise_shape is None:
-        return
-    full = (None, *input_shape)
-    fits = len(noise_shape) == len(full) and all(
-        noise is None or noise == 1 or (size is not None and noise == size)
-        for noise, size in zip(noise_shape, full))
-    if not fits:
-        raise ShapeError(
-            "noise_shape needs one entry per axis of the input, batch axis first, each null, 1 "
-            f"or the size of that axis (null or 1 for the batch axis). Received: noise_shape="
-            f"{noise_shape} for inputs of shape {format_shape(input_shape)} in {layer.type}")
-
-
 class AlphaDropout(Layer):
     """Dropout that keeps a SELU network's mean and variance: dropped values become the SELU
     saturation -αλ, then everything is scaled and shifted back (`a·x + b`) while training."""
@@ -122,7 +108,7 @@ class AlphaDropout(Layer):
     _rate = field_validator("rate")(classmethod(lambda cls, v: _unit_interval(v, "rate")))
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        _check_noise_shape(self, self.noise_shape, input_shape)
+        check_noise_shape(self, input_shape)
         return input_shape
 
     def forward(self, weights, x):
@@ -142,9 +128,8 @@ class AlphaDropout(Layer):
             return x, None
         if self.rate == 1:
             raise _untrainable_rate(self)
-        shape = x.shape if self.noise_shape is None else tuple(
-            d if n is None else n for n, d in zip(self.noise_shape, x.shape))
-        keep = (rng.random(shape) >= self.rate).astype(np.float32)
+        keep = (rng.random(noise_pattern_shape(self.noise_shape, x.shape)) >= self.rate)
+        keep = keep.astype(np.float32)
         a, b, dropped = (np.float32(v) for v in self.coefficients())
         y = a * (x * keep + dropped * (np.float32(1) - keep)) + b
         return y.astype(np.float32), keep

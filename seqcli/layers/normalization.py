@@ -22,6 +22,17 @@ def sample_axis(axis: int, input_shape: Shape, layer: Layer) -> int:
     return full - 1
 
 
+def sample_axes(layer: Layer, axis: int | list[int], input_shape: Shape) -> list[int]:
+    """The per-sample indices of Keras axes (an int or a list, batch axis counted), in the
+    order given; ShapeError when two name the same axis."""
+    found = [sample_axis(a, input_shape, layer) for a in (axis if isinstance(axis, list)
+                                                          else [axis])]
+    if len(set(found)) != len(found):
+        raise ShapeError(f"{layer.type} axis {axis} names an axis twice for inputs of shape "
+                         f"{format_shape(input_shape)}")
+    return found
+
+
 def _check_epsilon(value):
     if value < 0:
         raise ValueError(f"expected a non-negative value. Received: epsilon={value}")
@@ -164,12 +175,7 @@ class LayerNormalization(Layer):
         return value
 
     def _axes_of(self, input_shape: Shape) -> list[int]:
-        axes = self.axis if isinstance(self.axis, list) else [self.axis]
-        found = [sample_axis(a, input_shape, self) for a in axes]
-        if len(set(found)) != len(found):
-            raise ShapeError(f"LayerNormalization axis {self.axis} names an axis twice for "
-                             f"inputs of shape {format_shape(input_shape)}")
-        return found
+        return sample_axes(self, self.axis, input_shape)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         self._axes_of(input_shape)

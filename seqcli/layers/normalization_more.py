@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, field_validator, model_validator
 
 from seqcli.layers.base import Example, Initializer, Layer, require_known
-from seqcli.layers.normalization import sample_axis
+from seqcli.layers.normalization import sample_axes, sample_axis
 from seqcli.shapes import Shape, ShapeError, format_shape
 
 
@@ -324,11 +324,7 @@ class UnitNormalization(Layer):
         return value
 
     def _axes(self, input_shape: Shape) -> list[int]:
-        found = sorted(sample_axis(a, input_shape, self) for a in _axes_list(self.axis))
-        if len(set(found)) != len(found):
-            raise ShapeError(f"UnitNormalization axis {self.axis} names an axis twice for "
-                             f"inputs of shape {format_shape(input_shape)}")
-        return found
+        return sorted(sample_axes(self, self.axis, input_shape))
 
     def output_shape(self, input_shape: Shape) -> Shape:
         self._axes(input_shape)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import PrivateAttr, field_validator, model_validator
 
-from seqcli.layers.base import Example, Layer, require_rank
+from seqcli.layers.base import Example, Layer, require_rank, sublayer_weights
 from seqcli.shapes import Shape, ShapeError, format_shape
 
 
@@ -24,12 +24,6 @@ def _removeprefix(name: str, prefix: str) -> str:
 
 def _prefixed(name: str, values: dict) -> dict:
     return {f"{name}/{key}": value for key, value in values.items()}
-
-
-def _part(weights: dict, name: str) -> dict:
-    """The weights of sublayer `name` out of the wrapper's, by their names in it."""
-    start = len(name) + 1
-    return {key[start:]: value for key, value in weights.items() if key.startswith(name + "/")}
 
 
 def _part_groups(names: list[str], parts) -> list[tuple[str, list[str]]]:
@@ -201,7 +195,7 @@ class Bidirectional(_Wrapper):
 
     def part_outputs(self, weights, x, mask=None):
         """Each direction's own output (the backward one in its processing order)."""
-        return {part.name: part.forward(_part(weights, part.name), x, mask)
+        return {part.name: part.forward(sublayer_weights(weights, part.name), x, mask)
                 for part in self.parts()}
 
     def _merge(self, forward, backward):
@@ -218,15 +212,15 @@ class Bidirectional(_Wrapper):
         return forward * backward
 
     def forward(self, weights, x, mask=None):
-        forward = self._forward.forward(_part(weights, self._forward.name), x, mask)
-        backward = self._backward.forward(_part(weights, self._backward.name), x, mask)
+        forward = self._forward.forward(sublayer_weights(weights, self._forward.name), x, mask)
+        backward = self._backward.forward(sublayer_weights(weights, self._backward.name), x, mask)
         return self._merge(forward, backward)
 
     def forward_train(self, weights, x, rng, mask=None):
         forward, forward_cache = self._forward.forward_train(
-            _part(weights, self._forward.name), x, rng, mask)
+            sublayer_weights(weights, self._forward.name), x, rng, mask)
         backward, backward_cache = self._backward.forward_train(
-            _part(weights, self._backward.name), x, rng, mask)
+            sublayer_weights(weights, self._backward.name), x, rng, mask)
         return self._merge(forward, backward), (forward, backward, forward_cache,
                                                 backward_cache)
 
@@ -249,9 +243,9 @@ class Bidirectional(_Wrapper):
             d_backward = d_backward[:, ::-1]
         d_forward = np.ascontiguousarray(d_forward, dtype=np.float32)
         d_backward = np.ascontiguousarray(d_backward, dtype=np.float32)
-        dx_f, grads_f = self._forward.backward(_part(weights, self._forward.name),
+        dx_f, grads_f = self._forward.backward(sublayer_weights(weights, self._forward.name),
                                                forward_cache, d_forward, input_grad)
-        dx_b, grads_b = self._backward.backward(_part(weights, self._backward.name),
+        dx_b, grads_b = self._backward.backward(sublayer_weights(weights, self._backward.name),
                                                 backward_cache, d_backward, input_grad)
         grads = _prefixed(self._forward.name, grads_f) | _prefixed(self._backward.name, grads_b)
         return (dx_f + dx_b if input_grad else None), grads
@@ -318,17 +312,17 @@ class TimeDistributed(_Wrapper):
         return x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:])
 
     def forward(self, weights, x):
-        y = self.layer.forward(_part(weights, self.layer.name), self._steps(x))
+        y = self.layer.forward(sublayer_weights(weights, self.layer.name), self._steps(x))
         return y.reshape(x.shape[:2] + y.shape[1:])
 
     def forward_train(self, weights, x, rng):
-        y, cache = self.layer.forward_train(_part(weights, self.layer.name), self._steps(x),
-                                            rng)
+        y, cache = self.layer.forward_train(sublayer_weights(weights, self.layer.name),
+                                            self._steps(x), rng)
         return y.reshape(x.shape[:2] + y.shape[1:]), (x.shape, cache)
 
     def backward(self, weights, cache, dy, input_grad=True):
         shape, inner_cache = cache
-        dx, grads = self.layer.backward(_part(weights, self.layer.name), inner_cache,
+        dx, grads = self.layer.backward(sublayer_weights(weights, self.layer.name), inner_cache,
                                         self._steps(dy), input_grad)
         return (dx.reshape(shape) if dx is not None else None), _prefixed(self.layer.name,
                                                                           grads)
