@@ -112,18 +112,16 @@ def _recurrent_layer(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, pr
 
 
 def recurrent(graph: Graph, layer, weights: dict, x: str, mask: str | None, steps: int,
-              prefix: str, *, scan: bool | None = None) -> str:
+              prefix: str) -> str:
     """The output of recurrent `layer` for x (N, T, F) and its mask (N, T) or None: the ONNX
-    op when ONNX has the layer's activations, else (or with `scan`) a Scan."""
+    op when ONNX has the layer's activations, else a Scan."""
     if layer.go_backwards:
         x = _reverse_steps(graph, x, prefix + "input_")
         if mask is not None:
             mask = _reverse_steps(graph, mask, prefix + "mask_")
     activations = [layer.activation] + ([] if layer.type == "SimpleRNN"
                                         else [layer.recurrent_activation])
-    if scan is None:
-        scan = not all(name in _RECURRENT_ACTIVATIONS for name in activations)
-    if scan:
+    if not all(name in _RECURRENT_ACTIVATIONS for name in activations):
         return _scan(graph, layer, weights, x, mask, steps, prefix)
     return _onnx_op(graph, layer, weights, x, mask, steps, prefix)
 
