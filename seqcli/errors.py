@@ -54,3 +54,44 @@ class OutputError(SeqcliError):
     """An output file that cannot be created."""
 
     exit_code = EXIT_CANT_CREATE
+
+
+class DivergedError(SeqcliError):
+    """Training stopped because its loss or weights became NaN or infinite (exit 1)."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, epochs_done: int):
+        super().__init__(message)
+        self.epochs_done = epochs_done
+        """Epochs completed before the one that diverged."""
+
+
+MAX_QUOTED_CHARS = 80
+"""Characters of a value a message quotes: a longer value shows its start and its length."""
+
+
+def quoted(value) -> str:
+    """`repr(value)` for a message; for a long value, its first `MAX_QUOTED_CHARS` characters
+    and its length, so that no message echoes a huge value from a file."""
+    text = repr(value)
+    if len(text) <= MAX_QUOTED_CHARS:
+        return text
+    return f"{text[:MAX_QUOTED_CHARS]}... ({len(text):,} characters)"
+
+
+MAX_MESSAGE_CHARS = 2000
+"""Characters of one message line; the rest of a longer line (a huge value quoted in full
+somewhere) is left out."""
+
+
+def clipped(line: str) -> str:
+    """`line`, or its first `MAX_MESSAGE_CHARS` characters and how many more there were."""
+    if len(line) <= MAX_MESSAGE_CHARS:
+        return line
+    return f"{line[:MAX_MESSAGE_CHARS]}... ({len(line) - MAX_MESSAGE_CHARS:,} more characters)"
+
+
+class SeqcliWarning(UserWarning):
+    """A problem that does not stop the run (such as a kernel cache that cannot be read or
+    written): the command line shows it as one `seqcli: warning: ...` line."""

@@ -19,7 +19,7 @@ from seqcli.kernels.conv_direct import _conv_direct
 from seqcli.kernels.cpu import wide_vectors
 from seqcli.kernels.dense import _blas, dense_forward
 from seqcli.kernels.depthwise import _depthwise
-from seqcli.kernels.geometry import _int_pair, _out_size, _padding
+from seqcli.kernels.geometry import UsefulWindow, _int_pair, _out_size, _padding
 from seqcli.kernels.im2col import _conv_im2col, _im2col
 from seqcli.kernels.threads import _parallel
 from seqcli.kernels.winograd import _cached_winograd_filters, _conv_winograd, _winograd_fits
@@ -55,6 +55,10 @@ def conv2d_forward(
     if k_h < 1 or k_w < 1:
         raise ValueError(f"kernel {kernel.shape} has an empty spatial size")
     b = _bias_or_empty(bias, f)
+    window = UsefulWindow((h, w), (k_h, k_w), (sh, sw), (dh, dw), ((pt, pb), (pl, pr)))
+    if window.trimmed:  # without the taps that read only padding
+        return conv2d_forward(window.input(x), window.kernel(kernel), bias, (sh, sw), (dh, dw),
+                              window.padding, groups, code)
     out_h = _out_size(h, pt + pb, dh * (k_h - 1) + 1, sh, "conv2d height")
     out_w = _out_size(w, pl + pr, dw * (k_w - 1) + 1, sw, "conv2d width")
     out = np.empty((nb, out_h, out_w, f), dtype=np.float32)  # (N, OH, OW, F)
@@ -133,6 +137,10 @@ def depthwise_conv2d_forward(
     dh, dw = _int_pair(dilation, "dilation", 1)
     pt, pb, pl, pr = _padding(padding)
     b = _bias_or_empty(bias, c_n * dm)
+    window = UsefulWindow((h, w), (k_h, k_w), (sh, sw), (dh, dw), ((pt, pb), (pl, pr)))
+    if window.trimmed:  # without the taps that read only padding
+        return depthwise_conv2d_forward(window.input(x), window.kernel(kernel), bias, (sh, sw),
+                                        (dh, dw), window.padding, code)
     out_h = _out_size(h, pt + pb, dh * (k_h - 1) + 1, sh, "depthwise conv height")
     out_w = _out_size(w, pl + pr, dw * (k_w - 1) + 1, sw, "depthwise conv width")
     out = np.empty((nb, out_h, out_w, c_n * dm), dtype=np.float32)  # (N, OH, OW, C*DM)

@@ -19,7 +19,7 @@ from seqcli.kernels.activations import (
 )
 from seqcli.kernels.conv import conv2d_forward
 from seqcli.kernels.dense import _blas, _sgemm
-from seqcli.kernels.geometry import _out_size
+from seqcli.kernels.geometry import UsefulWindow, _out_size
 from seqcli.kernels.numba_startup import numba_ready
 from seqcli.kernels.threads import _next_item, _parallel
 
@@ -207,6 +207,11 @@ def conv3d_forward(
             f"kernel {kernel.shape} does not fit {c_n} input channels in {groups} groups"
         )
     geometry = _geometry3d(x.shape, kernel.shape, strides, dilation, padding)
+    window = UsefulWindow(x.shape[1:4], kernel.shape[:3], geometry[3:6], geometry[6:9],
+                          _pads3(padding))
+    if window.trimmed:  # without the taps that read only padding
+        return conv3d_forward(window.input(x), window.kernel(kernel), bias, geometry[3:6],
+                              geometry[6:9], window.padding, groups, code)
     out_d, out_h, out_w = geometry[12:]
     b = _bias_or_empty(bias, f)
     shape = (nb, out_d, out_h, out_w, f)  # (N, OD, OH, OW, F)

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from seqcli.kernels.activations import _as_f32
-from seqcli.kernels.geometry import _int_pair, _out_size, _padding
+from seqcli.kernels.geometry import UsefulWindow, _int_pair, _out_size, _padding
 from seqcli.kernels.im2col import _im2col
 from seqcli.kernels.threads import _n_blocks, _next_item, _parallel
 
@@ -154,6 +154,12 @@ def conv2d_backward(
     dy, sh, sw, dh, dw, pt, pl, out_h, out_w = _geometry(
         x, kernel, strides, dilation, padding, dy_pre, f, "conv2d"
     )
+    window = UsefulWindow(x.shape[1:3], kernel.shape[:2], (sh, sw), (dh, dw), padding)
+    if window.trimmed:  # without the taps that read only padding: theirs are zero
+        dx, dkernel, dbias = conv2d_backward(window.input(x), window.kernel(kernel), (sh, sw),
+                                             (dh, dw), window.padding, groups, dy,
+                                             input_grad=input_grad)
+        return window.input_grad(dx, x.shape), window.kernel_grad(dkernel, kernel.shape), dbias
     total = nb * out_h * out_w
     dy2d = dy.reshape(total, f)  # (N*OH*OW, F)
     dbias = _bias_grad(dy2d)
@@ -198,6 +204,12 @@ def depthwise_conv2d_backward(
     dy, sh, sw, dh, dw, pt, pl, out_h, out_w = _geometry(
         x, kernel, strides, dilation, padding, dy_pre, c_n * dm, "depthwise conv"
     )
+    window = UsefulWindow(x.shape[1:3], kernel.shape[:2], (sh, sw), (dh, dw), padding)
+    if window.trimmed:  # without the taps that read only padding: theirs are zero
+        dx, dkernel, dbias = depthwise_conv2d_backward(
+            window.input(x), window.kernel(kernel), (sh, sw), (dh, dw), window.padding, dy,
+            input_grad=input_grad)
+        return window.input_grad(dx, x.shape), window.kernel_grad(dkernel, kernel.shape), dbias
     dbias = _bias_grad(dy.reshape(-1, c_n * dm))
     n_blocks = _n_blocks(x.shape[0] * out_h)
     partial = np.empty((n_blocks, k_h, k_w, c_n, dm), dtype=np.float64)

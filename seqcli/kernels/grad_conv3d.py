@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from seqcli.kernels.activations import _as_f32
-from seqcli.kernels.conv3d import _col2im3d, _geometry3d, _im2col3d
+from seqcli.kernels.conv3d import _col2im3d, _geometry3d, _im2col3d, _pads3
+from seqcli.kernels.geometry import UsefulWindow
 
 # Upper bound on the im2col buffer of one chunk of output rows (bytes).
 _CHUNK_BYTES = 4 << 20
@@ -35,6 +36,13 @@ def conv3d_backward(
     dy = _as_f32(dy_pre, "dy", 5)
     if dy.shape != (nb, out_d, out_h, out_w, f):
         raise ValueError(f"dy must have shape {(nb, out_d, out_h, out_w, f)}, got {dy.shape}")
+    window = UsefulWindow(x.shape[1:4], kernel.shape[:3], geometry[3:6], geometry[6:9],
+                          _pads3(padding))
+    if window.trimmed:  # without the taps that read only padding: theirs are zero
+        dx, dkernel, dbias = conv3d_backward(window.input(x), window.kernel(kernel),
+                                             geometry[3:6], geometry[6:9], window.padding,
+                                             groups, dy, input_grad=input_grad)
+        return window.input_grad(dx, x.shape), window.kernel_grad(dkernel, kernel.shape), dbias
     total = nb * out_d * out_h * out_w
     dy2d = dy.reshape(total, f)  # (N*OD*OH*OW, F)
     dbias = dy2d.sum(axis=0, dtype=np.float64).astype(np.float32)

@@ -1,21 +1,36 @@
-"""What seqcli changes in numba's start-up, before its first kernel runs (`numba_ready`).
+"""What seqcli changes in numba's start-up, before its first kernel runs (`numba_ready`), and
+how it meets a damaged or unwritable kernel cache (`_tolerant_cache`, `_last_resort_locator`).
 
 Each change relies on numba's private API, as numba 0.68 has it (pyproject.toml allows no
 later numba). Each is skipped when what it touches is missing, and `SEQCLI_NUMBA_PATCHES=0`
-skips them all: numba then starts as it always does, only slower; the kernels are the same."""
+skips those that speed start-up up: numba then starts as it always does, only slower; the
+kernels are the same. The cache stays an optimisation either way: a kernel whose cached copy
+cannot be read is compiled, one that cannot be saved runs uncached, and the run goes on with
+one warning (`SeqcliWarning`) per process."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+import pickle
 import sys
+import warnings
 
 import numpy as np
 from numba import __version__ as numba_version
 from numba import config, types
 
+from seqcli.errors import SeqcliWarning
+
 _NUMBA_READY: list = []  # [True] once prepared
 _RUNTIME_FROM_CACHE: list = []  # [True] once numba's runtime came from seqcli's cached copy
+_CACHE_WARNED: list = []  # [True] once a cache problem was reported
+_DIGEST_MARK = b"seqcli-sha256:"
+"""Ends a cached kernel's data file, followed by the SHA-256 of what precedes it."""
+_RUNTIME_LAYOUT = "sha256, object code size, object code, bitcode"
+"""How `_cache_runtime` lays the runtime's cached copy out; part of the key in its name, so
+that a copy laid out otherwise is never read as one."""
 
 
 def numba_ready() -> None:
@@ -34,14 +49,16 @@ def numba_ready() -> None:
 
     The runtime itself comes from object code cached beside the kernels (`_runtime_ready`), and
     typing an array argument skips numba's check against numpy's masked arrays while numpy.ma
-    is not imported (`_typeof_array`): asking numpy for it imports it (6 ms)."""
+    is not imported (`_typeof_array`): asking numpy for it imports it (6 ms). Whichever
+    start-up runs, a damaged or unwritable cache costs a compile, never the run
+    (`_tolerant_cache`)."""
     if _NUMBA_READY:
         return
     _NUMBA_READY.append(True)
-    if os.environ.get("SEQCLI_NUMBA_PATCHES", "1") == "0":
-        return
-    _cache_loading()
-    _typeof_array()
+    if os.environ.get("SEQCLI_NUMBA_PATCHES", "1") != "0":
+        _cache_loading()
+        _typeof_array()
+    _tolerant_cache()
 
 
 def runtime_from_cache() -> bool:
@@ -76,9 +93,8 @@ def _cache_loading() -> None:
         return
 
     def load_overload(cache, sig, target_context):
-        function = getattr(cache, "_py_func", None)
         folder = getattr(cache, "_cache_path", None)
-        if folder is None or not getattr(function, "__module__", "").startswith("seqcli."):
+        if folder is None or not _seqcli_kernel(cache):
             return full_load(cache, sig, target_context)
         if not rtsys._init:
             _runtime_ready(target_context, folder)
@@ -90,6 +106,171 @@ def _cache_loading() -> None:
         return None
 
     Cache.load_overload = load_overload
+
+
+def _seqcli_kernel(cache) -> bool:
+    """True when numba's `cache` is a seqcli kernel's."""
+    return getattr(getattr(cache, "_py_func", None), "__module__", "").startswith("seqcli.")
+
+
+def _tolerant_cache() -> None:
+    """A seqcli kernel whose cached copy cannot be read (truncated, damaged, unreadable) is
+    compiled, and the copy replaced when it is saved; one that cannot be saved (a read-only or
+    full disk, a cache path that is a file) runs uncached. Either way one warning says so
+    (`_cache_trouble`). Cached data files carry a digest (`_checked_cache_file`), so a damaged
+    copy never reaches LLVM, which it can crash."""
+    try:
+        from numba.core.caching import Cache, IndexDataCacheFile
+
+        load, save = Cache.load_overload, Cache.save_overload
+        checked = _checked_cache_file(IndexDataCacheFile)
+    except (ImportError, AttributeError):  # another numba: its own caching, unchanged
+        return
+
+    def load_overload(cache, sig, target_context):
+        if not _seqcli_kernel(cache):
+            return load(cache, sig, target_context)
+        try:
+            if type(cache._cache_file) is IndexDataCacheFile:
+                cache._cache_file.__class__ = checked
+            return load(cache, sig, target_context)
+        except MemoryError:
+            raise
+        except Exception as error:  # whatever the damage, compiled instead
+            _damaged(_entry(cache._cache_path, error))
+            return None
+
+    def save_overload(cache, sig, data):
+        if not _seqcli_kernel(cache):
+            return save(cache, sig, data)
+        try:
+            if type(cache._cache_file) is IndexDataCacheFile:
+                cache._cache_file.__class__ = checked
+            save(cache, sig, data)
+        except MemoryError:
+            raise
+        except Exception as error:  # an unwritable cache: run uncached
+            _cache_unwritable(cache._cache_path, error)
+
+    load_overload.__wrapped__, save_overload.__wrapped__ = load, save
+    Cache.load_overload, Cache.save_overload = load_overload, save_overload
+
+
+def _checked_cache_file(base):
+    """A subclass of numba's IndexDataCacheFile (`base`, one kernel's index and data files)
+    whose data files end in `_DIGEST_MARK` and the SHA-256 of their contents (numba's own
+    loading reads them too: unpickling stops at the pickle's end), and whose damaged index
+    reads as an empty one (the next save replaces it)."""
+    base._load_index, base._dump, base._open_for_write, base._data_path  # noqa: B018
+    trailer = len(_DIGEST_MARK) + 32
+
+    class CheckedCacheFile(base):
+        def _load_index(self):
+            try:
+                _regular_or_missing(self._index_path)
+                overloads = super()._load_index()
+                if not isinstance(overloads, dict):
+                    raise TypeError(f"a {type(overloads).__name__}, not a mapping")
+                return overloads
+            except MemoryError:
+                raise
+            except Exception as error:  # a damaged index: none
+                _damaged(_entry(self._index_path, error))
+                return {}
+
+        def _load_data(self, name):
+            path = self._data_path(name)
+            _regular_or_missing(path)
+            with open(path, "rb") as file:
+                data = file.read()
+            checked = data[-trailer:-32] == _DIGEST_MARK
+            if checked and hashlib.sha256(data[:-trailer]).digest() != data[-32:]:
+                raise _DamagedEntryError(f"{path} (its contents do not match their SHA-256)")
+            try:
+                found = pickle.loads(data[:-trailer] if checked else data)
+            except MemoryError:
+                raise
+            except Exception as error:  # any damage, named with its file
+                raise _DamagedEntryError(f"{path} ({_reason(error)})") from error
+            return found if checked else None  # saved by numba itself: compiled again
+
+        def _save_data(self, name, data):
+            data = self._dump(data)
+            with self._open_for_write(self._data_path(name)) as file:
+                file.write(data + _DIGEST_MARK + hashlib.sha256(data).digest())
+
+    return CheckedCacheFile
+
+
+def _last_resort_locator() -> None:
+    """Where numba finds no writable cache folder for a seqcli kernel (NUMBA_CACHE_DIR, the
+    kernels' __pycache__ and the user's cache folder all read-only, files, or on a full disk),
+    it refuses to define the kernel; seqcli's kernels then use their __pycache__ as it is:
+    what is cached there loads, and what cannot be saved runs uncached (`_tolerant_cache`).
+    numba picks a kernel's cache folder when the kernel is defined: this runs when this module
+    is imported, which every kernel module does first."""
+    try:
+        from numba.core.caching import CacheImpl, InTreeCacheLocator
+
+        locators = CacheImpl._locator_classes
+    except (ImportError, AttributeError):  # another numba: its own locators, unchanged
+        return
+
+    class ReadOnlyLocator(InTreeCacheLocator):
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if not (getattr(py_func, "__module__", "").startswith("seqcli.")
+                    and os.path.exists(py_file)):
+                return None
+            return cls(py_func, py_file)
+
+    if not any(locator.__name__ == ReadOnlyLocator.__name__ for locator in locators):
+        locators.append(ReadOnlyLocator)
+
+
+class _DamagedEntryError(Exception):
+    """A cached kernel's file that cannot be used: `path (reason)`."""
+
+
+def _regular_or_missing(path) -> None:
+    """Raise _DamagedEntryError where `path` is there but no regular file (a FIFO would block)."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise _DamagedEntryError(f"{path} (not a regular file)")
+
+
+def _entry(path, error: BaseException) -> str:
+    """`path (reason)` of a cached file that `error` made unusable."""
+    return str(error) if isinstance(error, _DamagedEntryError) else f"{path} ({_reason(error)})"
+
+
+def _damaged(entry: str) -> None:
+    """Warn (`_cache_trouble`) that a cached kernel's file, `entry` (`path (reason)`), cannot
+    be used."""
+    _cache_trouble(f"damaged kernel cache entry {entry}: compiled again, and replaced where "
+                   "the cache can be written")
+
+
+def _cache_trouble(message: str) -> None:
+    """Warn, once per process, that numba's kernel cache failed: `message`."""
+    if not _CACHE_WARNED:
+        _CACHE_WARNED.append(True)
+        warnings.warn(message, SeqcliWarning, stacklevel=2)
+
+
+def _cache_unwritable(folder, error: BaseException) -> None:
+    """Warn (`_cache_trouble`) that compiled code cannot be saved in `folder`."""
+    _cache_trouble(f"cannot save compiled kernels in {folder} ({_reason(error)}): they are "
+                   "compiled again on each run (NUMBA_CACHE_DIR chooses another folder)")
+
+
+def _reason(error: BaseException) -> str:
+    """A short reason for a cache failure: the system's words for an OSError (or the one
+    behind `error`), else the exception's type and message, cut at 100 characters."""
+    cause = error.__cause__ if isinstance(error.__cause__, OSError) else error
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def _typeof_array() -> None:
@@ -121,9 +302,8 @@ def _runtime_ready(context, folder: str) -> None:
     """Set numba's runtime (NRT) up as `rtsys.initialize` does, but with its functions taken
     from object code cached in `folder` (next to seqcli's kernels) rather than compiled: that
     compile is LLVM's optimiser and code generator's first run in the process, some 15 ms of
-    every start. Without a cached copy they are compiled and then cached; with anything
-    unexpected (another numba, an unreadable file), numba sets its runtime up itself."""
-    import hashlib
+    every start. Without a usable cached copy they are compiled and then cached; with anything
+    unexpected (another numba's internals), numba sets its runtime up itself."""
     from pathlib import Path
 
     import llvmlite
@@ -138,7 +318,7 @@ def _runtime_ready(context, folder: str) -> None:
             from numba.core.runtime import _nrt_python, nrtdynmod
 
             codegen = context.codegen()
-            key = hashlib.sha256(repr((numba_version, llvmlite.__version__,
+            key = hashlib.sha256(repr((_RUNTIME_LAYOUT, numba_version, llvmlite.__version__,
                                        codegen.magic_tuple())).encode()).hexdigest()[:16]
             path = Path(folder) / f"seqcli-nrt-{key}.o"
             for name, address in _nrt_python.c_helpers.items():
@@ -160,29 +340,43 @@ def _runtime_ready(context, folder: str) -> None:
 
 
 def _cached_runtime(codegen, path):
-    """The runtime library from its cached object code, or None."""
+    """The runtime library from its cached copy, or None: missing, or damaged (said once)."""
     try:
+        _regular_or_missing(path)
         data = path.read_bytes()
-        size = int.from_bytes(data[:8], "little")
-        if len(data) < 8 + size:
-            return None
-        return codegen.unserialize_library(("nrt", "object", (data[8:8 + size],
-                                                              data[8 + size:])))
-    except (OSError, ValueError, RuntimeError):
+    except FileNotFoundError:
+        return None
+    except (OSError, _DamagedEntryError) as error:
+        _damaged(_entry(path, error))
+        return None
+    digest, body = data[:32], data[32:]
+    size = int.from_bytes(body[:8], "little")
+    if hashlib.sha256(body).digest() != digest or len(body) < 8 + size:
+        _damaged(f"{path} (its contents do not match their SHA-256)")
+        return None
+    try:
+        return codegen.unserialize_library(("nrt", "object", (body[8:8 + size],
+                                                              body[8 + size:])))
+    except (ValueError, RuntimeError) as error:
+        _damaged(f"{path} ({_reason(error)})")
         return None
 
 
 def _cache_runtime(library, path) -> None:
-    """Write the runtime's object code and bitcode (numba's own cache format for a library)."""
+    """Write the runtime's object code and bitcode (numba's own cache format for a library),
+    after the SHA-256 of both and the object code's size."""
     from seqcli.errors import OutputError
     from seqcli.io.atomic import atomic_output
 
     _, _, (object_code, bitcode) = library.serialize_using_object_code()
+    body = len(object_code).to_bytes(8, "little") + object_code + bitcode
     try:
+        if os.path.lexists(path) and not path.is_file():  # a FIFO would be written into
+            path.unlink()
         with atomic_output(path) as out:
-            out.write(len(object_code).to_bytes(8, "little") + object_code + bitcode)
-    except (OSError, OutputError):  # a read-only cache folder: compiled again next time
-        pass
+            out.write(hashlib.sha256(body).digest() + body)
+    except (OSError, OutputError) as error:  # a read-only or full disk: compiled each run
+        _cache_unwritable(path.parent, error)
 
 
 def _array_math_without_scipy() -> None:
@@ -197,3 +391,6 @@ def _array_math_without_scipy() -> None:
         import numba.np.arraymath  # noqa: F401
     finally:
         del sys.modules[probe]
+
+
+_last_resort_locator()

@@ -78,7 +78,7 @@ def clear_stale_kernels() -> bool:
     if folder is None:
         return False  # no cache yet (or another numba): nothing stale
     record = folder / "seqcli-kernels.sha256"
-    if record.is_file() and record.read_text().strip() == digest:
+    if record.is_file() and record.read_bytes().strip() == digest.encode():
         return False
     entries = [*folder.glob("*.nbi"), *folder.glob("*.nbc")]
     for entry in entries:
