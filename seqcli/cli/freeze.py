@@ -32,13 +32,15 @@ def freeze(
     from seqcli.config.freeze import FreezeRequest, frozen_ancestor, plan, rewrite
     from seqcli.config.load import load_model_text, read_model_text
     from seqcli.config.yamlsafe import parse_yaml
-    from seqcli.io.atomic import atomic_output
+    from seqcli.io.atomic import atomic_output, check_output
 
     if in_place and (model == "-" or output != "-"):
         raise UsageError("--in-place rewrites MODEL itself: it needs a file, and no -o")
     if not (layer or all_but_last or up_to or unfreeze):
         raise UsageError("say what to freeze: --layer NAME, --all-but-last, --up-to NAME "
                          "or --unfreeze NAME")
+    target = model if in_place else output
+    check_output(target, binary=False)
     text, source, base_dir = read_model_text(model)
     loaded = load_model_text(text, source, base_dir, allow_outside=allow_outside)
     request = FreezeRequest(layers=layer or [], all_but_last=all_but_last, up_to=up_to,
@@ -49,7 +51,10 @@ def freeze(
         if trainable and ancestor and changes.get(ancestor) is not True:
             print(f"seqcli: warning: '{path}' stays frozen while its nested model "
                   f"'{ancestor}' is frozen", file=sys.stderr)
-    new_text = rewrite(text, parse_yaml(text), loaded, changes)
-    load_model_text(new_text, source, base_dir, allow_outside=allow_outside)  # still valid
-    with atomic_output(model if in_place else output, binary=False) as out:
-        out.write(new_text)
+    new = rewrite(text, parse_yaml(text), loaded, changes)
+    load_model_text(new.text, source, base_dir, allow_outside=allow_outside)  # still valid
+    if not new.in_place:
+        print(f"seqcli: note: {source}: its YAML cannot be edited in place; the model is written "
+              "out whole, without its comments and formatting", file=sys.stderr)
+    with atomic_output(target, binary=False) as out:
+        out.write(new.text)

@@ -7,14 +7,18 @@ collected into one ConfigError.
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from pydantic import ValidationError
 
-from seqcli.config.yamlsafe import Document, Mark, YamlError, parse_yaml
-from seqcli.errors import ConfigError, MissingFileError
+from seqcli.config.yamlsafe import Document, Mark, TooLargeError, YamlError, parse_yaml
+from seqcli.errors import MAX_QUOTED_CHARS, ConfigError, MissingFileError, SeqcliError, quoted
+from seqcli.io.limits import MAX_EXPANDED_LAYERS, MAX_MODEL_VALUES
+from seqcli.io.paths import check_regular_file, resolve_relative
 from seqcli.layers.base import Layer
 from seqcli.layers.sequential import (
     LAYER_TYPES,
@@ -28,6 +32,9 @@ MAX_MODEL_FILE_BYTES = 4 * 1024 * 1024
 """Model files are small; anything larger is refused before parsing."""
 MAX_NESTING = 32
 """How deep `from:` and inline nesting may go."""
+MAX_REPORTED_ERRORS = 100
+"""Problems listed for one model; a hostile file may hold thousands."""
+_TOO_DEEP = f"models are nested more than {MAX_NESTING} levels deep"
 
 
 @dataclass
@@ -48,12 +55,42 @@ class LoadedModel:
 
 
 @dataclass
+class _File:
+    """A model file named by `from:`, read and parsed once however many entries name it."""
+
+    source: str
+    base_dir: Path
+    doc: Document | None
+    """None when it is not valid YAML (its errors are recorded once)."""
+
+
+@dataclass
 class _Context:
     """State shared while loading one file and the files it pulls in with `from:`."""
 
     allow_outside: bool
     stack: list[Path] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    files: dict[Path, _File | SeqcliError] = field(default_factory=dict)
+    """Each `from:` file by its real path: parsed, or why it cannot be read."""
+    sizes: dict[Path, int] = field(default_factory=dict)
+    """How many layers each `from:` file expands to."""
+    values_left: int = MAX_MODEL_VALUES
+    """YAML values the files still to be parsed may hold."""
+
+    def error(self, source: str, mark: Mark, message: str) -> None:
+        """Record a problem at `source:line:column`."""
+        self.errors.append(f"{source}:{mark.line}:{mark.column}: {message}")
+
+    def raise_errors(self) -> None:
+        """Raise the recorded problems, each once (a `from:` file used twice reports once),
+        the first MAX_REPORTED_ERRORS of them."""
+        errors = list(dict.fromkeys(self.errors))
+        if len(errors) > MAX_REPORTED_ERRORS:
+            errors[MAX_REPORTED_ERRORS:] = [f"{len(errors) - MAX_REPORTED_ERRORS:,} more "
+                                            "problems not shown; fix these first"]
+        if errors:
+            raise ConfigError(errors)
 
 
 def read_model_text(path: str) -> tuple[str, str, Path]:
@@ -80,6 +117,27 @@ def read_model_text(path: str) -> tuple[str, str, Path]:
     return _decode(data, path), path, file.resolve().parent
 
 
+def _read_regular(path: Path) -> str:
+    """The text of the model file `path` that a `from:` names, refused unless it is a regular
+    file: a FIFO, a socket or a device would keep the reader waiting, or never end."""
+    try:
+        check_regular_file(path, os.stat(path), "model file")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never waits, even for a FIFO
+    except FileNotFoundError:
+        raise MissingFileError(f"{path}: no such model file") from None
+    except OSError as exc:
+        raise MissingFileError(f"{path}: cannot read the model file: "
+                               f"{exc.strerror or exc}") from None
+    with open(fd, "rb") as handle:
+        check_regular_file(path, os.fstat(fd), "model file")  # the same file as checked
+        try:
+            data = handle.read(MAX_MODEL_FILE_BYTES + 1)
+        except OSError as exc:
+            raise MissingFileError(f"{path}: cannot read the model file: "
+                                   f"{exc.strerror or exc}") from None
+    return _decode(data, str(path))
+
+
 def _decode(data: bytes, name: str) -> str:
     if len(data) > MAX_MODEL_FILE_BYTES:
         raise ConfigError(f"{name}:1:1: model file is larger than "
@@ -98,8 +156,7 @@ def load_model(path: str, *, allow_outside: bool = False) -> LoadedModel:
     if path != "-":
         context.stack.append(Path(path).resolve())
     model = _load_text(text, source, base_dir, context)
-    if context.errors:
-        raise ConfigError(context.errors)
+    context.raise_errors()
     return model
 
 
@@ -108,20 +165,38 @@ def load_model_text(text: str, source: str, base_dir: Path, *,
     """Load a model from text already read (used by tests and the Python API)."""
     context = _Context(allow_outside=allow_outside)
     model = _load_text(text, source, base_dir, context)
-    if context.errors:
-        raise ConfigError(context.errors)
+    context.raise_errors()
     return model
 
 
 def _load_text(text: str, source: str, base_dir: Path, context: _Context) -> LoadedModel | None:
-    def error(mark: Mark, message: str) -> None:
-        context.errors.append(f"{source}:{mark.line}:{mark.column}: {message}")
-
-    try:
-        doc = parse_yaml(text)
-    except YamlError as exc:
-        error(exc.mark, exc.message)
+    doc = _parse(text, source, context)
+    if doc is None:
         return None
+    _check_expanded_size(_File(source, base_dir, doc), context)
+    return _load_document(doc, source, base_dir, context, depth=0)
+
+
+def _parse(text: str, source: str, context: _Context) -> Document | None:
+    """The parsed document, within what is left of the model's budget of YAML values; None
+    (with the error recorded) when it is not valid YAML."""
+    try:
+        doc = parse_yaml(text, context.values_left)
+    except TooLargeError as exc:
+        raise ConfigError(f"{source}:{exc.mark.line}:{exc.mark.column}: {exc.message}") from None
+    except YamlError as exc:
+        context.error(source, exc.mark, exc.message)
+        return None
+    context.values_left -= doc.size
+    return doc
+
+
+def _load_document(doc: Document, source: str, base_dir: Path, context: _Context,
+                   depth: int) -> LoadedModel | None:
+    """Validate a parsed model file whose layers sit `depth` models deep."""
+    def error(mark: Mark, message: str) -> None:
+        context.error(source, mark, message)
+
     if not isinstance(doc.data, dict):
         what = "empty" if doc.data is None else f"a {_kind(doc.data)}"
         error(doc.mark(()), f"a model file is a mapping with a 'layers:' list; this one is {what}")
@@ -138,7 +213,7 @@ def _load_text(text: str, source: str, base_dir: Path, context: _Context) -> Loa
         weights_path = _resolve_path(spec.weights, base_dir, doc.mark(("weights",)), error,
                                      context, "weights file")
     layers, input_shape, shape_path = _resolve_layers(spec.layers, ("layers",), doc, source,
-                                                      base_dir, error, context)
+                                                      base_dir, error, context, depth)
     if spec.input_shape is not None:
         if input_shape is not None:
             error(doc.mark(shape_path),
@@ -153,8 +228,100 @@ def _load_text(text: str, source: str, base_dir: Path, context: _Context) -> Loa
                        origin=(source, mark.line, mark.column))
 
 
+# ------------------------------------------------------- the expanded size, before building
+
+
+def _check_expanded_size(file: _File, context: _Context) -> None:
+    """Refuse a model of more than MAX_EXPANDED_LAYERS layers once its nested models and
+    `from:` files are expanded, before anything is validated or built. Each `from:` file is
+    read and counted once, and its count multiplied by its uses; a cycle, or nesting deeper
+    than MAX_NESTING, stops the count with the error that loading would report."""
+    data = file.doc.data
+    if isinstance(data, dict):
+        _expanded_size(data.get("layers"), ("layers",), file, context, list(context.stack), 0)
+
+
+def _expanded_size(entries, path, file: _File, context: _Context, stack: list[Path],
+                   depth: int) -> int:
+    """How many layers the raw `entries` list (at `path` in `file`, `depth` models deep)
+    expands to."""
+    if not isinstance(entries, list):
+        return 0
+    total = 0
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or entry.get("type") == "Input":
+            continue
+        added = 1
+        if entry.get("type") == "Sequential":
+            added += _nested_size(entry, path + (index,), file, context, stack, depth)
+        total += added
+        if total > MAX_EXPANDED_LAYERS:
+            _refuse(file, file.doc.mark(path + (index,)),
+                    f"the model has more than {MAX_EXPANDED_LAYERS:,} layers once its nested "
+                    f"models and 'from:' files are expanded (this entry adds {added:,}); "
+                    f"seqcli allows at most {MAX_EXPANDED_LAYERS:,}")
+    return total
+
+
+def _nested_size(entry: dict, path, file: _File, context: _Context, stack: list[Path],
+                 depth: int) -> int:
+    """How many layers the nested Sequential `entry` holds, inline or through `from:`."""
+    if depth >= MAX_NESTING:
+        _refuse(file, file.doc.mark(path), _TOO_DEEP)
+    if isinstance(entry.get("layers"), list):
+        return _expanded_size(entry["layers"], path + ("layers",), file, context, stack,
+                              depth + 1)
+    relative = entry.get("from")
+    if not isinstance(relative, str):
+        return 0
+    try:
+        target = resolve_relative(file.base_dir, relative, allow_outside=context.allow_outside,
+                                  what="model file")
+    except ValueError:
+        return 0  # reported where the entry is loaded
+    if target in stack:
+        _refuse(file, file.doc.mark(path + ("from",)), _cycle(stack, target))
+    if target not in context.sizes:
+        nested = _nested_file(target, context)
+        size = 0
+        if isinstance(nested, _File) and nested.doc is not None and isinstance(
+                nested.doc.data, dict):
+            stack.append(target)
+            size = _expanded_size(nested.doc.data.get("layers"), ("layers",), nested, context,
+                                  stack, depth + 1)
+            stack.pop()
+        context.sizes[target] = size
+    return context.sizes[target]
+
+
+def _refuse(file: _File, mark: Mark, message: str) -> NoReturn:
+    """Stop loading: one problem that makes the rest pointless to check."""
+    raise ConfigError(f"{file.source}:{mark.line}:{mark.column}: {message}")
+
+
+def _cycle(stack: list[Path], target: Path) -> str:
+    chain = " -> ".join(path.name for path in stack + [target])
+    return f"'from' makes a cycle between model files: {chain}"
+
+
+def _nested_file(target: Path, context: _Context) -> _File | SeqcliError:
+    """The `from:` file `target`, read and parsed on first use."""
+    if target not in context.files:
+        try:
+            text = _read_regular(target)
+        except (MissingFileError, ConfigError) as exc:
+            context.files[target] = exc
+        else:
+            context.files[target] = _File(str(target), target.parent,
+                                          _parse(text, str(target), context))
+    return context.files[target]
+
+
+# ------------------------------------------------------------------ names, nesting, `from:`
+
+
 def _resolve_layers(entries, path, doc: Document, source, base_dir, error, context,
-                    depth: int = 0):
+                    depth: int):
     """Strip `Input`, name every layer, resolve nested models; returns (layers, input_shape,
     where the input shape was written)."""
     input_shape, shape_path = None, None
@@ -201,7 +368,7 @@ def _nested_input_shape(layers: list[Layer]) -> tuple | None:
 def _resolve_nested(entry: Sequential, entry_path, doc, source, base_dir, error, context,
                     depth):
     if depth >= MAX_NESTING:
-        error(doc.mark(entry_path), f"models are nested more than {MAX_NESTING} levels deep")
+        error(doc.mark(entry_path), _TOO_DEEP)
         entry.layers = []
         return
     if entry.from_ is None:
@@ -222,20 +389,18 @@ def _load_from(entry: Sequential, entry_path, doc, base_dir, error, context, dep
     if target is None:
         return
     if target in context.stack:
-        chain = " -> ".join(p.name for p in context.stack + [target])
-        error(mark, f"'from' makes a cycle between model files: {chain}")
+        error(mark, _cycle(context.stack, target))
         return
-    if depth + len(context.stack) >= MAX_NESTING:
-        error(mark, f"models are nested more than {MAX_NESTING} levels deep")
+    nested_file = _nested_file(target, context)
+    if isinstance(nested_file, SeqcliError):
+        error(mark, f"'from: {entry.from_}': {nested_file}")
         return
-    try:
-        text, shown, nested_dir = read_model_text(str(target))
-    except (MissingFileError, ConfigError) as exc:
-        error(mark, f"'from: {entry.from_}': {exc}")
+    if nested_file.doc is None:
         return
     context.stack.append(target)
     try:
-        nested = _load_text(text, str(target), nested_dir, context)
+        nested = _load_document(nested_file.doc, nested_file.source, nested_file.base_dir,
+                                context, depth + 1)
     finally:
         context.stack.pop()
     if nested is None:
@@ -264,11 +429,6 @@ def _assign_names(layers: list[Layer], path, doc: Document, error) -> None:
             count = counts.get(base, 0)
             counts[base] = count + 1
             layer.name = base if count == 0 else f"{base}_{count}"
-        elif not _valid_name(layer.name):
-            origin = layer._origin
-            error(Mark(origin[1], origin[2]),
-                  f"layer name {layer.name!r} must be non-empty, not '.' or '..', and contain "
-                  "no '/', '\\' or control characters (it names weights and files)")
     for index, layer in enumerate(layers):
         if layer.name in seen:
             origin = layer._origin
@@ -279,15 +439,7 @@ def _assign_names(layers: list[Layer], path, doc: Document, error) -> None:
             seen[layer.name] = index
 
 
-def _valid_name(name: str) -> bool:
-    """A layer name usable in weight keys and `.npz` member names (`dense`, `head 1`)."""
-    return bool(name) and name not in (".", "..") and not any(
-        char in "/\\" or not char.isprintable() for char in name)
-
-
 def _resolve_path(relative: str, base_dir: Path, mark: Mark, error, context, what: str):
-    from seqcli.io.paths import resolve_relative
-
     try:
         return resolve_relative(base_dir, relative, allow_outside=context.allow_outside,
                                 what=what)
@@ -343,7 +495,7 @@ def _message(item, path, owner, doc: Document) -> str:
         known = sorted({f.alias or n for n, f in cls.model_fields.items()} - {"type"})
         close = difflib.get_close_matches(field_name, known, n=1, cutoff=0.6)
         hint = f" Did you mean '{close[0]}'?" if close else f" Known keys: {', '.join(known)}."
-        return f"unknown key '{field_name}' for {where}.{hint}"
+        return f"unknown key {quoted(field_name)} for {where}.{hint}"
     if kind == "missing":
         return f"{where} needs '{field_name}'"
     if kind == "union_tag_invalid":
@@ -353,7 +505,7 @@ def _message(item, path, owner, doc: Document) -> str:
         close = difflib.get_close_matches(str(tag).lower(), list(by_lower), n=1, cutoff=0.6)
         hint = (f" Did you mean '{by_lower[close[0]]}'?" if close
                 else f" Known types: {', '.join(names)}.")
-        return f"unknown layer type '{tag}'.{hint}"
+        return f"unknown layer type {quoted(tag)}.{hint}"
     if kind == "union_tag_not_found":
         return "a layer entry needs 'type' (a Keras layer class name such as 'Dense')"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
@@ -364,8 +516,16 @@ def _message(item, path, owner, doc: Document) -> str:
         msg = msg[len("Value error, "):]
     elif msg.startswith("Assertion failed, "):
         msg = msg[len("Assertion failed, "):]
+    msg = _quoting(msg, item.get("input"))
     received = "" if kind == "value_error" or field_name is None else \
-        f". Received: {field_name}={item.get('input')!r}"
+        f". Received: {field_name}={quoted(item.get('input'))}"
     prefix = f"{where} {field_name}: " if field_name else f"{where}: "
     return f"{prefix}{msg[0].lower() + msg[1:] if msg else msg}{received}"
+
+
+def _quoting(message: str, value) -> str:
+    """`message` (a validator's) with the repr of a long `value` it echoes cut to its start."""
+    if len(message) <= 2 * MAX_QUOTED_CHARS:
+        return message
+    return message.replace(repr(value), quoted(value))
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+from seqcli.io.limits import MAX_LIST_ITEMS, MAX_MODEL_VALUES, MAX_NUMBER_LENGTH
+
 Path = tuple  # a location inside the document: keys and list indices
 
 
@@ -44,6 +46,8 @@ class Document:
     keys: dict[Path, Mark] = field(default_factory=dict)
     spans: dict[Path, Span] = field(default_factory=dict)
     """Character spans of every value, for edits that keep the rest of the text."""
+    size: int = 0
+    """How many values (scalars, lists, mappings) the document holds."""
 
     def mark(self, path: Path, *, key: bool = False) -> Mark:
         """The closest known position of `path` (its key's if `key`), walking up to the root."""
@@ -66,6 +70,10 @@ class YamlError(Exception):
         self.mark = mark
 
 
+class TooLargeError(YamlError):
+    """More YAML values than the reader may take: reading stops (and with it the model)."""
+
+
 def _mark(yaml_mark) -> Mark:
     return Mark(yaml_mark.line + 1, yaml_mark.column + 1)
 
@@ -75,12 +83,16 @@ MAX_DEPTH = 100
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses anchors, aliases, explicit tags and very deep nesting while
-    composing (PyYAML composes recursively: deep nesting would exhaust Python's stack)."""
+    """SafeLoader that refuses anchors, aliases, tags, very deep nesting, long lists and too
+    many values while composing (PyYAML composes recursively: deep nesting would exhaust
+    Python's stack; it reads some 50,000 values a second: a long file would keep it busy)."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, max_values: int):
         super().__init__(stream)
         self._depth = 0
+        self._max_values = max_values
+        self.values = 0
+        """How many values (scalars, lists, mappings) were composed."""
 
     def compose_node(self, parent, index):
         self._depth += 1
@@ -91,9 +103,7 @@ class _StrictLoader(yaml.SafeLoader):
 
     def _compose_checked(self, parent, index):
         event = self.peek_event()
-        if self._depth > MAX_DEPTH:
-            raise YamlError(f"lists and mappings are nested more than {MAX_DEPTH} levels deep",
-                            _mark(event.start_mark))
+        self._check_size(parent, event)
         if isinstance(event, yaml.AliasEvent):
             raise YamlError(
                 f"YAML aliases are not allowed (*{event.anchor}); write the value out",
@@ -106,15 +116,28 @@ class _StrictLoader(yaml.SafeLoader):
                 _mark(event.start_mark),
             )
         tag = getattr(event, "tag", None)
-        implicit = getattr(event, "implicit", True)
-        explicit = tag is not None and tag != "!" and not (
-            isinstance(implicit, tuple) and implicit[0]
-        )
-        if explicit and isinstance(event, (yaml.ScalarEvent, yaml.SequenceStartEvent,
-                                           yaml.MappingStartEvent)):
+        if tag is not None:  # `!!int`, `!local`, `!<tag:...>`, and the non-specific `!`
             shown = tag.replace("tag:yaml.org,2002:", "!!")
-            raise YamlError(f"YAML tags are not allowed ({shown})", _mark(event.start_mark))
+            raise YamlError(f"YAML tags are not allowed ({shown}); write the plain value",
+                            _mark(event.start_mark))
         return super().compose_node(parent, index)
+
+    def _check_size(self, parent, event) -> None:
+        """Refuse deep nesting, a long list or mapping, or too many values, before composing
+        `event`, a child of `parent`."""
+        if self._depth > MAX_DEPTH:
+            raise YamlError(f"lists and mappings are nested more than {MAX_DEPTH} levels deep",
+                            _mark(event.start_mark))
+        if parent is not None and len(parent.value) >= MAX_LIST_ITEMS:
+            what = "list" if isinstance(parent, SequenceNode) else "mapping"
+            raise YamlError(f"this {what} has more than {MAX_LIST_ITEMS:,} items, more than any "
+                            "model setting needs; is this a model file?",
+                            _mark(parent.start_mark))
+        self.values += 1
+        if self.values > self._max_values:
+            raise TooLargeError(f"the model's files hold more than {MAX_MODEL_VALUES:,} YAML "
+                                "values (scalars, lists and mappings) together, more than any "
+                                "model needs; is this a model file?", _mark(event.start_mark))
 
 
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
@@ -128,11 +151,40 @@ _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
 
 
+def _text(node: ScalarNode) -> str:
+    """The scalar's text, refused if an escape such as `"\\ud800"` left half a surrogate pair
+    in it (no file name, key or message could hold it)."""
+    text = node.value
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise YamlError(f"the string holds \\u{ord(text[exc.start]):04x}, half of a UTF-16 "
+                            "surrogate pair and not a character; write the character itself",
+                            _mark(node.start_mark)) from None
+    return text
+
+
 def _scalar(node: ScalarNode):
     """Resolve a plain scalar with the YAML 1.2 core schema; quoted scalars stay strings."""
-    text = node.value
+    text = _text(node)
     if node.style is not None:  # quoted or block scalar
         return text
+    if len(text) > MAX_NUMBER_LENGTH and _number(text):
+        raise YamlError(f"a number written with {len(text):,} characters is out of range; "
+                        f"numbers in a model file have at most {MAX_NUMBER_LENGTH} characters",
+                        _mark(node.start_mark))
+    return _resolve_plain(text)
+
+
+def reads_as_string(text: str) -> bool:
+    """True when `text`, written as a plain (unquoted) scalar, reads back as that string."""
+    return not (_NULL.match(text) or text in _BOOL or _number(text) or _INF.match(text)
+                or _NAN.match(text))
+
+
+def _resolve_plain(text: str):
+    """The value of `text` as a plain (unquoted) scalar, by the YAML 1.2 core schema."""
     if _NULL.match(text):
         return None
     if text in _BOOL:
@@ -152,6 +204,11 @@ def _scalar(node: ScalarNode):
     return text
 
 
+def _number(text: str) -> bool:
+    """True when the plain scalar `text` reads as an integer or a float."""
+    return any(pattern.match(text) for pattern in (_INT, _INT_OCT, _INT_HEX, _FLOAT))
+
+
 def _convert(node, path: Path, doc: Document):
     doc.values[path] = _mark(node.start_mark)
     doc.spans[path] = Span(node.start_mark.index, node.end_mark.index,
@@ -165,7 +222,7 @@ def _convert(node, path: Path, doc: Document):
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode):
                 raise YamlError("mapping keys must be plain strings", _mark(key_node.start_mark))
-            key = key_node.value if key_node.style is not None else _scalar(key_node)
+            key = _text(key_node) if key_node.style is not None else _scalar(key_node)
             if not isinstance(key, str):
                 key = key_node.value
             if key == "<<":
@@ -189,11 +246,12 @@ def _position(text: str, offset: int) -> tuple[int, int]:
     return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
 
 
-def parse_yaml(text: str) -> Document:
-    """Parse one YAML document into a `Document`; raises YamlError with a position."""
+def parse_yaml(text: str, max_values: int = MAX_MODEL_VALUES) -> Document:
+    """Parse one YAML document of at most `max_values` values into a `Document`; raises
+    YamlError with a position."""
     loader = None
     try:
-        loader = _StrictLoader(text)  # the reader refuses control characters right away
+        loader = _StrictLoader(text, max_values)  # the reader refuses control characters
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -209,7 +267,7 @@ def parse_yaml(text: str) -> Document:
     finally:
         if loader is not None:
             loader.dispose()
-    doc = Document(data=None)
+    doc = Document(data=None, size=loader.values)
     if node is None:
         doc.values[()] = Mark(1, 1)
         return doc

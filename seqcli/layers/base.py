@@ -19,6 +19,8 @@ from pydantic import (
 )
 
 from seqcli.activations import canonical_activation
+from seqcli.errors import quoted
+from seqcli.io.limits import MAX_NAME_BYTES, MAX_RANK
 from seqcli.shapes import Shape, ShapeError
 
 INITIALIZER_CLASSES = {
@@ -168,10 +170,31 @@ def _check_shape(value):
         raise ValueError(f"every dimension must be positive. Received: {value!r}")
     if any(v is not None and v > MAX_SIZE for v in value):
         raise ValueError(f"every dimension must be at most {MAX_SIZE}. Received: {value!r}")
+    if len(value) > MAX_RANK - 1:
+        raise ValueError(f"a shape has at most {MAX_RANK - 1} axes (with the batch axis, "
+                         f"numpy's limit of {MAX_RANK}); this one has {len(value):,}")
     return tuple(value)
 
 
 InputShape = Annotated[tuple, BeforeValidator(_check_shape)]
+
+
+def _check_name(value: str) -> str:
+    """A name that can become a weight key, an `.npz` member name and a file name."""
+    if not value or value in (".", "..") or any(
+            char in "/\\" or not char.isprintable() for char in value):
+        raise ValueError(f"layer name {quoted(value)} must be non-empty, not '.' or '..', and "
+                         "contain no '/', '\\' or control characters (it names weights and files)")
+    size = len(value.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        raise ValueError(f"layer name of {size:,} bytes is too long: names have at most "
+                         f"{MAX_NAME_BYTES:,} bytes (they name weights and files). Received: "
+                         f"name={quoted(value)}")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+"""A layer's (or model's) name, usable in weight keys, `.npz` member names and file names."""
 
 
 class Example:
@@ -207,9 +230,11 @@ class Layer(BaseModel):
     A subclass with a `type: Literal["Name"]` field is a layer type: it registers itself in
     `LAYER_REGISTRY`. Subclasses without one are shared bases (`_Windowed`, `_Pooling`)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=False)
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=False,
+                              allow_inf_nan=False)
+    """Every float setting is finite: NaN or infinity in a model file is refused."""
 
-    name: str | None = None
+    name: Name | None = None
     """The layer's name; by default the snake_case of its type, numbered per nesting level."""
     trainable: bool = True
     """False freezes the layer's weights (and, for a nested Sequential, everything inside)."""

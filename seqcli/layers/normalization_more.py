@@ -8,6 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, field_validator, model_validator
 
+from seqcli.errors import quoted
 from seqcli.layers.base import Example, Initializer, Layer, require_known
 from seqcli.layers.normalization import sample_axes, sample_axis
 from seqcli.shapes import Shape, ShapeError, format_shape
@@ -37,10 +38,11 @@ def _statistic_shape(value, name: str) -> tuple[int, ...]:
     if not isinstance(value, list):
         return ()
     if not value:
-        raise ValueError(f"expected a non-empty list. Received: {name}={value!r}")
+        raise ValueError(f"expected a non-empty list. Received: {name}={quoted(value)}")
     shapes = {_statistic_shape(item, name) for item in value}
     if len(shapes) != 1:
-        raise ValueError(f"expected a rectangular (non-ragged) list. Received: {name}={value!r}")
+        raise ValueError(f"expected a rectangular (non-ragged) list. Received: "
+                         f"{name}={quoted(value)}")
     return (len(value), *shapes.pop())
 
 
@@ -91,7 +93,8 @@ class Normalization(Layer):
     def _statistics_together(self):
         if (self.mean is None) != (self.variance is None):
             raise ValueError("When setting values directly, both `mean` and `variance` must be "
-                             f"set. Received: mean={self.mean} and variance={self.variance}")
+                             f"set. Received: mean={quoted(self.mean)} and "
+                             f"variance={quoted(self.variance)}")
         if self.mean is not None:
             mean_shape = _statistic_shape(self.mean, "mean")
             variance_shape = _statistic_shape(self.variance, "variance")
@@ -105,7 +108,7 @@ class Normalization(Layer):
                                  f"shape {mean_shape} for axis={self.axis}")
             if any(v < 0 for v in _flat(self.variance)):
                 raise ValueError(f"a variance cannot be negative. Received: "
-                                 f"variance={self.variance}")
+                                 f"variance={quoted(self.variance)}")
         return self
 
     def _kept(self, input_shape: Shape) -> list[int]:

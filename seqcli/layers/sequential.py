@@ -19,6 +19,7 @@ from seqcli.layers.base import (  # noqa: F401 (snake_case: imported from here t
     Example,
     InputShape,
     Layer,
+    Name,
     snake_case,
 )
 
@@ -116,7 +117,7 @@ class ModelFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str = "sequential"
+    name: Name = "sequential"
     """The model's name."""
     input_shape: InputShape | None = None
     """Per-sample input shape; without it the model is built from its first input."""
