@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 
 from seqcli.config.load import LoadedModel
 from seqcli.errors import ConfigError, InputDataError, UsageError
+from seqcli.io.limits import MAX_RANK
 from seqcli.layers.base import Layer
 from seqcli.layers.sequential import Sequential
-from seqcli.shapes import Shape, ShapeError, format_shape, num_elements
+from seqcli.shapes import Shape, ShapeError, empty_axis_problem, format_shape, num_elements
 
 MAX_TENSOR_ELEMENTS = 2**31 - 1
 """The most values one sample's input or output of a layer, or one weight, may hold (8 GiB
@@ -154,6 +155,9 @@ def build(model: LoadedModel, input_shape: Shape | None = None) -> BuiltModel:
             "add 'input_shape: [...]' to the file or pass --input-shape, e.g. "
             "--input-shape 28,28,1"
         )
+    empty = empty_axis_problem(shape)
+    if empty:  # the model file and --input-shape allow no 0: the shape of the data
+        raise InputDataError(empty)
     size = num_elements(shape)
     if size is not None and size > MAX_TENSOR_ELEMENTS:
         too_large = (f"the input shape {format_shape(shape)} holds {size:,} values per sample, "
@@ -244,7 +248,11 @@ def _build_nested(layer: Sequential, shape: Shape, path: str, errors: list[str],
 
 
 def _check_size(what: str, shape: Shape) -> None:
-    """Raise ShapeError if `shape` (per sample, or a weight's) holds too many values."""
+    """Raise ShapeError if `shape` (per sample, or a weight's) holds too many values or has
+    more axes than an array can have beside the batch axis."""
+    if len(shape) > MAX_RANK - 1:
+        raise ShapeError(f"{what} would have {len(shape)} axes; with the batch axis an array "
+                         f"has at most {MAX_RANK} (numpy's limit)")
     size = num_elements(shape)
     if size is not None and size > MAX_TENSOR_ELEMENTS:
         raise ShapeError(f"{what} of shape {tuple(shape)} would hold {size:,} values, more than "

@@ -60,3 +60,14 @@ def num_elements(shape) -> int | None:
     if any(d is None for d in shape):
         return None
     return math.prod(shape)
+
+
+def empty_axis_problem(sample, what: str = "input") -> str | None:
+    """Why samples of shape `sample` from an `what` array cannot be fed to a model, an axis of
+    size 0 (a model takes no empty samples), or None."""
+    if 0 not in sample:
+        return None
+    axis = list(sample).index(0) + 1
+    return (f"{what} samples of shape {tuple(sample)} are empty: axis {axis} of the {what} has "
+            "size 0, and a model cannot take empty samples (every axis after the batch axis "
+            "needs a size of at least 1)")

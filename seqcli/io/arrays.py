@@ -1,16 +1,17 @@
 """`.npy` arrays streamed in batches: inputs from a file or stdin, outputs to a file or stdout.
 
-Headers are parsed and checked before any data is read; files are memory-mapped and
-stdin is read one batch at a time, so an input is never held in memory whole (except a
-Fortran-order array on stdin, which is read whole, then converted). Every batch is
-handed out as float32, C-contiguous, native byte order.
+Headers are parsed and checked before any data is read; files and stdin are read one batch
+at a time, so an input is never held in memory whole (except a Fortran-order array on stdin,
+which is read whole, then converted). Files are read with positioned reads, never memory-mapped:
+a file that another process truncates meanwhile is then a short read and a clear error, where a
+memory map would kill the process with SIGBUS. Every batch is handed out as float32,
+C-contiguous, native byte order.
 """
 
 from __future__ import annotations
 
 import io
 import math
-import mmap
 import os
 import re
 import stat
@@ -29,6 +30,7 @@ from numpy.lib import format as npy_format
 from seqcli.errors import InputDataError, MissingFileError, OutputError, UsageError
 from seqcli.io import atomic
 from seqcli.io.atomic import STDOUT, atomic_output
+from seqcli.io.limits import MAX_RANK
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
@@ -91,6 +93,9 @@ def read_npy_header(stream: BinaryIO) -> NpyHeader:
         raise ValueError(f"invalid .npy header: the shape {shape} is not made of integers")
     if any(size < 0 for size in shape):
         raise ValueError(f"invalid .npy header: negative size in shape {shape}")
+    if len(shape) > MAX_RANK:
+        raise ValueError(f"invalid .npy header: the array has {len(shape)} axes, more than the "
+                         f"{MAX_RANK} numpy allows")
     return NpyHeader(tuple(shape), bool(fortran_order), dtype, _PREFIX_SIZE + length_size + length)
 
 
@@ -129,6 +134,34 @@ def read_exactly(stream: BinaryIO, size: int) -> bytearray:
     return buffer
 
 
+def read_into(fd: int, array: np.ndarray, offset: int) -> int:
+    """Fill the C-contiguous `array` with the bytes of file `fd` from `offset` on, by positioned
+    reads (never a memory map); returns the bytes read, fewer than `array.nbytes` only at the
+    end of the file."""
+    view = memoryview(array.reshape(-1).view(np.uint8))
+    done = 0
+    while done < len(view):
+        count = os.preadv(fd, [view[done : done + _READ_CHUNK]], offset + done)
+        if not count:
+            break
+        done += count
+    return done
+
+
+def readinto_exactly(stream: BinaryIO, array: np.ndarray) -> int:
+    """Fill the C-contiguous `array` from `stream`, a chunk at a time (a zip member's `readinto`
+    would read all of it into a temporary first); returns the bytes read, fewer than
+    `array.nbytes` only at the end of the stream."""
+    view = memoryview(array.reshape(-1).view(np.uint8))
+    done = 0
+    while done < len(view):
+        count = stream.readinto(view[done : done + _READ_CHUNK])
+        if not count:
+            break
+        done += count
+    return done
+
+
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
@@ -137,7 +170,7 @@ class InputArray:
     """An input `.npy` array, read in batches of rows along its first (batch) axis."""
 
     def __init__(
-        self, source: str, header: NpyHeader, *, array=None, stream=None, owns_stream=False
+        self, source: str, header: NpyHeader, *, file=None, stream=None, owns_stream=False
     ):
         self.source = source
         """The path, or `<stdin>`."""
@@ -146,15 +179,16 @@ class InputArray:
         self.dtype = header.dtype
         """The dtype stored in the file (batches are float32)."""
         self._header = header
-        self._array = array  # a copy-on-write memory map, for files (the file is never written)
+        self._file = file  # a regular file, read at positions (it can be read again)
         self._stream = stream  # a non-seekable stream, for stdin and pipes
         self._owns_stream = owns_stream
         self._consumed = False
         self._dtype = np.float32
 
     def close(self) -> None:
-        """Release the memory map or the opened pipe (never stdin itself)."""
-        self._array = None
+        """Close the file or the opened pipe (never stdin itself)."""
+        if self._file is not None:
+            self._file.close()
         if self._stream is not None and self._owns_stream:
             self._stream.close()
 
@@ -164,32 +198,40 @@ class InputArray:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def as_array(self) -> np.ndarray:
-        """All rows, memory-mapped, with the file's dtype (files only: a stream has no rows
+    def read_all(self) -> np.ndarray:
+        """All rows at once, in memory, with the file's dtype (files only: a stream has no rows
         to come back to)."""
-        if self._array is None:
+        if self._file is None:
             raise UsageError(f"{self.source}: this command reads its arrays from files, "
                              "not from a pipe")
-        view = self._array.view()
-        view.flags.writeable = False
-        return view
+        if self._header.fortran_order:
+            return self._read_fortran_rows(0, self.rows)
+        return self._read_rows(0, self.rows)
 
     @property
     def rows(self) -> int:
         """The number of samples (the size of the batch axis)."""
         return self.shape[0]
 
+    @property
+    def data_size(self) -> int:
+        """Bytes of array data, as stored."""
+        return self._header.data_size
+
     def batches(self, batch_size: int, as_float32: bool = True) -> Iterator[np.ndarray]:
-        """Yield float32 C-contiguous `(b, *shape[1:])` batches, b <= batch_size, rows in order.
-        A float32 C-order file's batches are its memory map itself (no copy; writing to one
-        changes neither the file nor later batches); other dtypes are converted batch by batch
-        (unless `as_float32` is False: integer ids keep the file's dtype).
+        """Yield float32 C-contiguous `(b, *shape[1:])` batches, b <= batch_size, rows in order,
+        each its own array (the consumer may write to it); other dtypes are converted batch by
+        batch (unless `as_float32` is False: integer ids keep the file's dtype).
         """
         self._dtype = np.float32 if as_float32 else self.dtype
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise UsageError(f"batch size must be a positive integer; received: {batch_size!r}")
-        if self._array is not None:
-            return self._batches_from_array(self._array, batch_size)
+        if self._file is not None:
+            if self._file.closed:
+                raise RuntimeError(f"{self.source} is closed")
+            if self._header.fortran_order:
+                return self._batches_from_blocks(self._fortran_blocks(batch_size), batch_size)
+            return self._batches_from_file(batch_size)
         if self._stream is None:
             raise RuntimeError(f"{self.source} is closed")
         if self._consumed:
@@ -197,13 +239,69 @@ class InputArray:
         self._consumed = True
         return self._batches_from_stream(batch_size)
 
-    def _batches_from_array(self, array: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    def _batches_from_file(self, batch_size: int) -> Iterator[np.ndarray]:
+        """The batches of a C-order file, each read on its own."""
         for start in range(0, self.rows, batch_size):
+            batch = self._read_rows(start, min(start + batch_size, self.rows))
             with np.errstate(over="ignore"):  # beyond float32's range: Inf, counted later
-                batch = np.require(array[start : start + batch_size], self._dtype, "CAE")
+                batch = np.require(batch, self._dtype, "CAE")
             yield batch
             del batch  # before the next is read (see `_read_batches`)
-            _release_pages(array, (start + batch_size) * (array.nbytes // max(self.rows, 1)))
+
+    def _fortran_blocks(self, batch_size: int) -> Iterator[np.ndarray]:
+        """A Fortran-order file's rows, a whole number of batches at a time: a row's values lie
+        one column apart, so a block of rows takes one read per value of a sample, and blocks
+        of some 16 MB keep those reads few."""
+        row_size = max(math.prod(self.shape[1:]) * self.dtype.itemsize, 1)
+        block_rows = batch_size * max(1, _READ_CHUNK // (row_size * batch_size))
+        for start in range(0, self.rows, block_rows):
+            yield self._read_fortran_rows(start, min(start + block_rows, self.rows))
+
+    def _batches_from_blocks(self, blocks: Iterator[np.ndarray],
+                             batch_size: int) -> Iterator[np.ndarray]:
+        """The batches of each block of rows in turn, copied out of it in C order."""
+        for block in blocks:
+            for start in range(0, len(block), batch_size):
+                with np.errstate(over="ignore"):
+                    batch = np.require(block[start : start + batch_size], self._dtype, "CAE")
+                yield batch
+                del batch
+            del block
+
+    def _read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows `start:stop` of a C-order file, with the file's dtype."""
+        sample = self.shape[1:]
+        rows = np.empty((stop - start, *sample), self.dtype)
+        self._read_at(rows, start * math.prod(sample) * self.dtype.itemsize)
+        return rows
+
+    def _read_fortran_rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows `start:stop` of a Fortran-order file, with the file's dtype (a view of them)."""
+        sample = self.shape[1:]
+        count = stop - start
+        columns = np.empty((math.prod(sample), count), self.dtype)  # the file's layout
+        if count == self.rows:
+            self._read_at(columns, 0)
+        else:
+            for index, column in enumerate(columns):
+                self._read_at(column, (index * self.rows + start) * self.dtype.itemsize)
+        return columns.reshape((*reversed(sample), count)).T
+
+    def _read_at(self, array: np.ndarray, offset: int) -> None:
+        """Fill `array` from `offset` bytes into the array data; a short read means that the
+        file was truncated after it was opened."""
+        try:
+            done = read_into(self._file.fileno(), array, self._header.header_size + offset)
+        except OSError as error:
+            raise MissingFileError(f"{self.source}: cannot read it: "
+                                   f"{error.strerror or error}") from error
+        if done < array.nbytes:
+            raise InputDataError(
+                f"{self.source}: the file was truncated while it was read: a read at byte "
+                f"{offset + done} of its {self._header.data_size} bytes of data ({self.shape} "
+                f"{self.dtype}) found the end of the file; run the command again once the file is "
+                "complete"
+            )
 
     def _batches_from_stream(self, batch_size: int) -> Iterator[np.ndarray]:
         try:
@@ -217,7 +315,7 @@ class InputArray:
         if self._header.fortran_order:  # documented limitation: read whole, then convert
             data = self._read(self._header.data_size, offset=0)
             array = np.frombuffer(data, self.dtype).reshape(self.shape, order="F")
-            yield from self._batches_from_array(array, batch_size)
+            yield from self._batches_from_blocks(iter([array]), batch_size)
         else:
             for start in range(0, self.rows, batch_size):
                 count = min(batch_size, self.rows - start)
@@ -292,24 +390,9 @@ class NonFiniteCounter:
         return f"{self.nan} NaN and {self.inf} Inf values in {self.bad_rows} of {self.rows} rows"
 
 
-def _release_pages(array: np.ndarray, consumed: int) -> None:
-    """Drop the pages of a memory-mapped input whose rows are done with, so that resident
-    memory stays bounded by the batch size however large the file (a page looked at again is
-    read from the file again; Fortran-order arrays are read all over, so all of their pages
-    are dropped)."""
-    mapping = getattr(array, "_mmap", None)
-    if mapping is None or not hasattr(mapping, "madvise"):
-        return
-    start_in_map = array.offset % mmap.ALLOCATIONGRANULARITY
-    end = len(mapping) if array.flags.f_contiguous and array.ndim > 1 else min(
-        start_in_map + consumed, len(mapping))
-    end -= end % mmap.PAGESIZE
-    if end > 0:
-        mapping.madvise(mmap.MADV_DONTNEED, 0, end)
-
-
 def open_input(path: str) -> InputArray:
-    """Open a `.npy` input: a file (memory-mapped), or `-` for stdin (streamed)."""
+    """Open a `.npy` input: a file (read batch by batch at its positions), or `-` for stdin
+    (streamed)."""
     if path == STDIN:
         stream = sys.stdin
         if stream is None:
@@ -328,15 +411,19 @@ def open_input(path: str) -> InputArray:
     except OSError as error:
         reason = "permission denied" if isinstance(error, PermissionError) else error.strerror
         raise MissingFileError(f"{path}: cannot read it: {reason or error}") from error
-    if not stat.S_ISREG(info.st_mode):  # a FIFO such as bash's <(...): stream it like stdin
-        try:
+    try:
+        if not stat.S_ISREG(info.st_mode):  # a FIFO such as bash's <(...): stream it like stdin
             return InputArray(path, _read_input_header(path, file), stream=file, owns_stream=True)
-        except BaseException:
-            file.close()
-            raise
-    with file:
         header = _read_input_header(path, file)
-    data_size = info.st_size - header.header_size
+        _check_data_size(path, header, os.fstat(file.fileno()).st_size - header.header_size)
+    except BaseException:
+        file.close()
+        raise
+    return InputArray(path, header, file=file)
+
+
+def _check_data_size(path: str, header: NpyHeader, data_size: int) -> None:
+    """An InputDataError unless the file holds exactly the data its header declares."""
     if data_size < header.data_size:
         raise InputDataError(
             f"{path}: truncated: the header declares {header.shape} {header.dtype} "
@@ -347,16 +434,6 @@ def open_input(path: str) -> InputArray:
             f"{path}: {data_size - header.data_size} bytes follow the {header.shape} array "
             "its header declares; check that it is a single .npy array"
         )
-    try:
-        with header_warnings_quietly():
-            # copy-on-write: float32 batches are the map itself, writable for numba's kernels
-            # (a read-only array is another type to them), and the file is never written
-            array = np.load(path, mmap_mode="c", allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise InputDataError(f"{path}: cannot map the array: {_one_line(error)}") from error
-    if array.shape != header.shape or array.dtype != header.dtype:  # changed under our feet
-        raise InputDataError(f"{path}: the file changed while it was being read")
-    return InputArray(path, header, array=array)
 
 
 def _read_input_header(source: str, stream: BinaryIO) -> NpyHeader:

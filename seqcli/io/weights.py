@@ -2,8 +2,11 @@
 
 Every declared size is checked against the file before anything is allocated, so a
 hostile file (a lying header, a shape bomb, a zip bomb, pickled objects) is refused
-with a `WeightsError` instead of exhausting memory or running code. Tensors come back
-as float32, C-contiguous, native byte order.
+with a `WeightsError` instead of exhausting memory or running code. `open_weights` reads the
+headers alone: keys, shapes and dtypes are checked against a model before any data is read,
+and only the tensors the model wants are read, with ordinary reads (never a memory map, which
+a file truncated meanwhile turns into SIGBUS). Tensors come back as float32, C-contiguous,
+native byte order.
 """
 
 from __future__ import annotations
@@ -16,34 +19,115 @@ import os
 import stat
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import safetensors
 import safetensors.numpy
-from numpy.lib import format as npy_format
 
 from seqcli.errors import MissingFileError, UsageError, WeightsError
 from seqcli.io.arrays import (
-    MAX_HEADER_SIZE,
     dtype_problem,
-    header_warnings_quietly,
+    read_into,
     read_npy_header,
+    readinto_exactly,
     save_npz,
 )
 from seqcli.io.atomic import STDOUT, atomic_output
-from seqcli.io.limits import MAX_COMPRESSION_RATIO, likely_zip_bomb
+from seqcli.io.limits import MAX_COMPRESSION_RATIO, MAX_RANK, likely_zip_bomb
+from seqcli.io.paths import check_regular_file
 
 SUFFIXES = (".safetensors", ".npz")
 MAX_SAFETENSORS_HEADER = 100_000_000  # bytes, the safetensors library's own limit
 MAX_TOTAL_SIZE = 4 * 1024**3  # bytes of tensors declared by one .npz
-_FLOAT_DTYPES = {"F16": 2, "F32": 4, "F64": 8}  # safetensors dtype -> itemsize
+_FLOAT_DTYPES = {"F16": "<f2", "F32": "<f4", "F64": "<f8"}  # safetensors dtype -> numpy's
 _EXPECTED_FLOAT = "expected a float16, float32 or float64 tensor"
 
 
-def read_weights(path: Path) -> dict[str, np.ndarray]:
-    """All tensors of a `.safetensors` or `.npz` file, as float32 C-contiguous arrays."""
+@dataclass(frozen=True)
+class TensorHeader:
+    """One tensor as its file's header declares it: what a model's weights are checked against
+    before any data is read."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    """As stored: float16, float32 or float64, either byte order (read as float32)."""
+    offset: int
+    """Where its data starts: in the file (safetensors), or in its `.npy` member (npz)."""
+    fortran_order: bool = False
+
+    @property
+    def size(self) -> int:
+        """Bytes of data, as stored."""
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+class WeightsFile:
+    """A `.safetensors` or `.npz` file whose headers are read and checked: `tensors` gives
+    every key's shape and dtype; `read` reads the data of the keys asked for, and no other."""
+
+    def __init__(self, path: Path, size: int, tensors: dict[str, TensorHeader],
+                 members: dict[str, zipfile.ZipInfo] | None = None):
+        self.path = path
+        self.tensors = tensors
+        """Every tensor's header, by key, in the file's order."""
+        self._size = size
+        self._members = members  # an npz's member of each key; None for safetensors
+
+    def read(self, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """The tensors `keys` (default: all), as float32 C-contiguous arrays."""
+        return dict(self.read_each(self.tensors if keys is None else keys))
+
+    def read_each(self, keys: Iterable[str]) -> Iterator[tuple[str, np.ndarray]]:
+        """(key, float32 array) for each of `keys`, read one after the other."""
+        if self._members is None:
+            yield from self._read_safetensors(keys)
+        else:
+            yield from self._read_npz(keys)
+
+    def _read_safetensors(self, keys: Iterable[str]) -> Iterator[tuple[str, np.ndarray]]:
+        with _open_unchanged(self.path, self._size) as file:
+            for key in keys:
+                header = self.tensors[key]
+                array = np.empty(header.shape, header.dtype)
+                try:
+                    done = read_into(file.fileno(), array, header.offset)
+                except OSError as error:
+                    raise _unreadable(self.path, error) from error
+                if done < header.size:
+                    raise _truncated_while_read(self.path)
+                yield key, _as_float32(self.path, key, array)
+
+    def _read_npz(self, keys: Iterable[str]) -> Iterator[tuple[str, np.ndarray]]:
+        with _open_unchanged(self.path, self._size) as file:
+            try:
+                with zipfile.ZipFile(file) as archive:
+                    for key in keys:
+                        yield key, _as_float32(self.path, key, self._read_member(archive, key))
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+                    NotImplementedError, RuntimeError) as error:
+                if os.fstat(file.fileno()).st_size < self._size:
+                    raise _truncated_while_read(self.path) from error
+                raise _invalid_npz(self.path, " ".join(str(error).split())) from error
+
+    def _read_member(self, archive: zipfile.ZipFile, key: str) -> np.ndarray:
+        """The data of `key`'s member, with its stored dtype and layout (a read that ends
+        early raises EOFError, as zipfile does)."""
+        header = self.tensors[key]
+        shape = header.shape[::-1] if header.fortran_order else header.shape
+        array = np.empty(shape, header.dtype)
+        with archive.open(self._members[key]) as stream:
+            stream.read(header.offset)  # the `.npy` header, checked when the file was opened
+            done = readinto_exactly(stream, array)
+            stream.read(1)  # at the end of the member: its CRC is checked
+        if done < header.size:
+            raise EOFError(f"{key}: the data ends early")
+        return array.T if header.fortran_order else array
+
+
+def open_weights(path: Path) -> WeightsFile:
+    """A `.safetensors` or `.npz` file with its headers read and checked, no data read yet."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
@@ -53,8 +137,36 @@ def read_weights(path: Path) -> dict[str, np.ndarray]:
         )
     size = _readable_size(path)
     if suffix == ".safetensors":
-        return _read_safetensors(path, size)
-    return _read_npz(path)
+        return WeightsFile(path, size, _check_safetensors_header(path, size))
+    return _open_npz(path, size)
+
+
+def read_weights(path: Path) -> dict[str, np.ndarray]:
+    """All tensors of a `.safetensors` or `.npz` file, as float32 C-contiguous arrays."""
+    return open_weights(path).read()
+
+
+def _open_unchanged(path: Path, size: int):
+    """`path` opened again to read its data; a WeightsError if its size changed since its
+    headers were read."""
+    try:
+        file = open(path, "rb", buffering=0)  # every read goes to the file as it is now
+    except OSError as error:
+        raise _unreadable(path, error) from error
+    if os.fstat(file.fileno()).st_size != size:
+        file.close()
+        raise WeightsError(f"{path}: the file changed while it was read; run the command again "
+                           "once the file is complete")
+    return file
+
+
+def _truncated_while_read(path: Path) -> WeightsError:
+    return WeightsError(f"{path}: the file was truncated while it was read; run the command "
+                        "again once the file is complete")
+
+
+def _unreadable(path: Path, error: OSError) -> MissingFileError:
+    return MissingFileError(f"{path}: cannot read it: {error.strerror or error}")
 
 
 def _readable_size(path: Path) -> int:
@@ -63,8 +175,7 @@ def _readable_size(path: Path) -> int:
         info = os.stat(path)
         if stat.S_ISDIR(info.st_mode):
             raise MissingFileError(f"{path}: is a directory; pass a weights file")
-        if not stat.S_ISREG(info.st_mode):
-            raise MissingFileError(f"{path}: is not a regular file; pass a weights file")
+        check_regular_file(path, info, "weights file")
         with open(path, "rb"):
             pass
     except FileNotFoundError as error:
@@ -78,29 +189,16 @@ def _readable_size(path: Path) -> int:
 # --- safetensors -------------------------------------------------------------------------
 
 
-def _read_safetensors(path: Path, size: int) -> dict[str, np.ndarray]:
-    keys = _check_safetensors_header(path, size)
-    tensors = {}
-    try:
-        with safetensors.safe_open(str(path), framework="numpy") as file:
-            for key in keys:
-                tensors[key] = _as_float32(path, key, file.get_tensor(key))
-    except WeightsError:
-        raise
-    except Exception as error:  # the library raises its own SafetensorError, and others
-        raise _invalid_safetensors(path, " ".join(str(error).split())) from error
-    return tensors
-
-
 def _invalid_safetensors(path: Path, reason: str) -> WeightsError:
     return WeightsError(f"{path}: not a valid safetensors file: {reason}")
 
 
-def _check_safetensors_header(path: Path, size: int) -> list[str]:
-    """Check the header against the file size; return the tensor keys in header order.
+def _check_safetensors_header(path: Path, size: int) -> dict[str, TensorHeader]:
+    """Check the header against the file size; return the tensors in header order.
 
     Layout: 8-byte little-endian header length N, N bytes of JSON, then the data; each
-    tensor's `data_offsets` [begin, end) are relative to the data and must not overlap.
+    tensor's `data_offsets` [begin, end) are relative to the data, and the tensors cover the
+    data exactly, one after the other (as the safetensors library requires).
     """
     with open(path, "rb") as file:
         prefix = file.read(8)
@@ -122,18 +220,36 @@ def _check_safetensors_header(path: Path, size: int) -> list[str]:
         raise _invalid_safetensors(path, f"the header is not JSON ({error})") from error
     if not isinstance(header, dict):
         raise _invalid_safetensors(path, "the header is not a JSON object")
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and not (isinstance(metadata, dict) and all(
+            isinstance(value, str) for value in metadata.values())):
+        raise _invalid_safetensors(path, "__metadata__ must map strings to strings")
     data_size = size - 8 - length
-    spans = []
-    for key, entry in header.items():
-        if key == "__metadata__":
-            continue
-        begin, end = _check_safetensors_entry(path, key, entry, data_size)
-        spans.append((begin, end, key))
-    spans.sort()
-    for (_, previous_end, previous), (begin, _, key) in itertools.pairwise(spans):
+    spans = {key: _check_safetensors_entry(path, key, entry, data_size)
+             for key, entry in header.items()}
+    _check_safetensors_layout(path, spans, data_size)
+    return {key: TensorHeader(tuple(header[key]["shape"]),
+                              np.dtype(_FLOAT_DTYPES[header[key]["dtype"]]), 8 + length + begin)
+            for key, (begin, _) in spans.items()}
+
+
+def _check_safetensors_layout(path: Path, spans: dict[str, tuple[int, int]],
+                              data_size: int) -> None:
+    """The tensors' `(begin, end)` spans follow one another from the start of the data to its
+    end, with no overlap or gap."""
+    ordered = sorted((begin, end, key) for key, (begin, end) in spans.items())
+    for (_, previous_end, previous), (begin, _, key) in itertools.pairwise(ordered):
         if begin < previous_end:
             raise _invalid_safetensors(path, f"the data of {key} overlaps that of {previous}")
-    return [key for key in header if key != "__metadata__"]
+    position = 0
+    for begin, end, key in ordered:
+        if begin != position:
+            raise _invalid_safetensors(path, f"invalid offset for tensor {key}: its data starts "
+                                             f"at byte {begin}, not at {position}")
+        position = end
+    if position != data_size:
+        raise _invalid_safetensors(path, f"the tensors' data ends at byte {position} of the "
+                                         f"{data_size} bytes of data: not fully covered")
 
 
 def _check_safetensors_entry(path: Path, key: str, entry, data_size: int) -> tuple[int, int]:
@@ -143,6 +259,9 @@ def _check_safetensors_entry(path: Path, key: str, entry, data_size: int) -> tup
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
     if not isinstance(shape, list) or not all(_is_size(size) for size in shape):
         raise _invalid_safetensors(path, f"{key} has an invalid shape {shape!r}")
+    if len(shape) > MAX_RANK:
+        raise _invalid_safetensors(path, f"{key} has {len(shape)} axes, more than the "
+                                         f"{MAX_RANK} numpy allows")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_size, offsets))):
         raise _invalid_safetensors(path, f"{key} has invalid data_offsets {offsets!r}")
     begin, end = offsets
@@ -154,7 +273,7 @@ def _check_safetensors_entry(path: Path, key: str, entry, data_size: int) -> tup
         raise _invalid_safetensors(path, f"{key} has an invalid dtype {dtype!r}")
     if dtype not in _FLOAT_DTYPES:
         raise WeightsError(f"{path}: {key} has dtype {dtype}, {_EXPECTED_FLOAT}")
-    declared = math.prod(shape) * _FLOAT_DTYPES[dtype]
+    declared = math.prod(shape) * np.dtype(_FLOAT_DTYPES[dtype]).itemsize
     if declared != end - begin:
         raise _invalid_safetensors(
             path,
@@ -179,32 +298,26 @@ def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
 # --- npz ---------------------------------------------------------------------------------
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def _open_npz(path: Path, size: int) -> WeightsFile:
     try:
         with zipfile.ZipFile(path) as archive:
-            members = _check_npz_members(path, archive)
-            tensors = {}
-            for key, member in members.items():
-                with archive.open(member) as stream, header_warnings_quietly():
-                    array = npy_format.read_array(
-                        stream, allow_pickle=False, max_header_size=MAX_HEADER_SIZE
-                    )
-                tensors[key] = _as_float32(path, key, array)
-    except WeightsError:
-        raise
+            tensors, members = _check_npz_members(path, archive)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
         raise _invalid_npz(path, " ".join(str(error).split())) from error
     except (NotImplementedError, RuntimeError) as error:  # unknown compression, encryption
         raise _invalid_npz(path, " ".join(str(error).split())) from error
-    return tensors
+    return WeightsFile(path, size, tensors, members)
 
 
 def _invalid_npz(path: Path, reason: str) -> WeightsError:
     return WeightsError(f"{path}: not a valid .npz file: {reason}")
 
 
-def _check_npz_members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
-    """Check every member's declared sizes and `.npy` header; nothing big is read yet."""
+def _check_npz_members(path: Path, archive: zipfile.ZipFile
+                       ) -> tuple[dict[str, TensorHeader], dict[str, zipfile.ZipInfo]]:
+    """Check every member's declared sizes and `.npy` header, reading nothing past the
+    headers; returns each key's tensor header and member."""
+    tensors: dict[str, TensorHeader] = {}
     members: dict[str, zipfile.ZipInfo] = {}
     total = 0
     for member in archive.infolist():
@@ -244,8 +357,10 @@ def _check_npz_members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfil
                 f"{key} declares shape {header.shape} {header.dtype} ({header.data_size} "
                 f"bytes) but holds {stored} bytes of data",
             )
+        tensors[key] = TensorHeader(header.shape, header.dtype, header.header_size,
+                                    header.fortran_order)
         members[key] = member
-    return members
+    return tensors, members
 
 
 # --- both --------------------------------------------------------------------------------

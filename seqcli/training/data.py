@@ -6,22 +6,41 @@ from __future__ import annotations
 import numpy as np
 
 from seqcli.errors import InputDataError
+from seqcli.shapes import empty_axis_problem
 from seqcli.training.losses import Loss
 
 
 def read_training_arrays(x_path: str, y_path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs and targets, both memory-mapped; an InputDataError unless they have the same
-    number of rows, and at least one."""
+    """Inputs and targets, read whole into memory (as Keras's `fit` takes numpy arrays), once
+    their headers show samples that are not empty and the same number of rows, at least one
+    (an InputDataError otherwise), and a size this machine has the memory for."""
     from seqcli.io.arrays import open_input
 
-    inputs = open_input(x_path).as_array()
-    targets = open_input(y_path).as_array()
-    if len(inputs) != len(targets):
-        raise InputDataError(f"{x_path} has {len(inputs)} rows but {y_path} has "
-                             f"{len(targets)}; they must match")
-    if len(inputs) == 0:
-        raise InputDataError(f"{x_path} has no rows to train on")
-    return inputs, targets
+    with open_input(x_path) as inputs, open_input(y_path) as targets:
+        for path, array, what in ((x_path, inputs, "input"), (y_path, targets, "target")):
+            empty = empty_axis_problem(array.shape[1:], what)
+            if empty:  # before 10**12 empty rows are looked at
+                raise InputDataError(f"{path}: {empty}")
+        if inputs.rows != targets.rows:
+            raise InputDataError(f"{x_path} has {inputs.rows} rows but {y_path} has "
+                                 f"{targets.rows}; they must match")
+        if inputs.rows == 0:
+            raise InputDataError(f"{x_path} has no rows to train on")
+        _check_memory(x_path, y_path, inputs.data_size + targets.data_size)
+        return inputs.read_all(), targets.read_all()
+
+
+def _check_memory(x_path: str, y_path: str, size: int) -> None:
+    """Refuse, before reading, training data larger than the memory this machine has left."""
+    from seqcli.errors import SeqcliError
+    from seqcli.runtime.weights import available_memory
+    from seqcli.summary import readable_size
+
+    available = available_memory()
+    if available is not None and size > available:
+        raise SeqcliError(f"{x_path} and {y_path} hold {readable_size(size)} of training data, "
+                          f"more than the {readable_size(available)} of memory this machine "
+                          "has available; fit reads them whole")
 
 
 def check_targets(targets: np.ndarray, rows: int, output_shape: tuple, loss: Loss,
@@ -45,6 +64,30 @@ def check_targets(targets: np.ndarray, rows: int, output_shape: tuple, loss: Los
     if tuple(targets.shape) != expected:
         raise InputDataError(f"{source}: targets need shape {expected} (the model's output); "
                              f"received {tuple(targets.shape)}")
+
+
+FINITE_CHECK_VALUES = 2**22
+"""Values converted to float32 at a time when training data is checked for NaN and Inf."""
+
+
+def check_finite(array: np.ndarray, source: str) -> None:
+    """An InputDataError, with the counts, when float training data holds NaN or Inf (values
+    beyond float32's range count as Inf): Keras would train on them into NaN weights."""
+    from seqcli.io.arrays import NonFiniteCounter
+
+    if array.dtype.kind != "f" or not len(array):
+        return
+    rows = max(1, FINITE_CHECK_VALUES // max(array[0].size, 1))
+    counter = NonFiniteCounter(source)
+    with np.errstate(over="ignore"):
+        chunks = (np.asarray(array[start:start + rows], dtype=np.float32)
+                  for start in range(0, len(array), rows))
+        for _ in counter.check(chunks):
+            pass
+    if counter.summary():
+        raise InputDataError(f"{source} holds {counter.summary()}; fit refuses non-finite "
+                             "training data (its loss and weights would become NaN): drop or "
+                             "fix those rows")
 
 
 def split_validation(inputs: np.ndarray, targets: np.ndarray, fraction: float):
