@@ -11,6 +11,7 @@ layer's `vars` group, as Keras itself loads them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from seqcli.interop.keras_archive import (
     SafeH5,
     file_signature,
     open_keras_archive,
+    weights_size_limit,
 )
 from seqcli.interop.keras_format import (
     from_keras,
@@ -670,8 +672,11 @@ def read_layout_weights(h5: SafeH5, built, layout: dict[str, str]) -> dict[str, 
 
 
 def read_keras_file(path: Path) -> KerasImport:
-    """Read a `.keras` file: its config as a model document, its weights by seqcli key."""
+    """Read a `.keras` file: its config as a model document, its weights by seqcli key. The
+    model is built first: the memory its weights need is checked, and their size bounds how
+    much of the weights file is inflated."""
     from seqcli.build import build
+    from seqcli.runtime.weights import check_memory
 
     source = str(path)
     with open_keras_archive(path) as archive:
@@ -684,8 +689,19 @@ def read_keras_file(path: Path) -> KerasImport:
                               f"read ({type(error).__name__}: {error})") from None
         version = archive.keras_version()
         loaded = _load_document(document, source)
-        with archive.weights() as h5:
-            if loaded.input_shape is None:
+        built = None
+        if loaded.input_shape is not None:
+            try:
+                built = build(loaded)
+            except (ConfigError, UsageError) as error:
+                raise ConfigError(f"{source}: the model does not build in seqcli: "
+                                  f"{_first_line(error)}") from None
+            check_memory(loaded, built.weight_shapes, [])
+        shapes = built.weight_shapes.values() if built is not None else []
+        limit = weights_size_limit(len(reader.layout), len(shapes),
+                                   sum(math.prod(shape) for shape in shapes))
+        with archive.weights(limit) as h5:
+            if built is None:
                 if any(True for _ in h5.weight_groups()):
                     raise ConfigError(f"{source}: the model records no input shape, but its "
                                       "file holds weights; save it from a built model")
@@ -693,11 +709,6 @@ def read_keras_file(path: Path) -> KerasImport:
                                     "so it has no weights; seqcli initialises them on first "
                                     "use")
                 return KerasImport(document, None, reader.notes, version)
-            try:
-                built = build(loaded)
-            except (ConfigError, UsageError) as error:
-                raise ConfigError(f"{source}: the model does not build in seqcli: "
-                                  f"{_first_line(error)}") from None
             weights = read_layout_weights(h5, built, reader.layout)
     return KerasImport(document, weights, reader.notes + keras_differences(built), version)
 
@@ -782,26 +793,31 @@ class ImportReport:
 
 
 def import_keras(source: Path, output: Path) -> ImportReport:
-    """Write `output` (a model file) and its weights `<stem>.safetensors` beside it, both
-    atomically, from the `.keras` file `source`."""
-    from seqcli.io.atomic import atomic_output
+    """Write `output` (a model file) and its weights `<stem>.safetensors` beside it, both or
+    neither, from the `.keras` file `source`."""
+    from seqcli.io.atomic import all_or_none, atomic_output, check_output
     from seqcli.io.weights import write_safetensors
 
     if output.suffix.lower() not in (".yaml", ".yml"):
         raise UsageError(f"-o {output}: the model file to write ends in .yaml or .yml")
+    weights_path: Path | None = output.with_suffix(".safetensors")
+    check_output(output, binary=False)
+    check_output(weights_path)
     imported = read_keras_file(source)
     document = dict(imported.document)
-    weights_path = None
-    if imported.weights is not None:
-        weights_path = output.with_suffix(".safetensors")
+    if imported.weights is None:
+        weights_path = None
+    else:
         layers = document.pop("layers")
         document["weights"] = weights_path.name
         document["layers"] = layers
-        write_safetensors(weights_path, imported.weights)
     version = f" (Keras {imported.keras_version})" if imported.keras_version else ""
     header = f"Imported from {source.name}{version} by seqcli import-keras."
-    with atomic_output(output, binary=False) as file:
-        file.write(model_yaml(document, header))
+    with all_or_none():
+        if weights_path is not None:
+            write_safetensors(weights_path, imported.weights)
+        with atomic_output(output, binary=False) as file:
+            file.write(model_yaml(document, header))
     weights = imported.weights or {}
     params = sum(int(array.size) for array in weights.values())
     return ImportReport(output, weights_path, len(document["layers"]), len(weights), params,
