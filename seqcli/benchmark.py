@@ -184,6 +184,7 @@ def run_benchmark(model_path: str, *, batch_size: int = 32, threads: int | None 
 def _run(model_path, batch_size, threads, input_shape, weights, per_layer, seconds, seed,
          allow_outside) -> BenchResult:
     from seqcli.config.load import load_model
+    from seqcli.runtime.memory import check_batch_memory
 
     start = time.perf_counter()
     loaded = load_model(model_path, allow_outside=allow_outside)
@@ -191,6 +192,7 @@ def _run(model_path, batch_size, threads, input_shape, weights, per_layer, secon
     model.build(input_shape or loaded.input_shape)
     built = model.built_model
     load_s = time.perf_counter() - start
+    check_batch_memory(built, batch_size)
     rng = np.random.default_rng(seed)
     shape = (batch_size, *built.input_shape)
     if built.takes_ids:  # word ids for an Embedding

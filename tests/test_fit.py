@@ -179,22 +179,22 @@ def test_fit_refusals(cli, tmp_path):
     assert not (tmp_path / "w.npz").exists()
 
 
-def test_a_diverged_fit_says_so(cli, tmp_path):
-    """Weights written with NaN or Inf (a learning rate far too large) get a warning line,
-    as Keras's NaN loss would not; a healthy fit gets none."""
+def test_a_diverged_fit_stops_and_writes_nothing(cli, tmp_path):
+    """A loss that becomes NaN or Inf (a learning rate far too large) stops training with exit
+    1 and one message; nothing is written. A healthy fit is not stopped."""
     model = _regression_files(tmp_path)
     common = ("fit", model, tmp_path / "x.npy", tmp_path / "y.npy", "--optimizer", "sgd",
-              "--epochs", "3", "--batch-size", "4")
-    result = cli(*common, "--learning-rate", "1e30", "-o", tmp_path / "w.npz")
-    assert result.code == 0, result
-    trained = read_weights(tmp_path / "w.npz")
-    assert not all(np.isfinite(array).all() for array in trained.values())
-    assert "hold NaN or Inf (the first: dense_1/" in result.err
+              "--epochs", "3", "--batch-size", "4", "--quiet")
+    result = cli(*common, "--learning-rate", "1e30", "-o", tmp_path / "w.npz",
+                 "--history", tmp_path / "h.json")
+    assert result.code == 1, result
+    assert "the loss became" in result.err and "no weights written" in result.err
+    assert not (tmp_path / "w.npz").exists() and not (tmp_path / "h.json").exists()
     healthy = cli(*common, "-o", tmp_path / "v.npz")
-    assert healthy.code == 0 and "NaN or Inf" not in healthy.err
+    assert healthy.code == 0 and "NaN" not in healthy.err
 
 
-def test_non_finite_training_data_is_said(cli, tmp_path):
+def test_non_finite_training_data_is_refused(cli, tmp_path):
     model = _regression_files(tmp_path)
     x = np.load(tmp_path / "x.npy")
     x[2, 0] = np.nan
@@ -202,6 +202,6 @@ def test_non_finite_training_data_is_said(cli, tmp_path):
     np.save(tmp_path / "xn.npy", x)
     result = cli("fit", model, tmp_path / "xn.npy", tmp_path / "y.npy", "--epochs", "1",
                  "-o", tmp_path / "w.npz")
-    assert result.code == 0, result
+    assert result.code == 65, result
     assert "xn.npy holds 1 NaN and 1 Inf values in 2 of 12 rows" in result.err
-    assert "y.npy holds" not in result.err
+    assert not (tmp_path / "w.npz").exists()

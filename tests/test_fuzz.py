@@ -13,7 +13,8 @@ minute). A longer session, as CI's fuzz job runs it:
 
 Minimal reproducers of what fuzzing found live in `tests/fuzz_corpus/` and are replayed by
 `test_corpus_replays_cleanly` on every run (file name prefix says what the file is:
-`model-*.yaml`, `input-*.npy`, `weights-*.npz`, `weights-*.safetensors`).
+`model-*.yaml`, `model-*/` (a folder of model files; `model.yaml` is run), `input-*.npy`,
+`weights-*.npz`, `weights-*.safetensors`, `keras-*.keras`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import warnings
 import zipfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -359,6 +361,72 @@ def test_mutated_from_models(data, which):
         shutil.rmtree(work)
 
 
+ENTRY_KINDS = ["dense", "from", "inline", "missing"]
+FAN_OUT = [1, 1, 2, 3, 60]
+"""How many times an entry is repeated: 60 in files that use each other makes millions."""
+
+
+@st.composite
+def from_tree(draw) -> dict[str, str]:
+    """Model files `f0.yaml`, `f1.yaml`... whose entries name each other with `from:` (inline
+    too), each repeated up to 60 times: chains, fan-out, cycles and missing files."""
+    count = draw(st.integers(1, 4))
+    files = {}
+    for index in range(count):
+        entries = []
+        for _ in range(draw(st.integers(1, 3))):
+            kind = draw(st.sampled_from(ENTRY_KINDS))
+            target = f"f{draw(st.integers(0, count - 1))}.yaml"
+            entry = {"dense": "{type: Dense, units: 2}",
+                     "from": f"{{type: Sequential, from: {target}}}",
+                     "inline": f"{{type: Sequential, layers: [{{type: Sequential, from: {target}}}]}}",
+                     "missing": "{type: Sequential, from: nope.yaml}"}[kind]
+            entries += [entry] * draw(st.sampled_from(FAN_OUT))
+        head = "input_shape: [4]\n" if index == 0 else ""
+        files[f"f{index}.yaml"] = head + "layers:\n" + "".join(f"  - {e}\n" for e in entries)
+    return files
+
+
+def expanded_layers(model: Path) -> int | None:
+    """How many layers the model holds, nested ones included; None when it does not load."""
+    from seqcli.config.freeze import layer_paths
+    from seqcli.config.load import load_model
+    from seqcli.errors import SeqcliError
+
+    try:
+        return len(layer_paths(load_model(str(model)).layers))
+    except SeqcliError:
+        return None
+
+
+def run_tree_checks(folder: Path, model: Path) -> None:
+    """Validate, summarise and freeze a model of `from:` files; predict with it when small."""
+    commands = [["validate", model], ["summary", model, "--json"],
+                ["freeze", model, "--all-but-last", "-o", folder / "frozen.yaml"]]
+    if (expanded_layers(model) or 1_000) <= 200:
+        np.save(folder / "x.npy", np.ones((2, 4), np.float32))
+        commands.append(["predict", model, folder / "x.npy", "-o", folder / "y.npy"])
+    for args in commands:
+        assert_clean(run_cli(*args), args, folder)
+
+
+@FUZZ
+@given(files=from_tree(), data=st.data())
+def test_from_trees(files, data):
+    """Trees (and cycles) of files that pull each other in with `from:`, some mutated: a few
+    KB may expand to millions of layers, which must be refused quickly."""
+    work = fresh_folder()
+    try:
+        for name, text in files.items():
+            (work / name).write_text(text)
+        if data.draw(st.booleans(), label="mutate"):
+            name = data.draw(st.sampled_from(sorted(files)), label="mutated file")
+            (work / name).write_bytes(data.draw(mutated_model(files[name]), label=name))
+        run_tree_checks(work, work / "f0.yaml")
+    finally:
+        shutil.rmtree(work)
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
@@ -379,7 +447,8 @@ HEADER_SHAPES = ["(3, 4)", "(3,)", "()", "(0, 4)", "(-1, 4)", "(2**62, 4)", "(92
                  "(3L, 4L)", "(3, 4L)", "(True, 4)", "(3, 4, 0)", "(1, 99999999999999999999999)",
                  "(99999999999999999999999, 4)", "(3, 4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)",
                  "(1, 4, 1)", "(3, 4.0)", "([3], 4)", "(3, None)", "'a'", "(" * 30 + ")" * 30,
-                 "(100000000, 100000000)", "(1, 1099511627776)"]
+                 "(100000000, 100000000)", "(1, 1099511627776)", "(1000000000000, 0)",
+                 "(1000000000000, 4, 0)", "(" + "1, " * 70 + ")"]
 
 
 @st.composite
@@ -488,9 +557,44 @@ def mutated_safetensors(draw, weights: dict) -> bytes:
     return blob
 
 
+def many_axes_npy(axes: int) -> bytes:
+    """A float32 `.npy` of shape (1, 1, ...) with `axes` axes, beyond numpy's 64 if asked."""
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({'1, ' * axes}), }}"
+    header = header.encode("latin-1")
+    header += b" " * (-(len(header) + 11) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + bytes(4)
+
+
+def zeros_npy(descr: str, shape: tuple) -> bytes:
+    """A `.npy` of zeros with a little noise (so that deflate stays under the zip-bomb ratio)."""
+    array = np.zeros(shape, descr)
+    array.reshape(-1)[::4096] = 1
+    return npy_bytes(array)
+
+
+MEMBER_VARIANTS = {  # another form of a wanted tensor, from its float32 value
+    "float16": lambda a: npy_bytes(a.astype(np.float16)),
+    "float64": lambda a: npy_bytes(a.astype(np.float64)),
+    "big-endian": lambda a: npy_bytes(a.astype(">f4")),
+    "Fortran": lambda a: npy_bytes(np.asfortranarray(a)),
+    "int32": lambda a: npy_bytes(a.astype(np.int32)),
+    "beyond float32": lambda a: npy_bytes(np.full(a.shape, 1e300)),
+    "misshapen": lambda a: npy_bytes(np.zeros((*a.shape, 2), np.float32)),
+    "misshapen and big": lambda a: zeros_npy("<f2", (1 << 24,)),
+    "70 axes": lambda a: many_axes_npy(70),
+}
+EXTRA_MEMBERS = {  # a member no model wants: never read
+    "extra.npy": lambda: npy_bytes(np.zeros(3, np.float32)),
+    "extra16.npy": lambda: zeros_npy("<f2", (1 << 24,)),
+    "extra64.npy": lambda: npy_bytes(np.full(2, 1e300)),
+    "dense/kernel_1.npy": lambda: npy_bytes(np.zeros((4, 3), np.int8)),
+}
+
+
 @st.composite
 def mutated_npz(draw, weights: dict) -> bytes:
-    """An `.npz` whose members or bytes are edited (stored or deflated)."""
+    """An `.npz` whose members are edited (other dtypes, shapes and layouts of the wanted
+    tensors, extra members, some deflated far) or whose bytes are (stored or deflated)."""
     buffer = io.BytesIO()
     compression = draw(st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))
     with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w", compression=compression) as archive:
@@ -499,8 +603,13 @@ def mutated_npz(draw, weights: dict) -> bytes:
             member = npy_bytes(np.asarray(array, np.float32))
             if draw(st.integers(0, 3)) == 0:
                 member = draw(st.one_of(hostile_header_npy(), mutated_bytes(member)))
+            elif draw(st.integers(0, 3)) == 0:
+                variant = draw(st.sampled_from(sorted(MEMBER_VARIANTS)))
+                member = MEMBER_VARIANTS[variant](np.asarray(array, np.float32))
             archive.writestr(draw(st.sampled_from([key + ".npy", key + ".npy", key, "../x.npy",
                                                    key + "/"])), member)
+        for name in draw(st.lists(st.sampled_from(sorted(EXTRA_MEMBERS)), max_size=2)):
+            archive.writestr(name, EXTRA_MEMBERS[name](), compress_type=zipfile.ZIP_DEFLATED)
     blob = buffer.getvalue()
     if draw(st.booleans()):
         blob = draw(mutated_bytes(blob))
@@ -525,6 +634,215 @@ def test_mutated_weights_files(target, data, suffix):
         shutil.rmtree(work)
 
 
+@contextmanager
+def truncated_at_read(victim: Path, size: int, at: int):
+    """`victim` shrinks to `size` bytes just before read number `at` of it, as if another
+    process truncated it: positioned reads of it (inputs, safetensors) and member reads of an
+    npz count."""
+    from seqcli.io import weights
+
+    inode, reads = victim.stat().st_ino, [0]
+    real_preadv, real_member_read = os.preadv, weights.readinto_exactly
+
+    def count() -> None:
+        reads[0] += 1
+        if reads[0] == at:
+            os.truncate(victim, size)
+
+    def preadv(fd, buffers, offset):
+        if os.fstat(fd).st_ino == inode:
+            count()
+        return real_preadv(fd, buffers, offset)
+
+    def member_read(stream, array):
+        count()
+        return real_member_read(stream, array)
+
+    os.preadv, weights.readinto_exactly = preadv, member_read
+    try:
+        yield
+    finally:
+        os.preadv, weights.readinto_exactly = real_preadv, real_member_read
+
+
+def truncation_commands(folder: Path, work: Path, kind: str, batch_size: int):
+    """(victim, commands) for a file of `kind` that shrinks while the commands read it."""
+    x, model = work / "x.npy", folder / "m.yaml"
+    size = ["--batch-size", str(batch_size)]
+    if kind in ("input", "Fortran input"):
+        return x, [["predict", model, x, "-o", work / "y.npy", *size],
+                   ["extract", model, x, "--all", "-o", work / "all.npz", *size],
+                   ["predict", model, x, "--top-k", "2", "-o", work / "ranks.txt", *size]]
+    if kind == "fit data":
+        return x, [["fit", model, x, work / "t.npy", "-o", work / "fit.npz", "--quiet", *size]]
+    weights = work / ("w.npz" if kind == "npz" else "w.safetensors")
+    return weights, [["validate", model, "--weights", weights],
+                     ["predict", model, x, "--weights", weights, "-o", work / "y.npy"],
+                     ["init", model, "--weights-from", weights, "-o", work / "i.npz"]]
+
+
+@FUZZ
+@given(kind=st.sampled_from(["input", "Fortran input", "fit data", "safetensors", "npz"]),
+       at=st.integers(1, 12), keep=st.floats(0, 1), batch_size=st.integers(1, 8))
+def test_files_truncated_while_read(target, kind, at, keep, batch_size):
+    """Inputs, training data and weights files that another process truncates in the middle
+    of a read: a clean answer, never SIGBUS (nothing is memory-mapped) or a traceback."""
+    from seqcli.io.weights import write_safetensors
+
+    folder, weights = target
+    work = fresh_folder()
+    try:
+        rows = np.random.default_rng(at).normal(size=(24, 4)).astype(np.float32)
+        files = {"x.npy": npy_bytes(np.asfortranarray(rows) if kind == "Fortran input"
+                                    else rows),
+                 "t.npy": npy_bytes(np.zeros((24, 2), np.float32))}
+        np.savez(work / "w.npz", **weights)
+        write_safetensors(work / "w.safetensors", weights)
+        files.update((name, (work / name).read_bytes()) for name in ("w.npz", "w.safetensors"))
+        victim, commands = truncation_commands(folder, work, kind, batch_size)
+        for args in commands:
+            for name, data in files.items():
+                (work / name).write_bytes(data)
+            with truncated_at_read(victim, int(len(files[victim.name]) * keep), at):
+                outcome = run_cli(*args)
+            assert_clean(outcome, args, work, stdout_used="--top-k" in args)
+    finally:
+        shutil.rmtree(work)
+
+
+# --- .keras archives ---------------------------------------------------------------------
+
+KERAS_MEMBERS = ("config.json", "metadata.json", "model.weights.h5")
+_NUMBER = re.compile(rb"(?<=: )-?\d+(\.\d+)?(e-?\d+)?")
+JSON_NUMBERS = [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1", b"0", b"2147483648",
+                b"99999999999999999999999", b"true", b"null", b"\"3\"", b"[]"]
+
+
+def h5_with_huge_dataset(h5: bytes) -> bytes:
+    """The weights file `h5` with its first dataset declaring 2**31 x 2**20 float64 values
+    (and storing none)."""
+    import h5py
+
+    buffer = io.BytesIO(h5)
+    with h5py.File(buffer, "r+") as file:
+        del file["layers/dense/vars/0"]
+        file.create_dataset("layers/dense/vars/0", shape=(2**31, 2**20), dtype="f8",
+                            chunks=(1, 1024))
+    return buffer.getvalue()
+
+
+@st.composite
+def keras_member(draw, name: str, data: bytes) -> bytes | None:
+    """Member `name` of a `.keras` file: kept, edited, replaced by something hostile (huge
+    runs of zeros, deep or odd JSON, a truncated or hostile HDF5 file), or left out (None)."""
+    forms = ["kept", "kept", "bytes", "zeros", "truncated", "empty", "missing"]
+    forms += {"config.json": ["numbers", "deep"], "metadata.json": ["deep"],
+              "model.weights.h5": ["huge dataset"]}.get(name, [])
+    form = draw(st.sampled_from(forms))
+    if form == "bytes":
+        return draw(mutated_bytes(data))
+    if form == "zeros":
+        return bytes(draw(st.sampled_from([1024**2, 16 * 1024**2])))
+    if form == "truncated":
+        return data[:draw(st.integers(0, max(len(data) - 1, 0)))]
+    if form == "numbers":
+        found = list(_NUMBER.finditer(data))
+        if found:
+            match = draw(st.sampled_from(found))
+            data = data[:match.start()] + draw(st.sampled_from(JSON_NUMBERS)) + data[match.end():]
+        return data
+    if form == "deep":
+        return b"[" * 100_000 + b"]" * 100_000
+    if form == "huge dataset":
+        return h5_with_huge_dataset(data)
+    return {"kept": data, "empty": b"", "missing": None}[form]
+
+
+@st.composite
+def mutated_keras(draw, members: dict[str, bytes]) -> bytes:
+    """A `.keras` zip whose members are edited or replaced (see `keras_member`), each stored
+    or deflated (some far), with a stray member at times; or whose bytes are edited."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w") as archive:
+        warnings.simplefilter("ignore")  # duplicate member names are wanted here
+        names = list(KERAS_MEMBERS) + draw(st.lists(st.sampled_from(
+            [*KERAS_MEMBERS, "assets/x", "model.weights.npz"]), max_size=2))
+        for name in names:
+            data = draw(keras_member(name, members.get(name, b"{}")))
+            if data is None:
+                continue
+            method = draw(st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))
+            archive.writestr(name, data, compress_type=method,
+                             compresslevel=draw(st.sampled_from([1, 9])))
+    blob = buffer.getvalue()
+    if draw(st.integers(0, 3)) == 0:
+        blob = draw(mutated_bytes(blob))
+    return blob
+
+
+class KerasMembers(dict):
+    """{member name: bytes} of a `.keras` file, shown briefly in Hypothesis's reports."""
+
+    def __repr__(self) -> str:
+        return f"<.keras members {', '.join(self)}>"
+
+
+@pytest.fixture(scope="module")
+def keras_target(target):
+    """The target model exported by seqcli's own export-keras, as its members."""
+    folder, _ = target
+    path = folder / "m.keras"
+    if not path.exists():
+        assert main(["export-keras", str(folder / "m.yaml"), "-o", str(path), "-q"]) == 0
+    with zipfile.ZipFile(path) as archive:
+        return KerasMembers((name, archive.read(name)) for name in KERAS_MEMBERS)
+
+
+def keras_commands(folder: Path, work: Path, keras: Path, h5: Path) -> list[list]:
+    """The commands run on a (mutated) `.keras` file and on its weights as a standalone
+    weights file."""
+    return [["import-keras", keras, "-o", work / "imported.yaml"],
+            ["import-keras", folder / "m.yaml", "--weights-only", h5, "-o",
+             work / "w.safetensors"]]
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_keras_files(target, keras_target, data):
+    """`.keras` archives with edited, hostile or missing members: a clean answer, bounded in
+    time and memory, and nothing left in the temporary folder."""
+    folder, _ = target
+    work = fresh_folder()
+    try:
+        keras = work / "m.keras"
+        keras.write_bytes(data.draw(mutated_keras(keras_target), label="keras"))
+        replay_keras(folder, work, keras)
+    finally:
+        shutil.rmtree(work)
+
+
+def replay_keras(folder: Path, work: Path, keras: Path) -> None:
+    """Run the `.keras` commands in `work` (the archive's weights as a standalone file too,
+    where they can be taken out), with the temporary folder inside `work`, which each must
+    leave empty."""
+    h5 = work / "m.weights.h5"
+    try:
+        with zipfile.ZipFile(keras) as archive:
+            h5.write_bytes(archive.read("model.weights.h5")[:64 * 1024**2])
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError,
+            NotImplementedError, zlib.error):
+        h5.write_bytes(b"")
+    temporary = work / "tmp"
+    temporary.mkdir(exist_ok=True)
+    saved, tempfile.tempdir = tempfile.tempdir, str(temporary)
+    try:
+        for args in keras_commands(folder, work, keras, h5):
+            assert_clean(run_cli(*args), args, work)
+            assert not list(temporary.iterdir()), args
+    finally:
+        tempfile.tempdir = saved
+
+
 # --- the regression corpus ---------------------------------------------------------------
 
 
@@ -546,11 +864,20 @@ def corpus_files() -> list[Path]:
     return sorted(path for path in CORPUS.iterdir() if path.name != "README.md")
 
 
+def replay_model_tree(path: Path, tmp_path: Path) -> None:
+    """A `model-*/` folder of files that name each other with `from:`: run on `model.yaml`."""
+    work = tmp_path / "tree"
+    shutil.copytree(path, work)
+    run_tree_checks(work, work / "model.yaml")
+
+
 @pytest.mark.parametrize("path", corpus_files(), ids=lambda path: path.name)
 def test_corpus_replays_cleanly(target, path, tmp_path):
     """Every reproducer fuzzing found still gets a clean answer."""
     folder, _ = target
-    if path.name.startswith("model-"):
+    if path.name.startswith("model-") and path.is_dir():
+        replay_model_tree(path, tmp_path)
+    elif path.name.startswith("model-"):
         model = tmp_path / "model.yaml"
         shutil.copy(path, model)
         np.save(tmp_path / "x.npy", np.ones((2, *declared_input_shape(model)), np.float32))
@@ -562,6 +889,10 @@ def test_corpus_replays_cleanly(target, path, tmp_path):
         for args, stdin in input_commands(folder, tmp_path, x, data):
             assert_clean(run_cli(*args, stdin=stdin), args, tmp_path,
                          stdout_used="--top-k" in args)
+    elif path.name.startswith("keras-"):
+        keras = tmp_path / "m.keras"
+        shutil.copy(path, keras)
+        replay_keras(folder, tmp_path, keras)
     elif path.name.startswith("weights-"):
         weights = tmp_path / ("w" + "".join(path.suffixes[-1:]))
         shutil.copy(path, weights)
@@ -570,4 +901,5 @@ def test_corpus_replays_cleanly(target, path, tmp_path):
                       "-o", tmp_path / "y.npy"]):
             assert_clean(run_cli(*args), args, tmp_path)
     else:
-        pytest.fail(f"{path.name}: corpus files start with model-, input- or weights-")
+        pytest.fail(f"{path.name}: corpus files start with model-, input-, weights- or "
+                    "keras-")

@@ -13,18 +13,28 @@ import math
 import os
 import signal
 import sys
+import warnings
 from typing import Annotated
 
 import typer
 
-from seqcli.errors import EXIT_FAILURE, EXIT_USAGE, SeqcliError, UsageError
+from seqcli.errors import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    SeqcliError,
+    SeqcliWarning,
+    UsageError,
+    clipped,
+)
+from seqcli.io.limits import MAX_BATCH_SIZE
 
 
 def _version(value: bool) -> None:
     if value:
         from seqcli import __version__
+        from seqcli.io.atomic import write_stdout
 
-        print(f"seqcli {__version__}")
+        write_stdout(f"seqcli {__version__}\n")
         raise typer.Exit()
 
 
@@ -49,7 +59,8 @@ AllowOutsideOpt = Annotated[bool, typer.Option(
     "--allow-outside", help="Allow paths in model files that leave the model's folder.")]
 ThreadsOpt = Annotated[int | None, typer.Option(
     "--threads", min=1, max=65536, help="Threads for kernels and BLAS (default: all cores).")]
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per batch.")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE,
+                                            help="Rows per batch.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")]
 StrictOpt = Annotated[bool, typer.Option(
     "--strict", help="Refuse an input holding NaN or Inf (exit 65) instead of warning.")]
@@ -61,6 +72,28 @@ def _options(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Define Keras-style Sequential models in YAML; inspect and run them from the shell."""
+
+
+def finite(low: float | None = None, high: float | None = None):
+    """The callback of every float option: a finite number, within [low, high] where given,
+    else a usage error (typer's own min and max let infinities through, and refuse NaN with a
+    message about the bound)."""
+    if low is not None and high is not None:
+        wanted = f"expected a finite number between {low:g} and {high:g}"
+    elif low is not None:
+        wanted = f"expected a finite number of at least {low:g}"
+    elif high is not None:
+        wanted = f"expected a finite number of at most {high:g}"
+    else:
+        wanted = "expected a finite number"
+
+    def check(value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and (low is None or value >= low)
+                                      and (high is None or value <= high)):
+            raise typer.BadParameter(f"{wanted}. Received: {value}")
+        return value
+
+    return check
 
 
 def parse_shape(text: str | None) -> tuple[int, ...] | None:
@@ -94,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     command = _click_command(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("SEQCLI_DEBUG") == "1"
+    warnings.showwarning = _show_warning
     try:
         result = command.main(args=argv, prog_name="seqcli", standalone_mode=False)
-        sys.stdout.flush()
+        _flush_stdout()
         if isinstance(result, int) and result:  # typer.Exit(code), or Ctrl-C as 130
             if result == 130:
                 _print_error("interrupted")
@@ -162,10 +196,31 @@ def _click_command(argv: list[str]):
     return typer.main.get_command(chosen)
 
 
+def _flush_stdout() -> None:
+    """Write out what the command printed: a stdout that fails is an `OutputError` (exit 73),
+    a closed pipe a `BrokenPipeError`."""
+    from seqcli.io.atomic import GuardedFile
+
+    if sys.stdout is not None:
+        GuardedFile(sys.stdout, "<stdout>").flush()
+
+
 def _print_error(message: str) -> None:
     for line in message.splitlines() or [""]:
         prefixed = line if _has_position(line) else f"seqcli: error: {line}"
-        print(prefixed, file=sys.stderr)
+        print(clipped(prefixed), file=sys.stderr)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """seqcli's own warnings as one `seqcli: warning: ...` line on stderr; others as Python
+    shows them."""
+    if not issubclass(category, SeqcliWarning):
+        _PYTHON_SHOW_WARNING(message, category, filename, lineno, file, line)
+    elif sys.stderr is not None:
+        print(clipped(f"seqcli: warning: {message}"), file=sys.stderr, flush=True)
+
+
+_PYTHON_SHOW_WARNING = warnings.showwarning
 
 
 def _has_position(line: str) -> bool:
@@ -200,6 +255,7 @@ def run(*, gc_paused: bool = False) -> None:
     """Console-script entry point (`seqcli.__main__`); `gc_paused`: it turned the garbage
     collector off for start-up, and `start_up_done` turns it back on."""
     _GC_PAUSED[0] = gc_paused
+    _guard_standard_streams()
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _terminate)
@@ -207,6 +263,27 @@ def run(*, gc_paused: bool = False) -> None:
 
 
 _GC_PAUSED = [False]
+
+
+def _guard_standard_streams() -> None:
+    """Put /dev/null where stdin, stdout or stderr was closed (`>&-`), so that no file the
+    command opens takes its number. A closed stdout stays None, which commands refuse to print
+    to (exit 73); an open one fails as an `OutputError` (a full disk: exit 73), whoever
+    prints. A closed stderr drops messages rather than sending them to stdout."""
+    from seqcli.io.atomic import GuardedFile
+
+    for number in (0, 1, 2):
+        try:
+            os.fstat(number)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != number:
+                os.dup2(null, number)
+                os.close(null)
+    if sys.stdout is not None:
+        sys.stdout = GuardedFile(sys.stdout, "<stdout>")
+    if sys.stderr is None:
+        sys.stderr = os.fdopen(2, "w", encoding="utf-8")
 
 
 def start_up_done() -> None:
@@ -224,8 +301,9 @@ def _exit(code: int) -> None:
     (with numba and LLVM loaded it takes some 20-60 ms). Every file a command writes is closed
     by then; nothing registers exit handlers."""
     try:
-        sys.stdout.flush()
-    except (OSError, ValueError):  # a closed pipe: what was left unwritten is lost
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError, SeqcliError):  # what was left unwritten is lost
         code = code or EXIT_FAILURE
     try:
         sys.stderr.flush()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated
 
 import typer
@@ -15,22 +14,25 @@ from seqcli.cli.app import (
     ThreadsOpt,
     WeightsOpt,
     app,
+    finite,
     parse_shape,
     start_up_done,
 )
+from seqcli.io.limits import MAX_BATCH_SIZE, MAX_BENCH_SECONDS
 
 
 @app.command()
 def bench(
     model: ModelArg,
     batch_size: Annotated[int, typer.Option(
-        "--batch-size", min=1, help="Images (rows) per batch.")] = 32,
+        "--batch-size", min=1, max=MAX_BATCH_SIZE, help="Images (rows) per batch.")] = 32,
     threads: ThreadsOpt = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     per_layer: Annotated[bool, typer.Option(
         "--per-layer", help="Also time each layer alone on its real input.")] = False,
     seconds: Annotated[float, typer.Option(
-        "--seconds", min=0.0, help="How long to measure the steady state.")] = 2.0,
+        "--seconds", callback=finite(0, MAX_BENCH_SECONDS),
+        help=f"How long to measure the steady state (at most {MAX_BENCH_SECONDS:g}).")] = 2.0,
     input_shape: InputShapeOpt = None,
     weights: WeightsOpt = None,
     allow_outside: AllowOutsideOpt = False,
@@ -39,14 +41,16 @@ def bench(
     then images/s, latency percentiles per batch, GFLOP/s and its share of this machine's
     float32 GEMM rate measured on the same threads; per layer with --per-layer."""
     from seqcli.benchmark import format_result, run_benchmark
+    from seqcli.io.atomic import STDOUT, check_output, write_stdout
     from seqcli.runtime.compiled import keep_freed_memory
 
+    check_output(STDOUT, binary=False, option=None)
     keep_freed_memory()  # as predict does
     start_up_done()  # timed runs see the garbage collector on, as predict's batches do
     result = run_benchmark(model, batch_size=batch_size, threads=threads,
                            input_shape=parse_shape(input_shape), weights=weights,
                            per_layer=per_layer, seconds=seconds, allow_outside=allow_outside)
     if json_output:
-        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        write_stdout(json.dumps(result.to_dict()) + "\n")
     else:
-        sys.stdout.write(format_result(result))
+        write_stdout(format_result(result))

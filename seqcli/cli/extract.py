@@ -39,12 +39,16 @@ def extract(
     """Write intermediate layers' outputs: one layer as .npy, several as .npz keyed by path."""
     from seqcli.cli.progress import Progress, announce, progressing, warn_non_finite
     from seqcli.io.arrays import NonFiniteCounter, NpyWriter, NpzWriter, open_input
+    from seqcli.io.atomic import check_output
     from seqcli.runtime.extract import choose_layers, extract_batches
+    from seqcli.runtime.memory import check_batch_memory
     from seqcli.runtime.runner import numeric_warnings_off, prepare_run
 
+    check_output(output)
     runner = prepare_run(model, weights, threads, allow_outside=allow_outside)
     with open_input(input) as data, numeric_warnings_off():
         runner.build(data.shape)
+        check_batch_memory(runner.built_model, min(batch_size, data.shape[0]))
         built = runner.built_model
         paths = choose_layers(built, layer or [], all_layers)
         announce(runner, quiet)

@@ -16,10 +16,12 @@ from seqcli.cli.app import (
     ThreadsOpt,
     WeightsOpt,
     app,
+    finite,
     load,
     start_up_done,
 )
-from seqcli.errors import UsageError
+from seqcli.errors import DivergedError, UsageError
+from seqcli.io.limits import MAX_EPOCHS, MAX_SEED
 
 
 @app.command()
@@ -37,20 +39,23 @@ def fit(
     optimizer: Annotated[str, typer.Option(
         "--optimizer", help="sgd, adam or rmsprop (Keras's defaults).")] = "rmsprop",
     learning_rate: Annotated[float | None, typer.Option(
-        "--learning-rate", min=0.0, help="Default: Keras's (sgd 0.01, adam and rmsprop "
-        "0.001).")] = None,
+        "--learning-rate", callback=finite(low=0), help="At least 0. Default: Keras's (sgd "
+        "0.01, adam and rmsprop 0.001).")] = None,
     momentum: Annotated[float, typer.Option(
-        "--momentum", min=0.0, max=1.0, help="Momentum for sgd and rmsprop.")] = 0.0,
+        "--momentum", callback=finite(0, 1),
+        help="Momentum for sgd and rmsprop, between 0 and 1.")] = 0.0,
     nesterov: Annotated[bool, typer.Option("--nesterov", help="Nesterov momentum (sgd).")] = False,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the data.")] = 1,
+    epochs: Annotated[int, typer.Option(
+        "--epochs", min=1, max=MAX_EPOCHS, help="Passes over the data.")] = 1,
     batch_size: BatchSizeOpt = 32,
     shuffle: Annotated[bool, typer.Option(
         "--shuffle/--no-shuffle", help="Shuffle the training rows every epoch.")] = True,
     seed: Annotated[int, typer.Option(
-        "--seed", min=0, help="Seeds shuffling and Dropout.")] = 0,
+        "--seed", min=0, max=MAX_SEED, help="Seeds shuffling and Dropout.")] = 0,
     validation_split: Annotated[float, typer.Option(
-        "--validation-split", min=0.0, max=0.99,
-        help="Hold out this last fraction of the rows for validation, as Keras does.")] = 0.0,
+        "--validation-split", callback=finite(0, 0.99),
+        help="Hold out this last fraction of the rows for validation, as Keras does (0 to "
+        "0.99).")] = 0.0,
     validation_data: Annotated[tuple[str, str] | None, typer.Option(
         "--validation-data", help="Validation inputs and targets: XV.npy YV.npy.")] = None,
     history: Annotated[str | None, typer.Option(
@@ -63,13 +68,18 @@ def fit(
     allow_outside: AllowOutsideOpt = False,
 ) -> None:
     """Train the trainable layers (Keras compile + fit); frozen layers stay bit-identical."""
-    import numpy as np
-
+    from seqcli.io.atomic import all_or_none, atomic_output, check_distinct, check_output
     from seqcli.io.weights import weights_format, write_weights
     from seqcli.runtime.compiled import keep_freed_memory, set_threads
+    from seqcli.runtime.memory import check_batch_memory
     from seqcli.runtime.model import Sequential
     from seqcli.runtime.runner import numeric_warnings_off
-    from seqcli.training.data import check_targets, read_training_arrays, split_validation
+    from seqcli.training.data import (
+        check_finite,
+        check_targets,
+        read_training_arrays,
+        split_validation,
+    )
     from seqcli.training.fit import fit as run_fit
     from seqcli.training.losses import get_loss
     from seqcli.training.optimizers import get_optimizer
@@ -77,6 +87,10 @@ def fit(
     if validation_split and validation_data:
         raise UsageError("--validation-split and --validation-data are alternatives; pass one")
     weights_format(output, stdout=False)  # a name fit cannot write is refused before training
+    check_distinct({"-o": output, "--history": history})
+    check_output(output)
+    if history is not None:
+        check_output(history, binary=False, option=None)
     try:
         chosen_loss = get_loss(loss, from_logits)
         chosen_optimizer = get_optimizer(optimizer, learning_rate, momentum, nesterov)
@@ -86,16 +100,19 @@ def fit(
     keep_freed_memory()
     loaded = load(model, allow_outside)
     inputs, targets = read_training_arrays(x, y)
-    _warn_non_finite(inputs, x)
-    _warn_non_finite(targets, y)
+    check_finite(inputs, x)
+    check_finite(targets, y)
     network = Sequential.from_loaded(loaded, weights)
     network.build(loaded.input_shape or inputs.shape[1:])
     network.check_input_shape(inputs.shape)
     built = network.built_model
     check_targets(targets, len(inputs), built.output_shape, chosen_loss, y)
+    check_batch_memory(built, min(batch_size, len(inputs)), training=True)
     validation = None
     if validation_data:
         validation = read_training_arrays(*validation_data)
+        check_finite(validation[0], validation_data[0])
+        check_finite(validation[1], validation_data[1])
         network.check_input_shape(validation[0].shape)
         check_targets(validation[1], len(validation[0]), built.output_shape, chosen_loss,
                       validation_data[1])
@@ -114,36 +131,22 @@ def fit(
             write_weights(output, model_weights)
 
     start_up_done()
-    with numeric_warnings_off():  # a NaN loss shows in the epoch lines, not as noise
-        result = run_fit(built, model_weights, inputs, targets, loss=chosen_loss,
-                         optimizer=chosen_optimizer, epochs=epochs, batch_size=batch_size,
-                         shuffle=shuffle, seed=seed, validation=validation,
-                         on_epoch_end=report)
-    if not checkpoint:
-        write_weights(output, model_weights)
-    diverged = [key for key, array in model_weights.items() if not np.isfinite(array).all()]
-    if diverged:
-        print(f"seqcli: warning: {len(diverged)} of the weights written to {output} hold NaN or "
-              f"Inf (the first: {diverged[0]}): training diverged or its loss was NaN (see "
-              "the epoch lines; a lower --learning-rate, finite inputs and targets, or a real "
-              "step in every masked sequence may help)", file=sys.stderr)
-    if history is not None:
-        from seqcli.io.atomic import atomic_output
+    try:
+        with numeric_warnings_off():  # a NaN loss stops training with one message
+            result = run_fit(built, model_weights, inputs, targets, loss=chosen_loss,
+                             optimizer=chosen_optimizer, epochs=epochs, batch_size=batch_size,
+                             shuffle=shuffle, seed=seed, validation=validation,
+                             on_epoch_end=report)
+    except DivergedError as error:
+        kept = "no weights written"
+        if checkpoint and error.epochs_done:
+            kept = f"{output} keeps the weights of epoch {error.epochs_done}"
+        raise DivergedError(f"{error}; {kept} (a lower --learning-rate may help, or check "
+                            "the starting weights)", error.epochs_done) from None
+    with all_or_none():
+        if not checkpoint:
+            write_weights(output, model_weights)
+        if history is not None:
+            with atomic_output(history, binary=False) as out:
+                out.write(json.dumps(result.history) + "\n")
 
-        with atomic_output(history, binary=False) as out:
-            out.write(json.dumps(result.history) + "\n")
-
-
-def _warn_non_finite(array, path: str) -> None:
-    """One warning line when a float training array holds NaN or Inf (Keras trains on them,
-    and its loss and weights become NaN), counted a few thousand rows at a time."""
-    from seqcli.io.arrays import NonFiniteCounter
-
-    if array.dtype.kind != "f":
-        return
-    counter = NonFiniteCounter(path)
-    for _ in counter.check(array[start:start + 4096] for start in range(0, len(array), 4096)):
-        pass
-    if counter.summary():
-        print(f"seqcli: warning: {path} holds {counter.summary()}; training goes on, as Keras "
-              "does, and the loss and weights become NaN where they reach", file=sys.stderr)

@@ -10,6 +10,7 @@ import typer
 
 from seqcli.cli.app import AllowOutsideOpt, InputShapeOpt, ModelArg, app, load, parse_shape
 from seqcli.errors import UsageError
+from seqcli.io.limits import MAX_SEED
 
 
 @app.command()
@@ -19,7 +20,7 @@ def init(
         "-o", "--output", help="Weights file to write (.safetensors or .npz); default: the "
         "model's 'weights:' path.")] = None,
     seed: Annotated[int | None, typer.Option(
-        "--seed", min=0,
+        "--seed", min=0, max=MAX_SEED,
         help="Seed for the initialisers (default: the model's seed, else 0).")] = None,
     input_shape: InputShapeOpt = None,
     weights_from: Annotated[str | None, typer.Option(
@@ -32,16 +33,21 @@ def init(
     """Write the model's initial weights (Keras initialisers; nested `from:` models keep theirs;
     --weights-from reuses trained tensors)."""
     from seqcli.build import build
+    from seqcli.io.atomic import check_output
     from seqcli.io.weights import write_weights
     from seqcli.runtime.weights import load_model_weights
 
+    if output is not None:
+        check_output(output, what="binary weights")
     loaded = load(model, allow_outside)
     target = output if output is not None else loaded.weights_path
     if target is None:
         raise UsageError("the model declares no weights file: pass -o FILE.safetensors")
-    if output is None and Path(target).exists() and not force:
-        raise UsageError(f"{target} exists (the model's weights); pass --force to replace it "
-                         "or -o to write elsewhere")
+    if output is None:
+        if Path(target).exists() and not force:
+            raise UsageError(f"{target} exists (the model's weights); pass --force to replace "
+                             "it or -o to write elsewhere")
+        check_output(target)
     built = build(loaded, parse_shape(input_shape))
     loaded.weights_path = None  # initialise: the model's own file is not read
     arrays = load_model_weights(loaded, built, seed=seed).arrays

@@ -72,8 +72,11 @@ def import_keras(
 
     from seqcli.build import build
     from seqcli.interop.keras_import import read_keras_weights
-    from seqcli.io.weights import write_weights
+    from seqcli.io.atomic import check_output
+    from seqcli.io.weights import weights_format, write_weights
 
+    weights_format(output)
+    check_output(output, what="binary weights")
     loaded = load(source, allow_outside)
     built = build(loaded, parse_shape(input_shape))
     arrays = read_keras_weights(Path(weights_only), built)

@@ -33,9 +33,9 @@ def export_onnx(
     allow_outside: AllowOutsideOpt = False,
 ) -> None:
     """Write the model as an ONNX graph: input (batch, *input_shape) channels last, as seqcli's."""
-    from seqcli.interop.onnx_export import convert_model_file, refuse_terminal, write_onnx
+    from seqcli.interop.onnx_export import check_onnx_output, convert_model_file, write_onnx
 
-    refuse_terminal(output)
+    check_onnx_output(output)
     exported = convert_model_file(model, weights, parse_shape(input_shape), opset,
                                   allow_outside=allow_outside)
     write_onnx(exported, output)

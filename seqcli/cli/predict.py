@@ -44,11 +44,16 @@ def predict(
 
     if argmax and top_k is not None:
         raise UsageError("--argmax and --top-k are alternatives; pass one")
+    from seqcli.io.atomic import check_output
+    from seqcli.runtime.memory import check_batch_memory
     from seqcli.runtime.runner import numeric_warnings_off, prepare_run
+
+    check_output(output, binary=not argmax and top_k is None)
 
     runner = prepare_run(model, weights, threads, allow_outside=allow_outside)
     with open_input(input) as data, numeric_warnings_off():
         runner.build(data.shape)
+        check_batch_memory(runner.built_model, min(batch_size, data.shape[0]))
         announce(runner, quiet)
         rows, sample = data.shape[0], runner.output_shape
         progress = Progress("predict", rows, enabled=not quiet)

@@ -18,6 +18,7 @@ from seqcli.cli.app import (
     parse_shape,
 )
 from seqcli.errors import UsageError
+from seqcli.io.limits import MAX_BATCH_SIZE
 
 
 @app.command()
@@ -30,25 +31,28 @@ def summary(
         "--expand-nested", help="Show the layers inside nested models.")] = False,
     input_shape: InputShapeOpt = None,
     batch_size: Annotated[int, typer.Option(
-        "--batch-size", min=1, help="Batch size for the activation memory figure.")] = 1,
+        "--batch-size", min=1, max=MAX_BATCH_SIZE,
+        help="Batch size for the activation memory figure.")] = 1,
     weights: WeightsOpt = None,
     allow_outside: AllowOutsideOpt = False,
 ) -> None:
     """Print the Keras-style summary: output shapes, parameters, MACs."""
     from seqcli.build import build
+    from seqcli.io.atomic import STDOUT, check_output, write_stdout
     from seqcli.summary import summary_json, summary_text
 
+    check_output(STDOUT, binary=False, option=None)
     loaded = load(model, allow_outside)
     built = build(loaded, parse_shape(input_shape))
     if weights is not None or loaded.weights_path is not None:
         _check_weights(loaded, built, weights)
     if json_output:
         document = summary_json(built, expand_nested=expand_nested, batch_size=batch_size)
-        sys.stdout.write(json.dumps(document) + "\n")
+        write_stdout(json.dumps(document) + "\n")
     else:
-        sys.stdout.write(summary_text(built, expand_nested=expand_nested,
-                                      show_trainable=show_trainable, batch_size=batch_size,
-                                      boxes=sys.stdout.isatty()))
+        write_stdout(summary_text(built, expand_nested=expand_nested,
+                                  show_trainable=show_trainable, batch_size=batch_size,
+                                  boxes=sys.stdout.isatty()))
 
 
 @app.command()
@@ -60,21 +64,23 @@ def validate(
 ) -> None:
     """Check a model file (and its weights); print OK or every error."""
     from seqcli.build import build
+    from seqcli.io.atomic import STDOUT, check_output, write_stdout
 
+    check_output(STDOUT, binary=False, option=None)
     loaded = load(model, allow_outside)
     shape = parse_shape(input_shape)
     if loaded.input_shape is None and shape is None:
         if weights is not None:
             raise UsageError("checking weights needs an input shape: pass --input-shape")
-        sys.stdout.write(f"OK: {loaded.source}: {len(loaded.layers)} layers; no input shape "
-                         "(built from the first input)\n")
+        write_stdout(f"OK: {loaded.source}: {len(loaded.layers)} layers; no input shape "
+                     "(built from the first input)\n")
         return
     built = build(loaded, shape)
     if weights is not None or loaded.weights_path is not None:
         _check_weights(loaded, built, weights)
-    sys.stdout.write(f"OK: {loaded.source}: {len(loaded.layers)} layers, "
-                     f"{built.total_params:,} params, input {list(built.input_shape)}, "
-                     f"output {list(built.output_shape)}\n")
+    write_stdout(f"OK: {loaded.source}: {len(loaded.layers)} layers, "
+                 f"{built.total_params:,} params, input {list(built.input_shape)}, "
+                 f"output {list(built.output_shape)}\n")
 
 
 def _check_weights(loaded, built, weights: str | None) -> None:

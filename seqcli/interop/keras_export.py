@@ -182,11 +182,13 @@ def export_keras(model: str, output: str, weights: str | None = None,
     from seqcli.config.load import load_model
     from seqcli.errors import UsageError
     from seqcli.interop.keras_import import keras_differences
+    from seqcli.io.atomic import check_output
     from seqcli.runtime.weights import load_model_weights
 
     if output != "-" and not output.endswith(".keras"):
         raise UsageError(f"-o {output}: Keras opens model archives only under a name ending "
                          "in .keras")
+    check_output(output, what="a binary .keras file", option="-o FILE.keras")
     loaded = load_model(model, allow_outside=allow_outside)
     built = build(loaded, input_shape)
     model_weights = load_model_weights(loaded, built, weights)

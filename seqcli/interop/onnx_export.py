@@ -119,18 +119,19 @@ def _example_shape(shape) -> str:
     return ",".join(str(100 if d is None else d) for d in shape)
 
 
-def refuse_terminal(output_path: str) -> None:
-    """UsageError when `output_path` is `-` and stdout is a terminal (binary data)."""
-    from seqcli.io.atomic import refuse_terminal as refuse
+def check_onnx_output(output_path: str) -> None:
+    """Refuse an ONNX file's output that cannot be written (`check_output`): binary data,
+    never to a terminal."""
+    from seqcli.io.atomic import check_output
 
-    refuse(output_path, "a binary ONNX file", "-o FILE.onnx")
+    check_output(output_path, what="a binary ONNX file", option="-o FILE.onnx")
 
 
 def write_onnx(export: OnnxExport, output_path: str) -> None:
     """Serialise the graph to `output_path` atomically (`-`: stdout, never a terminal)."""
     from seqcli.io.atomic import atomic_output
 
-    refuse_terminal(output_path)
+    check_onnx_output(output_path)
     data = export.model.SerializeToString()
     with atomic_output(output_path) as out:
         out.write(data)

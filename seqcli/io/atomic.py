@@ -3,6 +3,8 @@
 An interrupted or failed write leaves an existing target byte-identical (CONTRACT §3).
 `-` means stdout; binary data is never written to a terminal. Special files such as
 `/dev/null` or a FIFO are written directly, since they cannot be replaced by a rename.
+A command checks its outputs before its work (`check_output`), and one that writes several
+files writes them all or none (`all_or_none`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 from seqcli.errors import OutputError, UsageError
 
@@ -47,6 +50,50 @@ def refuse_terminal(path: str | Path, what: str = "binary .npy data",
     """Raise `terminal_refusal(what, option)` when `path` is `-` and stdout is a terminal."""
     if str(path) == STDOUT and sys.stdout is not None and sys.stdout.isatty():
         raise terminal_refusal(what, option)
+
+
+def check_output(path: str | Path, *, binary: bool = True, what: str = "binary .npy data",
+                 option: str | None = "-o FILE") -> None:
+    """Refuse, before any work, an output that `atomic_output` would refuse, with its messages
+    (exit 73): a folder that is missing or not writable, a target that is a directory or
+    read-only. `-` needs an open stdout, and no terminal for binary data (`what`, exit 2);
+    `option` is the command's alternative to stdout, if it has one."""
+    if str(path) == STDOUT:
+        if sys.stdout is None:
+            raise closed_stdout(option)
+        if binary:
+            refuse_terminal(path, what, option or "-o FILE")
+        return
+    _replaceable(path)
+
+
+def check_distinct(outputs: dict[str, str | Path | None]) -> None:
+    """Refuse (exit 2) two options (`outputs`: option -> path) naming the same file."""
+    seen: dict[str, str] = {}
+    for option, path in outputs.items():
+        if path is None or str(path) == STDOUT:
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            raise UsageError(f"{seen[real]} and {option} name the same file {path}; give each "
+                             "its own")
+        seen[real] = option
+
+
+def closed_stdout(option: str | None = "-o FILE") -> OutputError:
+    """The error for output to a closed stdout (`>&-`): redirect it, or pass `option`."""
+    instead = f"pass {option} or " if option else ""
+    return OutputError(f"cannot write <stdout>: it is closed; {instead}redirect it to a file "
+                       "or a pipe")
+
+
+def write_stdout(text: str) -> None:
+    """Write a command's text result to stdout; a closed or failing stdout is an OutputError
+    (exit 73), a closed pipe a BrokenPipeError."""
+    if sys.stdout is None:
+        raise closed_stdout(None)
+    with atomic_output(STDOUT, binary=False) as out:
+        out.write(text)
 
 
 def output_error(path: str | Path, error: OSError) -> OutputError:
@@ -106,19 +153,60 @@ class GuardedFile:
         return getattr(self._file, name)
 
 
-@contextmanager
-def atomic_output(path: str | Path, *, binary: bool = True) -> Iterator[GuardedFile]:
-    """Yield a writable file for `path` that replaces the target only if the block succeeds.
+class _Staged(NamedTuple):
+    """A written and fsynced temp file waiting for the end of its `all_or_none` block."""
 
-    The caller must not close the yielded file. `path == "-"` is stdout.
+    path: str | Path
+    temp: Path
+    target: Path
+
+
+_STAGED: ContextVar[list[_Staged] | None] = ContextVar("seqcli_staged_outputs", default=None)
+
+
+@contextmanager
+def all_or_none() -> Iterator[None]:
+    """Write every `atomic_output` of the block, or none of them.
+
+    Each output goes to its temp file and is fsynced as usual, but is renamed into place only
+    when the block ends without error: every target is checked again first (one that became
+    a directory or read-only stops them all), then each is renamed in turn, in the order
+    written. On any error, every temp file not yet renamed is removed. A block within another
+    adds its files to the outer one.
     """
-    if str(path) == STDOUT:
-        with _stdout(binary) as file:
-            yield file
+    if _STAGED.get() is not None:
+        yield
         return
+    staged: list[_Staged] = []
+    token = _STAGED.set(staged)
+    try:
+        try:
+            yield
+        finally:
+            _STAGED.reset(token)
+        for item in staged:
+            _replaceable(item.path)
+        folders = {item.target.parent for item in staged}
+        while staged:
+            try:
+                os.replace(staged[0].temp, staged[0].target)
+            except OSError as error:
+                raise output_error(staged[0].path, error) from error
+            staged.pop(0)
+    except BaseException:
+        for item in staged:
+            _remove(item.temp)
+        raise
+    for folder in folders:
+        _fsync_folder(folder)
+
+
+def _replaceable(path: str | Path) -> os.stat_result | None:
+    """The status of the file `path` names (None: there is none yet), once it is known that
+    `atomic_output` can write it: not a directory, not read-only, in a folder that exists and
+    that this process may write. An `OutputError` otherwise."""
     if str(path).endswith(("/", os.sep)):  # Path() would drop the slash
         raise output_error(path, IsADirectoryError(errno.EISDIR, "Is a directory"))
-    path = Path(path)
     try:
         existing = os.stat(path)  # follows symlinks, including /dev/stdout's
     except FileNotFoundError:
@@ -127,6 +215,46 @@ def atomic_output(path: str | Path, *, binary: bool = True) -> Iterator[GuardedF
         raise output_error(path, error) from error
     if existing is not None and stat.S_ISDIR(existing.st_mode):
         raise output_error(path, IsADirectoryError(errno.EISDIR, "Is a directory"))
+    if existing is not None and stat.S_ISREG(existing.st_mode) and not existing.st_mode & 0o222:
+        raise OutputError(f"cannot write {path}: it is read-only; make it writable "
+                          f"(chmod u+w) or {_ELSEWHERE}")
+    if existing is not None and not os.access(path, os.W_OK):  # immutable, another's, ...
+        raise output_error(path, _denied(path))
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        return existing  # a device or FIFO, written as it is
+    folder = Path(os.path.realpath(path)).parent
+    try:
+        os.stat(folder)
+    except OSError as error:
+        raise output_error(path, error) from error
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise output_error(path, _denied(folder))
+    return existing
+
+
+def _denied(path: str | Path) -> OSError:
+    """Why `os.access` says `path` is not writable: a read-only file system, or permission."""
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return OSError(errno.EROFS, "Read-only file system")
+    except OSError:
+        pass
+    return PermissionError(errno.EACCES, "Permission denied")
+
+
+@contextmanager
+def atomic_output(path: str | Path, *, binary: bool = True) -> Iterator[GuardedFile]:
+    """Yield a writable file for `path` that replaces the target only if the block succeeds
+    (within `all_or_none`, only if that block does too).
+
+    The caller must not close the yielded file. `path == "-"` is stdout.
+    """
+    if str(path) == STDOUT:
+        with _stdout(binary) as file:
+            yield file
+        return
+    existing = _replaceable(path)
+    path = Path(path)
     if existing is not None and not stat.S_ISREG(existing.st_mode):
         with _special_file(path, binary) as file:
             yield file
@@ -145,13 +273,15 @@ def atomic_output(path: str | Path, *, binary: bool = True) -> Iterator[GuardedF
             raise output_error(path, error) from error
         raise
     file = GuardedFile(raw, str(path))
+    staged = _STAGED.get()
     try:
         yield file
         file.flush()
         try:
             os.fsync(raw.fileno())
             raw.close()
-            os.replace(temp, target)
+            if staged is None:
+                os.replace(temp, target)
         except OSError as error:
             raise output_error(path, error) from error
     except BaseException:
@@ -161,7 +291,10 @@ def atomic_output(path: str | Path, *, binary: bool = True) -> Iterator[GuardedF
             pass
         _remove(temp)
         raise
-    _fsync_folder(target.parent)
+    if staged is None:
+        _fsync_folder(target.parent)
+    else:
+        staged.append(_Staged(path, temp, target))
 
 
 def _create_temp(path: Path, target: Path) -> tuple[Path, int]:
@@ -225,7 +358,7 @@ def _stdout(binary: bool) -> Iterator[GuardedFile]:
     """Stdout as a guarded file; binary data is refused when stdout is a terminal."""
     stream = sys.stdout
     if stream is None:
-        raise OutputError("cannot write <stdout>: there is no standard output; pass -o FILE")
+        raise closed_stdout()
     if binary and stream.isatty():
         raise terminal_refusal()
     if binary:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from seqcli.build import BuiltModel, LayerInfo, build
 from seqcli.config.load import LoadedModel, load_model
-from seqcli.errors import InputDataError, UsageError
+from seqcli.errors import InputDataError, SeqcliError, UsageError
 from seqcli.layers.base import Layer
 from seqcli.layers.sequential import Sequential as NestedSequential
 from seqcli.runtime.weights import ModelWeights, load_model_weights
-from seqcli.shapes import format_shape, num_elements
+from seqcli.shapes import empty_axis_problem, format_shape, num_elements
 
 # Bytes of one layer's output that `predict_batches` keeps a piece of a batch within.
 _CACHED_ACTIVATIONS = 8 << 20
@@ -57,9 +58,35 @@ def run_layer(info: LayerInfo, weights: dict[str, np.ndarray], x: np.ndarray, ma
     """(output, output mask) of one computing layer at inference."""
     layer = info.layer
     own = info.own_weights(weights)
-    y = layer.forward(own, x, mask=mask) if mask is not None and layer.takes_mask \
-        else layer.forward(own, x)
+    with named_out_of_memory(info, len(x)):
+        y = layer.forward(own, x, mask=mask) if mask is not None and layer.takes_mask \
+            else layer.forward(own, x)
     return y, layer.compute_mask(x, mask)
+
+
+@contextmanager
+def named_out_of_memory(info: LayerInfo, rows: int):
+    """Running out of memory inside layer `info` on `rows` rows becomes an error that names
+    the layer and what its output takes: a smaller batch helps, unless one row is too much."""
+    try:
+        yield
+    except MemoryError:
+        from seqcli.runtime.weights import available_memory
+        from seqcli.summary import BYTES_PER_VALUE, readable_size
+
+        row = BYTES_PER_VALUE * (num_elements(info.output_shape) or 0)
+        available = available_memory()
+        size = f"{readable_size(row)} per row"
+        if rows > 1:
+            size += f", {readable_size(row * rows)} for these {rows} rows"
+        if available is not None:
+            size += f" ({readable_size(available)} available)"
+        fits = available is None or row < available
+        advice = ("try a smaller --batch-size" if rows > 1 and fits
+                  else "check the layer's settings in the model file")
+        raise SeqcliError(f"out of memory in layer '{info.path}' ({info.layer.type}): its "
+                          f"output, {format_shape(info.output_shape)}, takes {size}; "
+                          f"{advice}") from None
 
 
 def model_input(built: BuiltModel, x, rows=0) -> np.ndarray:
@@ -279,6 +306,8 @@ class Sequential:
         """Raise InputDataError unless (batch, *sample) fits the model's input shape."""
         expected = self._built.input_shape
         sample = tuple(shape[1:])
+        if empty_axis_problem(sample):  # an unknown size (None) of the model's met by a 0
+            raise InputDataError(empty_axis_problem(sample))
         if len(sample) != len(expected) or any(
             e is not None and e != s for e, s in zip(expected, sample)
         ):

@@ -3,13 +3,15 @@ one optimizer step per batch on the trainable weights only."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from seqcli.build import BuiltModel
-from seqcli.runtime.model import model_input, run_layer
+from seqcli.errors import DivergedError
+from seqcli.runtime.model import model_input, named_out_of_memory, run_layer
 from seqcli.training.losses import Loss, accuracy_counts
 from seqcli.training.optimizers import Optimizer
 
@@ -37,10 +39,11 @@ def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray,
     for info in leaves:
         layer = info.layer
         own = info.own_weights(weights)
-        if mask is not None and layer.takes_mask:
-            out, cache = layer.forward_train(own, h, rng, mask=mask)
-        else:
-            out, cache = layer.forward_train(own, h, rng)
+        with named_out_of_memory(info, len(h)):
+            if mask is not None and layer.takes_mask:
+                out, cache = layer.forward_train(own, h, rng, mask=mask)
+            else:
+                out, cache = layer.forward_train(own, h, rng)
         mask = layer.compute_mask(h, mask)
         h = out
         caches.append(cache)
@@ -59,8 +62,9 @@ def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray,
         info = leaves[index]
         if not trainable_before[index] and not info.trainable_keys:
             break  # nothing at or before this layer learns
-        grad, layer_grads = info.layer.backward(info.own_weights(weights), caches[index], grad,
-                                                input_grad=trainable_before[index])
+        with named_out_of_memory(info, len(x)):
+            grad, layer_grads = info.layer.backward(info.own_weights(weights), caches[index],
+                                                    grad, input_grad=trainable_before[index])
         prefix = info.path + "/"
         for name, value_grad in layer_grads.items():
             if prefix + name in info.trainable_keys:
@@ -105,7 +109,8 @@ def fit(built: BuiltModel, weights: dict[str, np.ndarray], x, y, *, loss: Loss,
         validation: tuple | None = None,
         on_epoch_end: Callable[[int, dict[str, float], float], None] | None = None) -> History:
     """Keras's `fit`: `epochs` passes over (x, y) in batches (reshuffled each epoch unless
-    `shuffle` is False); `on_epoch_end(epoch, metrics, seconds)` after each."""
+    `shuffle` is False); `on_epoch_end(epoch, metrics, seconds)` after each. A DivergedError
+    as soon as a batch's loss, or at an epoch's end a weight, is NaN or infinite."""
     import time
 
     rng = np.random.default_rng(seed)
@@ -120,9 +125,13 @@ def fit(built: BuiltModel, weights: dict[str, np.ndarray], x, y, *, loss: Loss,
             xb = model_input(built, x[index], index)
             yb = np.asarray(y[index])
             value, hits, predictions = train_step(built, weights, xb, yb, loss, optimizer, rng)
+            if not math.isfinite(value):
+                raise DivergedError(f"the loss became {_number(value)} at epoch {epoch + 1}, "
+                                    f"batch {start // batch_size + 1}", epoch)
             total += value * len(index)
             correct += hits
             count += predictions
+        check_weights_finite(weights, epoch)
         metrics = {"loss": total / max(rows, 1)}
         if loss.classification:
             metrics["accuracy"] = correct / max(count, 1)
@@ -134,3 +143,15 @@ def fit(built: BuiltModel, weights: dict[str, np.ndarray], x, y, *, loss: Loss,
             on_epoch_end(epoch, metrics, time.monotonic() - start_time)
     return history
 
+
+def check_weights_finite(weights: dict[str, np.ndarray], epoch: int) -> None:
+    """A DivergedError when some weight became NaN or infinite during epoch `epoch` (from 0)."""
+    for key, array in weights.items():
+        if not np.isfinite(array).all():
+            raise DivergedError(f"the weight {key} became NaN or Inf during epoch {epoch + 1}",
+                                epoch)
+
+
+def _number(value: float) -> str:
+    """NaN, Inf or -Inf, as numpy prints them in messages."""
+    return "NaN" if math.isnan(value) else ("Inf" if value > 0 else "-Inf")

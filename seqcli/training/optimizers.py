@@ -6,6 +6,8 @@ per weight key (momenta, velocities) and its step count, as Keras's `update_step
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 DEFAULT_LEARNING_RATES = {"sgd": 0.01, "adam": 0.001, "rmsprop": 0.001}
@@ -15,6 +17,9 @@ class Optimizer:
     """Base: `apply(weights, gradients)` updates every key of `gradients` in place."""
 
     def __init__(self, learning_rate: float):
+        if not (math.isfinite(learning_rate) and learning_rate >= 0):
+            raise ValueError(f"the learning rate must be a finite number, at least 0. "
+                             f"Received: learning_rate={learning_rate}")
         self.learning_rate = learning_rate
         self.iterations = 0
         self.state: dict[str, dict[str, np.ndarray]] = {}
@@ -87,6 +92,8 @@ class RMSprop(Optimizer):
     def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, momentum: float = 0.0,
                  epsilon: float = 1e-7):
         super().__init__(learning_rate)
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"momentum must be between 0 and 1. Received: momentum={momentum}")
         self.rho, self.momentum, self.epsilon = rho, momentum, epsilon
 
     def update(self, key, variable, gradient):
