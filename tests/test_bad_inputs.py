@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, run_process
+from tests.conftest import REPO, Result, run_process
+from tests.test_fuzz import h5_with_huge_dataset
 
 PRECIOUS = b"precious bytes that no failed run may touch\n"
 DENSE = ("input_shape: [4]\nweights: w.safetensors\nlayers:\n"
@@ -1313,7 +1314,6 @@ STDOUT_COMMANDS = {  # every command that can print to stdout
 
 def _with_stdout(folder: Path, args: list, stdout: str, stderr=subprocess.PIPE):
     """Run seqcli in `folder` with stdout `closed` (`>&-`) or on `/dev/full`: a `Result`."""
-    from tests.conftest import Result
 
     with open(os.devnull if stdout == "closed" else "/dev/full", "wb") as sink:
         done = subprocess.run(
@@ -1883,7 +1883,6 @@ print(done.returncode, time.monotonic() - started, peak, len(done.stdout))
 def _cost(*args, cwd: Path):
     """`seqcli ARGS` in a fresh process: (its Result, seconds, peak memory in bytes), measured
     by a parent of its own so that no earlier child of the tests counts."""
-    from tests.conftest import Result
 
     done = subprocess.run([sys.executable, "-c", _COST_PROBE, *map(str, args)],
                           capture_output=True, cwd=cwd, timeout=300)
@@ -2056,7 +2055,6 @@ def test_from_naming_a_special_file_is_refused_without_waiting(work, kind):
                        f"  - {{type: Sequential, from: '{relative}'}}\n")
     work.write("outer.yaml", "input_shape: [4]\nlayers:\n"
                              "  - {type: Sequential, from: special.yaml}\n")
-    from tests.conftest import Result
 
     before = snapshot(work.root)
     for args in (["validate", model, "--allow-outside"],
@@ -2366,19 +2364,6 @@ def _declare(path: Path, member: str, **sizes: int) -> None:
     path.write_bytes(bytes(data))
 
 
-def _h5_with_huge_kernel(h5: bytes) -> bytes:
-    """The weights file `h5` with the first Dense kernel replaced by a dataset declaring
-    2**31 x 2**20 float64 values (and storing none)."""
-    import h5py
-
-    buffer = io.BytesIO(h5)
-    with h5py.File(buffer, "r+") as file:
-        del file["layers/dense/vars/0"]
-        file.create_dataset("layers/dense/vars/0", shape=(2**31, 2**20), dtype="f8",
-                            chunks=(1, 1024))
-    return buffer.getvalue()
-
-
 def _keras_variants(path: Path, members: dict[str, bytes]):
     """(id, writes the hostile archive, exit code, message fragment)."""
     weights = members["model.weights.h5"]
@@ -2412,7 +2397,7 @@ def _keras_variants(path: Path, members: dict[str, bytes]):
         ("corrupt-deflate", lambda: path.write_bytes(_corrupted_deflate(path, members)), 65,
          "cannot read"),
         ("huge-hdf5-dataset", lambda: _keras_with(
-            path, {**members, "model.weights.h5": _h5_with_huge_kernel(weights)}), 65,
+            path, {**members, "model.weights.h5": h5_with_huge_dataset(weights)}), 65,
          "has shape (2147483648, 1048576), seqcli expects (4, 3)"),
         ("truncated-hdf5", lambda: _keras_with(
             path, {**members, "model.weights.h5": weights[:len(weights) // 2]}), 65,
@@ -2822,7 +2807,6 @@ CACHE_MODEL = "input_shape: [4]\nlayers:\n  - {type: Dense, units: 3, activation
 def _run_with_cache(folder: Path, cache: Path, env=None, preexec_fn=None):
     """`seqcli predict -q m.yaml x.npy` in `folder` (the .npy on stdout), numba's cache at
     `cache`: a `Result` with stdout as bytes."""
-    from tests.conftest import Result
 
     done = subprocess.run(
         [sys.executable, "-m", "seqcli", "predict", "-q", "m.yaml", "x.npy"], cwd=folder,
@@ -3155,7 +3139,6 @@ def test_running_out_of_memory_names_what_is_too_big(tmp_path, command):
     'valid' output grows with its dilation: 7.46 GB a row, in a 4 GB address space): one
     line saying what takes how much (the layer and its output, or the batch where the
     machine's free memory shows it is too big beforehand), exit 1, files untouched."""
-    from tests.conftest import Result
 
     (tmp_path / "m.yaml").write_text(
         "input_shape: [8, 8, 1]\nlayers:\n"
