@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from seqcli.cli.app import (
     AllowOutsideOpt,
+    BaseDirOpt,
     InputShapeOpt,
     ModelArg,
     WeightsOpt,
     app,
     load,
     parse_shape,
+    print_error,
+    stdin_once,
 )
-from seqcli.errors import UsageError
+from seqcli.errors import OutputError, SeqcliError, UsageError
 from seqcli.io.limits import MAX_BATCH_SIZE
 
 
@@ -35,14 +39,26 @@ def summary(
         help="Batch size for the activation memory figure.")] = 1,
     weights: WeightsOpt = None,
     allow_outside: AllowOutsideOpt = False,
+    base_dir: BaseDirOpt = None,
 ) -> None:
-    """Print the Keras-style summary: output shapes, parameters, MACs."""
+    """Print the layers, output shapes and parameters of a model.
+
+    Keras's model.summary() table (boxes on a terminal, plain text in pipes and files), with
+    multiply-accumulates and activation memory; --json prints one JSON document instead.
+    Weights are not needed: a 'weights:' file not written yet is only noted.
+
+    Examples:
+      seqcli summary configs/guide_convnet.yaml
+      seqcli summary configs/transfer_learning.yaml --expand-nested --show-trainable
+      seqcli freeze configs/dense_stack.yaml --all-but-last | seqcli summary - --json
+    """
     from seqcli.build import build
     from seqcli.io.atomic import STDOUT, check_output, write_stdout
+    from seqcli.io.terminal import columns, draws, unicode_glyphs
     from seqcli.summary import summary_json, summary_text
 
     check_output(STDOUT, binary=False, option=None)
-    loaded = load(model, allow_outside)
+    loaded = load(model, allow_outside, base_dir)
     built = build(loaded, parse_shape(input_shape))
     if weights is not None or loaded.weights_path is not None:
         _check_weights(loaded, built, weights)
@@ -52,39 +68,98 @@ def summary(
     else:
         write_stdout(summary_text(built, expand_nested=expand_nested,
                                   show_trainable=show_trainable, batch_size=batch_size,
-                                  boxes=sys.stdout.isatty()))
+                                  boxes=draws(sys.stdout), unicode=unicode_glyphs(sys.stdout),
+                                  width=columns(sys.stdout)))
 
 
 @app.command()
 def validate(
-    model: ModelArg,
+    models: Annotated[list[str], typer.Argument(
+        metavar="MODEL", show_default=False, callback=stdin_once,
+        help="Model files (YAML); - for stdin.")],
     weights: WeightsOpt = None,
     input_shape: InputShapeOpt = None,
     allow_outside: AllowOutsideOpt = False,
+    base_dir: BaseDirOpt = None,
 ) -> None:
-    """Check a model file (and its weights); print OK or every error."""
-    from seqcli.build import build
-    from seqcli.io.atomic import STDOUT, check_output, write_stdout
+    """Check model files (and their weights): OK, or every error.
+
+    One line per valid file on stdout (OK: FILE: layers, params, shapes); each error of an
+    invalid file on stderr, as FILE:LINE:COL: message. Every file is checked. Exit 0 when
+    all are valid, 65 when one is invalid, 66 when one cannot be read (even if another is
+    invalid). A model's 'weights:' file not written yet is noted (seqcli init writes it).
+
+    Examples:
+      seqcli validate configs/*.yaml
+      seqcli validate model.yaml --weights trained.safetensors
+    """
+    from seqcli.io.atomic import STDOUT, check_output
 
     check_output(STDOUT, binary=False, option=None)
-    loaded = load(model, allow_outside)
+    if weights is not None and len(models) > 1:
+        raise UsageError(f"--weights belongs to one model, and {len(models)} are given: "
+                         "validate that model alone")
     shape = parse_shape(input_shape)
+    if len(models) == 1:
+        _validate_one(models[0], weights, shape, allow_outside, base_dir)
+        return
+    worst = 0
+    for model in models:
+        try:
+            _validate_one(model, None, shape, allow_outside, base_dir)
+        except OutputError:
+            raise
+        except SeqcliError as error:
+            print_error(str(error))
+            worst = max(worst, error.exit_code)
+    if worst:
+        raise typer.Exit(worst)
+
+
+def _validate_one(model: str, weights: str | None, shape: tuple[int, ...] | None,
+                  allow_outside: bool, base_dir: Path | None) -> None:
+    """Check the model file `model` (and `weights`, or its own): print its OK line, or raise
+    its errors."""
+    from seqcli.build import build
+    from seqcli.io.atomic import write_stdout
+
+    loaded = load(model, allow_outside, base_dir)
     if loaded.input_shape is None and shape is None:
         if weights is not None:
             raise UsageError("checking weights needs an input shape: pass --input-shape")
-        write_stdout(f"OK: {loaded.source}: {len(loaded.layers)} layers; no input shape "
+        write_stdout(f"OK: {loaded.source}: {_layers(loaded)}; no input shape "
                      "(built from the first input)\n")
+        note_weights_not_written(loaded)
         return
     built = build(loaded, shape)
     if weights is not None or loaded.weights_path is not None:
         _check_weights(loaded, built, weights)
-    write_stdout(f"OK: {loaded.source}: {len(loaded.layers)} layers, "
+    write_stdout(f"OK: {loaded.source}: {_layers(loaded)}, "
                  f"{built.total_params:,} params, input {list(built.input_shape)}, "
                  f"output {list(built.output_shape)}\n")
 
 
+def _layers(loaded) -> str:
+    """`1 layer`, `3 layers`: the top-level layers of a model file."""
+    count = len(loaded.layers)
+    return f"{count} layer{'' if count == 1 else 's'}"
+
+
 def _check_weights(loaded, built, weights: str | None) -> None:
-    """Read the weights (`weights`, or the model's own file) and check them against `built`."""
+    """Read the weights (`weights`, or the model's own file) and check them against `built`.
+    The model's own file, not written yet, is only noted: shapes need no weights."""
+    if weights is None and note_weights_not_written(loaded):
+        return
     from seqcli.runtime.weights import load_model_weights
 
     load_model_weights(loaded, built, weights)
+
+
+def note_weights_not_written(loaded) -> bool:
+    """Say on stderr that the model's weights file does not exist yet and how to write it;
+    False (nothing said) when it exists or the model names none."""
+    missing = loaded.weights_not_written()
+    if missing:
+        print(f"seqcli: note: {missing}; run `{loaded.command('init')}` to create it",
+              file=sys.stderr)
+    return missing is not None
