@@ -71,3 +71,32 @@ def empty_axis_problem(sample, what: str = "input") -> str | None:
     return (f"{what} samples of shape {tuple(sample)} are empty: axis {axis} of the {what} has "
             "size 0, and a model cannot take empty samples (every axis after the batch axis "
             "needs a size of at least 1)")
+
+
+def fits(sample, expected) -> bool:
+    """True when the per-sample shape `sample` meets `expected` (None matches any size)."""
+    return len(sample) == len(expected) and all(
+        e is None or e == s for e, s in zip(expected, sample))
+
+
+def input_shape_fix(received: tuple, expected) -> str | None:
+    """The one-axis change that makes an array of shape `received` (batch first) fit a model
+    whose per-sample input shape is `expected`, said with its numpy code; None when there is
+    no such change."""
+    received, expected = tuple(received), tuple(expected)
+    if fits(received, expected):
+        return "add a batch axis (x[None]): it is a single sample"
+    if expected and expected[-1] == 1 and fits(received[1:], expected[:-1]):
+        axis = "a channel axis" if len(expected) > 1 else "a last axis of size 1"
+        return f"add {axis} (x[..., None])"
+    if expected and expected[-1] == 1 and fits(received, expected[:-1]):
+        return "add a batch and a channel axis (x[None, ..., None]): it is a single sample"
+    for axis in reversed(range(len(received))):
+        if received[axis] == 1 and len(received) > 1 and fits(
+                (received[:axis] + received[axis + 1:])[1:], expected):
+            return f"drop axis {axis} (np.squeeze(x, {axis}))"
+    if len(expected) > 1 and len(received) == len(expected) + 1 and fits(
+            received[2:] + received[1:2], expected):
+        return ("move the channel axis last (np.moveaxis(x, 1, -1)): seqcli is channels_last, "
+                "as Keras by default")
+    return None

@@ -53,6 +53,28 @@ class LoadedModel:
     origin: tuple[str, int, int] = ("", 1, 1)
     """Where `input_shape` was declared, for errors."""
 
+    def weights_not_written(self) -> str | None:
+        """`MODEL: weights file W does not exist yet` when the model names a weights file
+        that is not there (a new model, before `seqcli init` or `fit` writes it); else None."""
+        if self.weights_path is None or os.path.lexists(self.weights_path):
+            return None
+        return f"{self.source}: weights file {self.weights_shown} does not exist yet"
+
+    @property
+    def weights_shown(self) -> str:
+        """The weights path as the user sees it: relative to the working directory when it
+        lies below it."""
+        relative = os.path.relpath(self.weights_path)
+        return str(self.weights_path) if relative.startswith("..") else relative
+
+    def command(self, name: str, *arguments: str) -> str:
+        """`seqcli NAME MODEL ARGUMENTS...` for this model, quoted for a shell (MODEL when it
+        was read from stdin)."""
+        import shlex
+
+        model = "MODEL" if self.source == "<stdin>" else self.source
+        return " ".join(["seqcli", name, *map(shlex.quote, [model, *arguments])])
+
 
 @dataclass
 class _File:
@@ -77,6 +99,8 @@ class _Context:
     """How many layers each `from:` file expands to."""
     values_left: int = MAX_MODEL_VALUES
     """YAML values the files still to be parsed may hold."""
+    stdin_folder: Path | None = None
+    """For a model read from stdin, the folder its paths resolve against."""
 
     def error(self, source: str, mark: Mark, message: str) -> None:
         """Record a problem at `source:line:column`."""
@@ -93,8 +117,19 @@ class _Context:
             raise ConfigError(errors)
 
 
-def read_model_text(path: str) -> tuple[str, str, Path]:
-    """Read a model file (or stdin for `-`): (text, display name, base folder)."""
+STDIN = "<stdin>"
+"""How a model read from stdin is named in messages."""
+
+
+def read_model_text(path: str, base_dir: str | Path | None = None) -> tuple[str, str, Path]:
+    """Read a model file (or stdin for `-`): (text, display name, base folder). The paths of
+    a model read from stdin resolve against `base_dir`, by default the working directory;
+    those of a model file against its folder (`base_dir` is then a usage error)."""
+    if path != "-" and base_dir is not None:
+        from seqcli.errors import UsageError
+
+        raise UsageError(f"--base-dir applies to a model read from stdin (-); the paths in "
+                         f"{path} resolve against its own folder")
     if path == "-":
         if sys.stdin is None or sys.stdin.isatty():
             from seqcli.errors import UsageError
@@ -102,7 +137,8 @@ def read_model_text(path: str) -> tuple[str, str, Path]:
             raise UsageError("refusing to read a model file from a terminal; pipe one in "
                              "or name a file")
         data = sys.stdin.buffer.read(MAX_MODEL_FILE_BYTES + 1)
-        return _decode(data, "<stdin>"), "<stdin>", Path.cwd()
+        folder = Path(base_dir).resolve() if base_dir is not None else Path.cwd()
+        return _decode(data, STDIN), STDIN, folder
     file = Path(path)
     if file.is_dir():
         raise MissingFileError(f"{path}: is a folder, not a model file")
@@ -145,13 +181,34 @@ def _decode(data: bytes, name: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{name}:1:1: model file is not UTF-8 text "
-                          f"(byte {exc.start} is invalid)") from None
+        raise ConfigError(f"{name}:1:1: " + (_not_a_model(data) or "model file is not UTF-8 "
+                                              f"text (byte {exc.start} is invalid)")) from None
 
 
-def load_model(path: str, *, allow_outside: bool = False) -> LoadedModel:
-    """Load and validate a model file (`-` for stdin); raises ConfigError with every problem."""
-    text, source, base_dir = read_model_text(path)
+def _not_a_model(data: bytes) -> str | None:
+    """What a binary file given as the model file is, and where it goes instead; None when
+    its first bytes are not recognised."""
+    from seqcli.io.filetype import HEAD_SIZE, file_kind
+
+    kind = file_kind(data[:HEAD_SIZE])
+    if kind == "npy":
+        return ("this is a .npy array, not a model file (YAML); the model file comes first: "
+                "seqcli predict MODEL INPUT")
+    if kind == "zip":
+        return ("this is a ZIP archive (an .npz or .keras file), not a model file (YAML); a "
+                ".keras model becomes one with seqcli import-keras FILE.keras -o MODEL.yaml")
+    if kind == "safetensors":
+        return "this is a safetensors weights file, not a model file (YAML); pass it with --weights"
+    if kind is not None and kind.startswith("image:"):
+        return f"this is a {kind[6:]} image, not a model file (YAML)"
+    return None
+
+
+def load_model(path: str, *, allow_outside: bool = False,
+               base_dir: str | Path | None = None) -> LoadedModel:
+    """Load and validate a model file (`-` for stdin, whose paths resolve against `base_dir`,
+    by default the working directory); raises ConfigError with every problem."""
+    text, source, base_dir = read_model_text(path, base_dir)
     context = _Context(allow_outside=allow_outside)
     if path != "-":
         context.stack.append(Path(path).resolve())
@@ -170,6 +227,7 @@ def load_model_text(text: str, source: str, base_dir: Path, *,
 
 
 def _load_text(text: str, source: str, base_dir: Path, context: _Context) -> LoadedModel | None:
+    context.stdin_folder = base_dir if source == STDIN else None
     doc = _parse(text, source, context)
     if doc is None:
         return None
@@ -393,7 +451,9 @@ def _load_from(entry: Sequential, entry_path, doc, base_dir, error, context, dep
         return
     nested_file = _nested_file(target, context)
     if isinstance(nested_file, SeqcliError):
-        error(mark, f"'from: {entry.from_}': {nested_file}")
+        stdin_path = base_dir == context.stdin_folder and not os.path.lexists(target)
+        error(mark, f"'from: {entry.from_}': "
+              f"{_missing_from_stdin(target) if stdin_path else nested_file}")
         return
     if nested_file.doc is None:
         return
@@ -410,6 +470,13 @@ def _load_from(entry: Sequential, entry_path, doc, base_dir, error, context, dep
     entry._weights_path = nested.weights_path
     if entry.name is None and nested.name != "sequential":
         entry.name = nested.name
+
+
+def _missing_from_stdin(target: Path) -> str:
+    """Why a `from:` file of a model read from stdin is not found, and what to do."""
+    return (f"no such model file in {target.parent} (a model read from stdin resolves its "
+            "paths against the working directory, or --base-dir DIR); pass --base-dir with the "
+            "folder the model came from")
 
 
 def freeze(layer: Layer) -> None:

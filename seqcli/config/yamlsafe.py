@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+from seqcli.errors import MAX_QUOTED_CHARS, quoted
 from seqcli.io.limits import MAX_LIST_ITEMS, MAX_MODEL_VALUES, MAX_NUMBER_LENGTH
 
 Path = tuple  # a location inside the document: keys and list indices
@@ -246,6 +247,63 @@ def _position(text: str, offset: int) -> tuple[int, int]:
     return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
 
 
+_KEY_WITHOUT_SPACE = re.compile(r"^\s*(?:-\s+)?([A-Za-z_][\w.]*):(?=[^\s:])(\S*)")
+_DASH_WITHOUT_SPACE = re.compile(r"^\s*-[^\s-]")
+_INDENT_HINT = ("check the indentation of this line and the one above (the keys of one "
+                "mapping, and the '-' of one list, line up)")
+
+
+def _syntax_hint(text: str, exc: yaml.MarkedYAMLError, where: Mark) -> str | None:
+    """What most likely causes PyYAML's syntax error `exc`, found at `where`: a tab, a
+    missing space after ':' or '-', an unquoted ': ' in a value, an unclosed bracket or
+    quote, or the indentation."""
+    lines = text.split("\n")
+    line = lines[where.line - 1] if where.line <= len(lines) else ""
+    above = next((lines[i] for i in range(where.line - 2, -1, -1)
+                  if i < len(lines) and lines[i].strip()), "")
+    problem, context = exc.problem or "", exc.context or ""
+    if "\t" in line[:len(line) - len(line.lstrip())]:
+        return "tabs are not allowed for indentation in YAML; indent with spaces"
+    if "'\\t'" in problem:
+        return "YAML does not allow a tab here; use spaces"
+    context_line = exc.context_mark.line + 1 if exc.context_mark else where.line
+    if "flow sequence" in context or "flow mapping" in context:
+        bracket = "[" if "sequence" in context else "{"
+        return (f"check that the '{bracket}' opened on line {context_line} is closed, and "
+                "that its items are separated by commas")
+    if "quoted scalar" in context:
+        return f"the quote opened on line {context_line} is never closed"
+    if problem == "mapping values are not allowed here":
+        return _mapping_value_hint(line, above, where)
+    if problem == "could not find expected ':'":
+        shown = quoted(lines[context_line - 1].strip()) if context_line <= len(lines) else ""
+        return (f"line {context_line} ({shown}) needs ':' after its key (key: value), or "
+                "lines up with the wrong keys; check its indentation")
+    if problem.endswith(("found ']'", "found '}'")):
+        return f"this '{problem[-2]}' closes no bracket opened before it; remove it"
+    if problem.startswith(("expected <block end>", "did not find expected")):
+        return _INDENT_HINT
+    return None
+
+
+def _mapping_value_hint(line: str, above: str, where: Mark) -> str:
+    """PyYAML's "mapping values are not allowed here" at `where`, on `line` (below `above`):
+    a key and value without a space between them on the line above, a '-' without one, a
+    value holding ': ', or a line indented more than its mapping's keys."""
+    glued = _KEY_WITHOUT_SPACE.match(above)
+    if glued:
+        return (f"put a space after ':' in {quoted(glued.group(1) + ':' + glued.group(2))} on "
+                "the line above (without it YAML reads one string)")
+    if _DASH_WITHOUT_SPACE.match(above):
+        return "put a space after the '-' that starts the list entry on the line above"
+    if ": " in line[:where.column - 1]:
+        key, value = line.strip().split(": ", 1)
+        example = f"{key}: \"{value}\""
+        shown = f", as in {example}" if len(example) <= MAX_QUOTED_CHARS else ""
+        return f"quote a value that holds ': '{shown}"
+    return _INDENT_HINT
+
+
 def parse_yaml(text: str, max_values: int = MAX_MODEL_VALUES) -> Document:
     """Parse one YAML document of at most `max_values` values into a `Document`; raises
     YamlError with a position."""
@@ -256,8 +314,10 @@ def parse_yaml(text: str, max_values: int = MAX_MODEL_VALUES) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = exc.problem or exc.context or "invalid YAML"
-        raise YamlError(f"invalid YAML: {message}",
-                        _mark(mark) if mark else Mark(1, 1)) from None
+        where = _mark(mark) if mark else Mark(1, 1)
+        hint = _syntax_hint(text, exc, where)
+        raise YamlError(f"invalid YAML: {message}" + (f"; {hint}" if hint else ""),
+                        where) from None
     except yaml.reader.ReaderError as exc:  # not a MarkedYAMLError: it has a position only
         line, column = _position(text, exc.position)
         raise YamlError(f"invalid YAML: control character #x{exc.character:04x} is not "

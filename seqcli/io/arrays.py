@@ -67,7 +67,7 @@ def read_npy_header(stream: BinaryIO) -> NpyHeader:
     if not prefix:
         raise ValueError("no data at all (empty input), not a .npy array")
     if len(prefix) < _PREFIX_SIZE or not prefix.startswith(npy_format.MAGIC_PREFIX):
-        raise ValueError("not a .npy file (it does not start with the .npy magic string)")
+        raise NotNpyError(bytes(prefix))
     version = (prefix[-2], prefix[-1])
     if version == (1, 0):
         length_size, read_header = 2, npy_format.read_array_header_1_0
@@ -97,6 +97,14 @@ def read_npy_header(stream: BinaryIO) -> NpyHeader:
         raise ValueError(f"invalid .npy header: the array has {len(shape)} axes, more than the "
                          f"{MAX_RANK} numpy allows")
     return NpyHeader(tuple(shape), bool(fortran_order), dtype, _PREFIX_SIZE + length_size + length)
+
+
+class NotNpyError(ValueError):
+    """The data does not start as a `.npy` array does; `head` holds the bytes read."""
+
+    def __init__(self, head: bytes):
+        super().__init__("not a .npy file (it does not start with the .npy magic string)")
+        self.head = head
 
 
 @contextmanager
@@ -414,7 +422,7 @@ def open_input(path: str) -> InputArray:
     try:
         if not stat.S_ISREG(info.st_mode):  # a FIFO such as bash's <(...): stream it like stdin
             return InputArray(path, _read_input_header(path, file), stream=file, owns_stream=True)
-        header = _read_input_header(path, file)
+        header = _read_input_header(path, file, regular=True)
         _check_data_size(path, header, os.fstat(file.fileno()).st_size - header.header_size)
     except BaseException:
         file.close()
@@ -436,9 +444,17 @@ def _check_data_size(path: str, header: NpyHeader, data_size: int) -> None:
         )
 
 
-def _read_input_header(source: str, stream: BinaryIO) -> NpyHeader:
+def _read_input_header(source: str, stream: BinaryIO, regular: bool = False) -> NpyHeader:
+    """The checked header of an input array; a file that is not one is named for what it is
+    (`regular`: `source` is a regular file, whose ZIP members can be listed)."""
     try:
         header = read_npy_header(stream)
+    except NotNpyError as error:
+        from seqcli.io.filetype import HEAD_SIZE, not_an_array, zip_members
+
+        head = error.head + read_exactly(stream, HEAD_SIZE - len(error.head))
+        named = not_an_array(source, bytes(head), zip_members(source) if regular else None)
+        raise InputDataError(named or f"{source}: {error}") from error
     except ValueError as error:
         raise InputDataError(f"{source}: {error}") from error
     problem = dtype_problem(header.dtype, kinds=_INPUT_KINDS)

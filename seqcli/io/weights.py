@@ -389,9 +389,8 @@ def check_weights(
     for key, shape in expected.items():
         shape = tuple(shape)
         if key not in found:
-            guess = difflib.get_close_matches(key, extra, n=1)
-            hint = f"; did you mean {guess[0]}?" if guess else ""
-            problems.append(f"missing tensor {key} of shape {shape}{hint}")
+            problems.append(f"missing tensor {key} of shape {shape}"
+                            + _same_shape_hint(key, shape, found, extra))
             continue
         array = found[key]
         if tuple(array.shape) != shape:
@@ -402,6 +401,17 @@ def check_weights(
         problems.append(f"unexpected tensor {key} of shape {tuple(found[key].shape)}")
     if problems:
         raise WeightsError("\n".join(f"{source}: {problem}" for problem in problems))
+
+
+def _same_shape_hint(key: str, shape: tuple, found: Mapping[str, np.ndarray],
+                     extra: list[str]) -> str:
+    """`; did you mean 'K' (same shape S)?` naming the extra tensor of the missing `key`'s
+    shape whose name is closest to it; "" when no extra tensor has that shape."""
+    same = [name for name in extra if tuple(found[name].shape) == shape]
+    if not same:
+        return ""
+    guess = max(same, key=lambda name: difflib.SequenceMatcher(None, key, name).ratio())
+    return f"; did you mean {guess!r} (same shape {shape})?"
 
 
 def weights_format(path: str | Path, *, stdout: bool = True) -> str:

@@ -14,7 +14,13 @@ from seqcli.errors import InputDataError, SeqcliError, UsageError
 from seqcli.layers.base import Layer
 from seqcli.layers.sequential import Sequential as NestedSequential
 from seqcli.runtime.weights import ModelWeights, load_model_weights
-from seqcli.shapes import empty_axis_problem, format_shape, num_elements
+from seqcli.shapes import (
+    empty_axis_problem,
+    fits,
+    format_shape,
+    input_shape_fix,
+    num_elements,
+)
 
 # Bytes of one layer's output that `predict_batches` keeps a piece of a batch within.
 _CACHED_ACTIVATIONS = 8 << 20
@@ -233,21 +239,32 @@ class Sequential:
 
     def _require_built(self, what: str) -> BuiltModel:
         if self._built is None:
-            if self._loaded.input_shape is None:
-                raise UsageError(f"model '{self.name}' has no input shape yet, so it has no "
-                                 f"{what}: call it on data, or build(input_shape) first")
+            self._require_input_shape(what)
             self.build()
         return self._built
+
+    def _require_input_shape(self, what: str) -> None:
+        if self._loaded.input_shape is None:
+            raise UsageError(f"model '{self.name}' has no input shape yet, so it has no "
+                             f"{what}: call it on data, or build(input_shape) first")
+
+    def _shapes(self, what: str) -> BuiltModel:
+        """The model's shapes, inferred without its weights (which they do not need: a
+        weights file yet to be written stops nothing) unless it is built."""
+        if self._built is not None:
+            return self._built
+        self._require_input_shape(what)
+        return build(self._loaded, None)
 
     @property
     def input_shape(self) -> tuple:
         """(None, *per-sample input shape)."""
-        return (None, *self._require_built("input shape").input_shape)
+        return (None, *self._shapes("input shape").input_shape)
 
     @property
     def output_shape(self) -> tuple:
         """(None, *per-sample output shape)."""
-        return (None, *self._require_built("output shape").output_shape)
+        return (None, *self._shapes("output shape").output_shape)
 
     @property
     def weights(self) -> dict[str, np.ndarray]:
@@ -273,6 +290,12 @@ class Sequential:
         self._require_built("weights")
         return list(self._weights.initialised)
 
+    def initial_weights_note(self) -> str | None:
+        """`FILE: ...` naming the weights that start from initial values, as `predict` and
+        the exports say it; None when files provide them all."""
+        self._require_built("weights")
+        return self._weights.initial_values_note(self._loaded.source)
+
     @property
     def built_model(self) -> BuiltModel:
         """Shapes and parameter counts of every layer."""
@@ -282,11 +305,18 @@ class Sequential:
         """Print the Keras-style table (options: expand_nested, show_trainable)."""
         from seqcli.summary import summary_text
 
-        print_fn(summary_text(self._require_built("summary"), **options).rstrip("\n"))
+        print_fn(summary_text(self._shapes("summary"), **options).rstrip("\n"))
 
     # ------------------------------------------------------------------ running
 
     def _prepare(self, x, rows: int = 0) -> np.ndarray:
+        """`x`, checked whole (`_checked`), as the model's first layer takes it."""
+        x = self._checked(x)
+        return model_input(self._built, x, rows)
+
+    def _checked(self, x) -> np.ndarray:
+        """`x` as an array whose shape fits the model, built from it if need be; the errors
+        name the shape of the whole of `x`, never of a batch cut from it."""
         x = np.asarray(x)
         if x.dtype.kind not in "fiub" or x.dtype.names is not None:
             raise InputDataError(f"input arrays must be numeric; received dtype {x.dtype}")
@@ -295,7 +325,7 @@ class Sequential:
         if self._built is None:
             self.build(self._loaded.input_shape or x.shape[1:])
         self.check_input_shape(x.shape)
-        return model_input(self._built, x, rows)
+        return x
 
     @property
     def takes_ids(self) -> bool:
@@ -308,11 +338,11 @@ class Sequential:
         sample = tuple(shape[1:])
         if empty_axis_problem(sample):  # an unknown size (None) of the model's met by a 0
             raise InputDataError(empty_axis_problem(sample))
-        if len(sample) != len(expected) or any(
-            e is not None and e != s for e, s in zip(expected, sample)
-        ):
+        if not fits(sample, expected):
+            fix = input_shape_fix(shape, expected)
             raise InputDataError(f"input has shape {tuple(shape)}, but the model expects "
-                                 f"{format_shape(expected)} (batch first)")
+                                 f"{format_shape(expected)} (batch first)"
+                                 + (f"; {fix}" if fix else ""))
 
     def __call__(self, x) -> np.ndarray:
         """The model's output for a batch, as one array."""
@@ -320,10 +350,9 @@ class Sequential:
 
     def predict(self, x, batch_size: int = 32) -> np.ndarray:
         """The outputs for all rows of `x`, computed `batch_size` rows at a time."""
-        x = np.asarray(x)
-        if self._built is None:
-            self._prepare(x[:1])
-        outputs = [self._forward_in_pieces(self._prepare(x[start:start + batch_size], start))
+        x = self._checked(x)
+        outputs = [self._forward_in_pieces(model_input(self._built, x[start:start + batch_size],
+                                                       start))
                    for start in range(0, len(x), batch_size)]
         if not outputs:
             return np.empty((0, *self._built.output_shape), np.float32)

@@ -11,6 +11,7 @@ import numpy as np
 
 from seqcli.build import BuiltModel
 from seqcli.config.load import LoadedModel
+from seqcli.errors import MissingFileError
 from seqcli.io.weights import TensorHeader, WeightsFile, check_weights, open_weights
 from seqcli.layers.sequential import Sequential
 from seqcli.runtime.initializers import initial_weights
@@ -27,6 +28,20 @@ class ModelWeights:
     initialised: list[str]
     """Keys that no file provided and were drawn from the initialisers."""
     seed: int
+
+    def initial_values_note(self, source: str) -> str | None:
+        """What a command that runs or exports the model of file `source` tells the user:
+        which weights no file provided and start from initial values; None when files provide
+        them all."""
+        if not self.initialised:
+            return None
+        if len(self.initialised) == len(self.arrays):
+            note = "no weights file; using initial weights"
+        else:
+            shown = ", ".join(self.initialised[:4]) + (", ..." if len(self.initialised) > 4
+                                                       else "")
+            note = f"no weights file provides {shown}; using initial values"
+        return f"{source}: {note} (seed {self.seed})"
 
 
 def initializer_specs(built: BuiltModel) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -90,6 +105,11 @@ def load_model_weights(loaded: LoadedModel, built: BuiltModel, override: str | N
     against what the machine has, before any tensor is read; tensors the model does not use
     are never read."""
     expected = built.weight_shapes
+    if override is None and loaded.weights_not_written():
+        raise MissingFileError(
+            f"{loaded.weights_not_written()}; run `{loaded.command('init')}` to write initial "
+            f"weights, or `{loaded.command('fit', 'X', 'Y', '-o', loaded.weights_shown)}` to "
+            "train them")
     main_file = Path(override) if override is not None else loaded.weights_path
     sources = _tensor_sources(built, main_file)
     headers = {key: file.tensors[name] for key, (file, name) in sources.items()}

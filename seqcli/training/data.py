@@ -10,10 +10,12 @@ from seqcli.shapes import empty_axis_problem
 from seqcli.training.losses import Loss
 
 
-def read_training_arrays(x_path: str, y_path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs and targets, read whole into memory (as Keras's `fit` takes numpy arrays), once
-    their headers show samples that are not empty and the same number of rows, at least one
-    (an InputDataError otherwise), and a size this machine has the memory for."""
+def read_training_arrays(x_path: str, y_path: str,
+                         command: str = "fit") -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and targets, read whole into memory (as Keras's `fit` and `evaluate` take numpy
+    arrays), once their headers show samples that are not empty and the same number of rows,
+    at least one (an InputDataError otherwise), and a size this machine has the memory for.
+    `command` (fit or evaluate) is named in the messages."""
     from seqcli.io.arrays import open_input
 
     with open_input(x_path) as inputs, open_input(y_path) as targets:
@@ -25,12 +27,13 @@ def read_training_arrays(x_path: str, y_path: str) -> tuple[np.ndarray, np.ndarr
             raise InputDataError(f"{x_path} has {inputs.rows} rows but {y_path} has "
                                  f"{targets.rows}; they must match")
         if inputs.rows == 0:
-            raise InputDataError(f"{x_path} has no rows to train on")
-        _check_memory(x_path, y_path, inputs.data_size + targets.data_size)
+            raise InputDataError(f"{x_path} has no rows to "
+                                 f"{'train on' if command == 'fit' else command}")
+        _check_memory(x_path, y_path, inputs.data_size + targets.data_size, command)
         return inputs.read_all(), targets.read_all()
 
 
-def _check_memory(x_path: str, y_path: str, size: int) -> None:
+def _check_memory(x_path: str, y_path: str, size: int, command: str) -> None:
     """Refuse, before reading, training data larger than the memory this machine has left."""
     from seqcli.errors import SeqcliError
     from seqcli.runtime.weights import available_memory
@@ -38,9 +41,10 @@ def _check_memory(x_path: str, y_path: str, size: int) -> None:
 
     available = available_memory()
     if available is not None and size > available:
-        raise SeqcliError(f"{x_path} and {y_path} hold {readable_size(size)} of training data, "
+        what = "training data" if command == "fit" else "data"
+        raise SeqcliError(f"{x_path} and {y_path} hold {readable_size(size)} of {what}, "
                           f"more than the {readable_size(available)} of memory this machine "
-                          "has available; fit reads them whole")
+                          f"has available; {command} reads them whole")
 
 
 def check_targets(targets: np.ndarray, rows: int, output_shape: tuple, loss: Loss,
@@ -52,7 +56,8 @@ def check_targets(targets: np.ndarray, rows: int, output_shape: tuple, loss: Los
         expected = (rows, *output_shape[:-1])
         if targets.shape not in (expected, expected + (1,)):
             raise InputDataError(f"{source}: sparse labels need shape {expected}; received "
-                                 f"{tuple(targets.shape)}")
+                                 f"{tuple(targets.shape)}"
+                                 + _dense_targets_hint(targets, rows, output_shape))
         labels = np.asarray(targets)
         if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
             raise InputDataError(f"{source}: sparse labels must be whole numbers")
@@ -63,16 +68,48 @@ def check_targets(targets: np.ndarray, rows: int, output_shape: tuple, loss: Los
     expected = (rows, *output_shape)
     if tuple(targets.shape) != expected:
         raise InputDataError(f"{source}: targets need shape {expected} (the model's output); "
-                             f"received {tuple(targets.shape)}")
+                             f"received {tuple(targets.shape)}"
+                             + _class_ids_hint(targets, rows, output_shape))
+
+
+def _class_ids_hint(targets: np.ndarray, rows: int, output_shape: tuple) -> str:
+    """`; ...` advising the sparse cross-entropy for targets that are class ids, one per
+    output vector of K > 1 classes, or adding the last axis for a one-unit output; else ""."""
+    labels_shape = (rows, *output_shape[:-1])
+    if targets.shape not in (labels_shape, labels_shape + (1,)):
+        return ""
+    classes = output_shape[-1]
+    if classes == 1:
+        return "; add the last axis with y[..., None]"
+    if targets.dtype.kind == "f" and not np.all(targets == np.round(targets)):
+        return ""
+    if targets.size and (targets.min() < 0 or targets.max() >= classes):
+        return ""
+    ids = "y" if targets.shape == labels_shape else "y[..., 0]"
+    return (f"; these are class ids (0 to {classes - 1}) for the model's {classes} outputs: use "
+            f"--loss sparse_categorical_crossentropy, or one-hot encode them (np.eye({classes})"
+            f"[{ids}])")
+
+
+def _dense_targets_hint(targets: np.ndarray, rows: int, output_shape: tuple) -> str:
+    """`; ...` advising the categorical cross-entropy for targets shaped like the model's
+    output (one-hot rows), given to the sparse cross-entropy; else ""."""
+    if tuple(targets.shape) != (rows, *output_shape) or output_shape[-1] < 2:
+        return ""
+    one_hot = bool(np.all((targets == 0) | (targets == 1)) and np.all(targets.sum(-1) == 1))
+    what = "one-hot rows" if one_hot else "shaped like the model's output"
+    return (f"; these targets are {what}: use --loss categorical_crossentropy, or pass class ids "
+            "(y.argmax(-1))")
 
 
 FINITE_CHECK_VALUES = 2**22
 """Values converted to float32 at a time when training data is checked for NaN and Inf."""
 
 
-def check_finite(array: np.ndarray, source: str) -> None:
+def check_finite(array: np.ndarray, source: str, command: str = "fit") -> None:
     """An InputDataError, with the counts, when float training data holds NaN or Inf (values
-    beyond float32's range count as Inf): Keras would train on them into NaN weights."""
+    beyond float32's range count as Inf): Keras would train on them into NaN weights, and
+    evaluate them into a NaN loss. `command` (fit or evaluate) is named in the message."""
     from seqcli.io.arrays import NonFiniteCounter
 
     if array.dtype.kind != "f" or not len(array):
@@ -85,9 +122,11 @@ def check_finite(array: np.ndarray, source: str) -> None:
         for _ in counter.check(chunks):
             pass
     if counter.summary():
-        raise InputDataError(f"{source} holds {counter.summary()}; fit refuses non-finite "
-                             "training data (its loss and weights would become NaN): drop or "
-                             "fix those rows")
+        what, harm = (("training data", "its loss and weights") if command == "fit"
+                      else ("data", "the loss"))
+        raise InputDataError(f"{source} holds {counter.summary()}; {command} refuses "
+                             f"non-finite {what} ({harm} would become NaN): drop or fix "
+                             "those rows")
 
 
 def split_validation(inputs: np.ndarray, targets: np.ndarray, fraction: float):
