@@ -23,6 +23,8 @@ def test_digits_transfer_learning(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     accuracy = float(re.search(r"held-out accuracy on digits 5-9: ([0-9.]+)", done.stdout)[1])
     assert accuracy >= 0.95
+    evaluated = re.search(r"^loss: ([0-9.]+) - accuracy: ([0-9.]+)$", done.stdout, re.M)
+    assert evaluated and float(evaluated[2]) == accuracy  # evaluate counts the same hits
     pretrained = read_weights(tmp_path / "pretrained.safetensors")
     transferred = read_weights(tmp_path / "transferred.safetensors")
     base = [key for key in transferred if key.startswith("base/")]

@@ -33,3 +33,7 @@ python -c "
 import numpy as np
 truth = np.load('second_test_y.npy'); guess = np.loadtxt('predicted.txt', dtype=int)
 print(f'held-out accuracy on digits 5-9: {(truth == guess).mean():.4f} ({len(truth)} images)')"
+
+# 5. Keras's model.evaluate on the same held-out images: the loss and the same accuracy
+seqcli evaluate transfer.yaml second_test_x.npy second_test_y.npy \
+  --weights transferred.safetensors --loss sparse_categorical_crossentropy

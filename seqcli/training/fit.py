@@ -6,13 +6,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
 from seqcli.build import BuiltModel
 from seqcli.errors import DivergedError
 from seqcli.runtime.model import model_input, named_out_of_memory, run_layer
-from seqcli.training.losses import Loss, accuracy_counts
+from seqcli.training.losses import Loss
+from seqcli.training.metrics import Metric, get_metric
 from seqcli.training.optimizers import Optimizer
 
 
@@ -30,8 +32,8 @@ class History:
 
 def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
                loss: Loss, optimizer: Optimizer, rng: np.random.Generator):
-    """One batch: forward in training mode, loss, backward, update. Returns (loss, accuracy
-    hits, predictions); frozen weights are never written."""
+    """One batch: forward in training mode, loss, backward, update. Returns (loss, the
+    batch's outputs, their mask or None); frozen weights are never written."""
     leaves = built.leaves()
     caches = []
     h, mask = x, None
@@ -49,7 +51,6 @@ def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray,
         caches.append(cache)
         penalty += layer.output_penalty(out)
     value = loss.value(y, h, mask) + penalty
-    hits, predictions = accuracy_counts(y, h, mask) if loss.classification else (0, 0)
     # a layer needs its input gradient only if some layer before it has trainable weights
     trainable_before = [False] * len(leaves)
     seen = False
@@ -71,7 +72,7 @@ def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray,
                 gradients[prefix + name] = value_grad
     ordered = {key: gradients[key] for key in built.weight_shapes if key in gradients}
     optimizer.apply(weights, ordered)
-    return value, hits, predictions
+    return value, h, mask
 
 
 def _forward_with_penalty(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray):
@@ -84,33 +85,54 @@ def _forward_with_penalty(built: BuiltModel, weights: dict[str, np.ndarray], x: 
     return h, mask, penalty
 
 
+def default_metrics(loss: Loss) -> list[str]:
+    """The metrics `fit` reports besides the loss: accuracy for the classification losses."""
+    return ["accuracy"] if loss.classification else []
+
+
 def evaluate(built: BuiltModel, weights: dict[str, np.ndarray], x, y, loss: Loss,
-             batch_size: int) -> dict[str, float]:
-    """Loss (with the layers' activity penalties) and accuracy in inference mode, averaged
-    over samples as Keras does."""
-    total, correct, count = 0.0, 0, 0
+             batch_size: int, metrics: list[str] | None = None,
+             on_batch: Callable[[int], None] | None = None) -> dict[str, float]:
+    """Keras's `evaluate` in inference mode: the loss (with the layers' activity penalties)
+    of each batch, averaged weighted by the batches' sizes, then each metric accumulated over
+    the whole set (`metrics`: Keras's names; default `default_metrics(loss)`).
+    `on_batch(rows)` after each batch. ValueError for an unknown metric name."""
+    trackers = make_metrics(built, y, loss, metrics)
+    total = 0.0
     for start in range(0, len(x), batch_size):
         xb = model_input(built, x[start:start + batch_size], start)
         yb = np.asarray(y[start:start + batch_size])
         out, mask, penalty = _forward_with_penalty(built, weights, xb)
         total += (loss.value(yb, out, mask) + penalty) * len(xb)
-        if loss.classification:
-            hits, predictions = accuracy_counts(yb, out, mask)
-            correct += hits
-            count += predictions
-    metrics = {"loss": total / max(len(x), 1)}
-    if loss.classification:
-        metrics["accuracy"] = correct / max(count, 1)
-    return metrics
+        for tracker in trackers:
+            tracker.update(yb, out, mask)
+        if on_batch is not None:
+            on_batch(len(xb))
+    results = {"loss": total / max(len(x), 1)}
+    results.update((tracker.name, tracker.result()) for tracker in trackers)
+    return results
+
+
+def make_metrics(built: BuiltModel, y, loss: Loss, names: list[str] | None) -> list[Metric]:
+    """Fresh metrics of `names` (default: `default_metrics(loss)`) for the targets `y`: a
+    ValueError for an unknown name, an InputDataError for targets a metric cannot take."""
+    names = default_metrics(loss) if names is None else names
+    return [get_metric(name, y, built.output_shape) for name in names]
 
 
 def fit(built: BuiltModel, weights: dict[str, np.ndarray], x, y, *, loss: Loss,
         optimizer: Optimizer, epochs: int, batch_size: int, shuffle: bool, seed: int,
-        validation: tuple | None = None,
-        on_epoch_end: Callable[[int, dict[str, float], float], None] | None = None) -> History:
+        validation: tuple | None = None, metrics: list[str] | None = None,
+        on_epoch_end: Callable[[int, dict[str, float], float], None] | None = None,
+        on_batch_end: Callable[[int, int, Callable[[], dict[str, float]]], None] | None = None,
+        ) -> History:
     """Keras's `fit`: `epochs` passes over (x, y) in batches (reshuffled each epoch unless
-    `shuffle` is False); `on_epoch_end(epoch, metrics, seconds)` after each. A DivergedError
-    as soon as a batch's loss, or at an epoch's end a weight, is NaN or infinite."""
+    `shuffle` is False), the loss and `metrics` (Keras's names; default
+    `default_metrics(loss)`) accumulated over each epoch's training batches, and evaluated on
+    `validation`; `on_epoch_end(epoch, metrics, seconds)` after each, and `on_batch_end(
+    batches done, batches in the epoch, the running metrics)` after each batch (the metrics
+    so far, as Keras's progress bar shows them, computed when called). A DivergedError as
+    soon as a batch's loss, or at an epoch's end a weight, is NaN or infinite."""
     import time
 
     rng = np.random.default_rng(seed)
@@ -119,29 +141,38 @@ def fit(built: BuiltModel, weights: dict[str, np.ndarray], x, y, *, loss: Loss,
     for epoch in range(epochs):
         start_time = time.monotonic()
         order = rng.permutation(rows) if shuffle else np.arange(rows)
-        total, correct, count = 0.0, 0, 0
+        total, trackers = 0.0, make_metrics(built, y, loss, metrics)
         for start in range(0, rows, batch_size):
             index = order[start:start + batch_size]
             xb = model_input(built, x[index], index)
             yb = np.asarray(y[index])
-            value, hits, predictions = train_step(built, weights, xb, yb, loss, optimizer, rng)
+            value, output, mask = train_step(built, weights, xb, yb, loss, optimizer, rng)
             if not math.isfinite(value):
                 raise DivergedError(f"the loss became {_number(value)} at epoch {epoch + 1}, "
                                     f"batch {start // batch_size + 1}", epoch)
             total += value * len(index)
-            correct += hits
-            count += predictions
+            for tracker in trackers:
+                tracker.update(yb, output, mask)
+            if on_batch_end is not None:
+                on_batch_end(start // batch_size + 1, -(-rows // batch_size),
+                             partial(_results, total / (start + len(index)), trackers))
         check_weights_finite(weights, epoch)
-        metrics = {"loss": total / max(rows, 1)}
-        if loss.classification:
-            metrics["accuracy"] = correct / max(count, 1)
+        results = _results(total / max(rows, 1), trackers)
         if validation is not None:
-            for name, value in evaluate(built, weights, *validation, loss, batch_size).items():
-                metrics[f"val_{name}"] = value
-        history.add(metrics)
+            for name, value in evaluate(built, weights, *validation, loss, batch_size,
+                                        metrics).items():
+                results[f"val_{name}"] = value
+        history.add(results)
         if on_epoch_end is not None:
-            on_epoch_end(epoch, metrics, time.monotonic() - start_time)
+            on_epoch_end(epoch, results, time.monotonic() - start_time)
     return history
+
+
+def _results(loss: float, trackers) -> dict[str, float]:
+    """The loss and each metric's result so far, as `History` records them."""
+    results = {"loss": loss}
+    results.update((tracker.name, tracker.result()) for tracker in trackers)
+    return results
 
 
 def check_weights_finite(weights: dict[str, np.ndarray], epoch: int) -> None:

@@ -54,8 +54,16 @@ class Loss:
         """The reduced loss for a batch; a mask of the output (one bool per loss value, as
         Keras attaches to the output of a masked sequence model) leaves the masked values
         out of the mean."""
+        per = self.per_sample(y_true, y_pred)
+        count = per.size
+        if mask is not None:
+            per = per * _mask_weight(mask, per.shape, count)
+        return float(per.sum() / count)
+
+    def per_sample(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        """The loss of each sample (of each step, for a sequence output) before Keras's
+        reduction: float64, shaped like `y_pred` without its last axis."""
         target, pred = self._targets(y_true, y_pred), y_pred.astype(np.float64)
-        count = self._per_sample_count(pred)
         if self.name == "mse":
             per = np.square(pred - target).mean(axis=-1)
         elif self.name == "mae":
@@ -69,9 +77,7 @@ class Loss:
             per = per.mean(axis=-1)
         else:
             per = -(target * self._log_prob(pred)).sum(axis=-1)
-        if mask is not None:
-            per = per * _mask_weight(mask, per.shape, count)
-        return float(per.sum() / count)
+        return per
 
     def _log_prob(self, pred: np.ndarray) -> np.ndarray:
         if self.from_logits:
@@ -114,24 +120,6 @@ def _mask_weight(mask: np.ndarray, shape: tuple, count: int) -> np.ndarray:
     keep = np.broadcast_to(mask.reshape(mask.shape + (1,) * (len(shape) - mask.ndim)), shape)
     valid = int(np.count_nonzero(keep))
     return np.where(keep, count / valid if valid else 0.0, 0.0)
-
-
-def accuracy_counts(y_true: np.ndarray, y_pred: np.ndarray, mask=None) -> tuple[int, int]:
-    """(hits, predictions) of Keras's `accuracy`, whose kind follows the shapes as in
-    `compile_utils.get_metric`: binary when the output has one unit (threshold 0.5), sparse
-    when the targets are labels, categorical (argmax against argmax) otherwise."""
-    if y_pred.shape[-1] == 1:
-        hits = (y_pred > 0.5).astype(np.float32) == y_true.reshape(y_pred.shape)
-    elif y_true.ndim < y_pred.ndim or y_true.shape[-1] == 1:
-        labels = y_true.reshape(y_pred.shape[:-1])
-        hits = y_pred.argmax(axis=-1) == labels
-    else:
-        hits = y_pred.argmax(axis=-1) == y_true.reshape(y_pred.shape).argmax(axis=-1)
-    if mask is not None:  # Keras weighs the metric by the output's mask
-        keep = np.broadcast_to(mask.reshape(mask.shape + (1,) * (hits.ndim - mask.ndim)),
-                               hits.shape)
-        return int((hits & keep).sum()), int(keep.sum())
-    return int(hits.sum()), hits.size
 
 
 def get_loss(name: str, from_logits: bool = False) -> Loss:

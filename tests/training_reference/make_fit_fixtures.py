@@ -5,6 +5,10 @@ full-batch SGD step (learning rate 0.1, loss mse) via `train_on_batch`, and for 
 a short `fit` with other losses and optimizers (no shuffling). Needs Keras 3 with JAX:
 
     KERAS_BACKEND=jax python tests/training_reference/make_fit_fixtures.py
+
+With `--evaluate` it records only what Keras's `evaluate` gives (evaluate.json, evaluate.npz):
+the loss and compiled metrics of the models those fits trained (weights, data and losses from
+fit.npz) and of a masked sequence tagger, with batch sizes that do not divide the rows.
 """
 
 import json
@@ -163,5 +167,80 @@ def main():
     print(f"{len(steps)} SGD steps, {len(fits)} fits")
 
 
+# (fit fixture whose trained model and data are evaluated, metrics, batch size)
+EVALUATIONS = [
+    ("fit0", ["accuracy", "categorical_accuracy", "top_k_categorical_accuracy",
+              "categorical_crossentropy", "kl_divergence", "categorical_hinge", "precision",
+              "recall", "mse"], 4),
+    ("fit1", ["accuracy", "sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy",
+              "sparse_categorical_crossentropy"], 3),
+    ("fit2", ["acc", "sparse_categorical_crossentropy"], 4),
+    ("fit3", ["mse", "mae", "mape", "msle", "root_mean_squared_error", "log_cosh_error",
+              "cosine_similarity", "hinge", "squared_hinge"], 3),
+    ("fit3", ["mean_squared_error", "mean_absolute_error"], 32),
+    ("fit4", ["accuracy", "binary_accuracy", "binary_crossentropy", "bce", "precision",
+              "recall", "hinge", "squared_hinge", "poisson", "kl_divergence"], 4),
+    ("fit6", ["mae", "root_mean_squared_error"], 4),
+    ("fit7", ["accuracy"], 3),
+    ("fit8", ["mse"], 3),
+]
+TAGGER = "sequence_tagger"
+
+
+def tagger_data(model):
+    """Ten padded sentences of ids for the tagger (id 0 pads; every sentence has two words at
+    least) and a label per step."""
+    rng = np.random.default_rng(17)
+    steps = model.input_shape[1]
+    ids = rng.integers(1, 30, (ROWS, steps))
+    for row, length in enumerate(rng.integers(2, steps + 1, ROWS)):
+        ids[row, length:] = 0
+    return ids.astype("int64"), rng.integers(0, model.output_shape[-1], (ROWS, steps))
+
+
+def keras_evaluate(model, loss, metrics, x, y, batch_size):
+    """Keras's `evaluate` of a compiled model, as {name: float}."""
+    model.compile(optimizer="sgd", loss=loss, metrics=metrics)
+    results = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
+    return {name: float(value) for name, value in results.items()}
+
+
+def record_evaluations():
+    fitted = np.load(HERE / "fit.npz")
+    plan = {case["key"]: case for case in json.loads((HERE / "fit.json").read_text())["fits"]}
+    cases = []
+    for index, (key, metrics, batch_size) in enumerate(EVALUATIONS):
+        case = plan[key]
+        name = Path(case["model"]).stem
+        model, _ = load_local(name, int(key[3:]))
+        for path, layer in iter_leaves(model):
+            for variable in layer.weights:
+                variable.assign(fitted[f"{key}/after/{path}/{variable.name}"])
+        loss = case["loss"]
+        if case["from_logits"]:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        results = keras_evaluate(model, loss, metrics, fitted[f"{key}/x"], fitted[f"{key}/y"],
+                                 batch_size)
+        cases.append({"key": f"evaluate{index}", "model": case["model"], "data": key,
+                      "weights": f"{key}/after", "loss": case["loss"],
+                      "from_logits": case["from_logits"], "metrics": metrics,
+                      "batch_size": batch_size, "keras": results})
+    entry, _, model, _ = load(TAGGER)
+    x, y = tagger_data(model)
+    metrics = ["accuracy", "sparse_categorical_crossentropy", "sparse_top_k_categorical_accuracy"]
+    results = keras_evaluate(model, "sparse_categorical_crossentropy", metrics, x, y, 4)
+    cases.append({"key": "tagger", "model": f"../keras_reference/{entry['model']}",
+                  "data": "tagger", "weights": f"../keras_reference/{entry['files']['weights']}",
+                  "loss": "sparse_categorical_crossentropy", "from_logits": False,
+                  "metrics": metrics, "batch_size": 4, "keras": results})
+    np.savez(HERE / "evaluate.npz", **{"tagger/x": x, "tagger/y": y})
+    (HERE / "evaluate.json").write_text(json.dumps({"keras_version": keras.__version__,
+                                                    "evaluations": cases}, indent=1) + "\n")
+    print(f"{len(cases)} evaluations")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--evaluate"]:
+        record_evaluations()
+    else:
+        main()
