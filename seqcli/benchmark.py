@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -161,9 +162,11 @@ def _layer_timings(model: Sequential, x: np.ndarray, seconds: float, gemm: float
 def run_benchmark(model_path: str, *, batch_size: int = 32, threads: int | None = None,
                   input_shape: tuple | None = None, weights: str | None = None,
                   per_layer: bool = False, seconds: float = 2.0, seed: int = 0,
-                  allow_outside: bool = False) -> BenchResult:
+                  allow_outside: bool = False, base_dir: Path | None = None) -> BenchResult:
     """Run the model on random input batches: first batch (kernel load or compile) apart, then
-    the steady state for `seconds`; optionally each layer alone; and a GEMM for scale."""
+    the steady state for `seconds`; optionally each layer alone; and a GEMM for scale. A
+    model read from stdin resolves its paths against `base_dir` (default: the working
+    directory)."""
     from threadpoolctl import threadpool_limits
 
     from seqcli.kernels.threads import set_threads, thread_count
@@ -174,7 +177,7 @@ def run_benchmark(model_path: str, *, batch_size: int = 32, threads: int | None 
         if threads:
             set_threads(threads)
         return _run(model_path, batch_size, thread_count(), input_shape, weights, per_layer,
-                    seconds, seed, allow_outside)
+                    seconds, seed, allow_outside, base_dir)
     finally:
         set_threads(before)
         if limits is not None:
@@ -182,12 +185,14 @@ def run_benchmark(model_path: str, *, batch_size: int = 32, threads: int | None 
 
 
 def _run(model_path, batch_size, threads, input_shape, weights, per_layer, seconds, seed,
-         allow_outside) -> BenchResult:
+         allow_outside, base_dir) -> BenchResult:
     from seqcli.config.load import load_model
     from seqcli.runtime.memory import check_batch_memory
 
     start = time.perf_counter()
-    loaded = load_model(model_path, allow_outside=allow_outside)
+    loaded = load_model(model_path, allow_outside=allow_outside, base_dir=base_dir)
+    if weights is None and loaded.weights_not_written():
+        _time_initial_weights(loaded)
     model = Sequential.from_loaded(loaded, weights)
     model.build(input_shape or loaded.input_shape)
     built = model.built_model
@@ -222,6 +227,18 @@ def _run(model_path, batch_size, threads, input_shape, weights, per_layer, secon
     if per_layer:
         result.layers = _layer_timings(model, x, max(0.05, seconds / 10), gemm)
     return result
+
+
+def _time_initial_weights(loaded) -> None:
+    """Time the model on its initial weights, saying so, when its weights file is not written
+    yet: the speed does not depend on their values."""
+    import warnings
+
+    from seqcli.errors import SeqcliWarning
+
+    warnings.warn(f"{loaded.weights_not_written()}; timing the model with initial weights "
+                  "(its speed does not depend on their values)", SeqcliWarning, stacklevel=2)
+    loaded.weights_path = None
 
 
 def format_result(result: BenchResult) -> str:

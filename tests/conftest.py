@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
 import subprocess
 import sys
 import textwrap
@@ -79,3 +81,27 @@ def run_process(*args: str, input: bytes | None = None, cwd=None, env=None) -> s
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, "-m", "seqcli", *map(str, args)], input=input,
                           capture_output=True, cwd=cwd, env=full_env, timeout=600)
+
+
+def on_terminal(*args: str, stdin_terminal: bool = False, cwd=None) -> tuple[int, str, bytes]:
+    """Run `python -m seqcli ARGS...` with stdout (or, with `stdin_terminal`, stdin) on a
+    pseudo-terminal: (exit code, stderr, what the terminal showed)."""
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "seqcli", *map(str, args)],
+                              stdin=follower if stdin_terminal else subprocess.DEVNULL,
+                              stdout=subprocess.PIPE if stdin_terminal else follower,
+                              stderr=subprocess.PIPE, cwd=cwd, timeout=300)
+        shown = b""
+        while select.select([leader], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(leader, 1 << 16)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(follower)
+        os.close(leader)
+    return done.returncode, done.stderr.decode(), shown

@@ -13,9 +13,7 @@ import errno
 import io
 import json
 import os
-import pty
 import re
-import select
 import signal
 import struct
 import subprocess
@@ -28,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, Result, run_process
+from tests.conftest import REPO, Result, on_terminal, run_process
 from tests.test_fuzz import h5_with_huge_dataset
 
 PRECIOUS = b"precious bytes that no failed run may touch\n"
@@ -827,7 +825,7 @@ def _writers(work: Work, out: Path) -> list[list]:
          out / "h.json"],
         ["export-onnx", work.model, "-o", out / "m.onnx"],
         ["export-keras", work.model, "-o", out / "m.keras"],
-        ["import-keras", KERAS_FILE, "-o", out / "imported.yaml"],
+        ["import-keras", KERAS_FILE, "-o", out / "imported.yaml", "--force"],
     ]
 
 
@@ -966,45 +964,22 @@ def test_usage_errors_are_one_line(cli, work):
 # --- real processes: terminals, closed pipes, signals ------------------------------------
 
 
-def _on_terminal(*args, stdin_terminal=False, cwd=None):
-    """Run seqcli with stdout (or stdin) on a pseudo-terminal; (code, stderr, terminal)."""
-    leader, follower = pty.openpty()
-    try:
-        done = subprocess.run([sys.executable, "-m", "seqcli", *map(str, args)],
-                              stdin=follower if stdin_terminal else subprocess.DEVNULL,
-                              stdout=subprocess.PIPE if stdin_terminal else follower,
-                              stderr=subprocess.PIPE, cwd=cwd, timeout=300)
-        shown = b""
-        while select.select([leader], [], [], 0.1)[0]:
-            try:
-                chunk = os.read(leader, 1 << 16)
-            except OSError:
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        os.close(follower)
-        os.close(leader)
-    return done.returncode, done.stderr.decode(), shown
-
-
 def test_binary_output_to_a_terminal_is_refused(work):
     for args in (["predict", work.model, work.x],
                  ["extract", work.model, work.x, "--layer", "dense"],
                  ["extract", work.model, work.x, "--all"],
                  ["init", work.model, "-o", "-"]):
-        code, err, shown = _on_terminal(*args)
+        code, err, shown = on_terminal(*args)
         assert code == 2, err
         assert err.startswith("seqcli: error: refusing to write binary") and err.count("\n") == 1
         assert shown == b""
-    code, err, shown = _on_terminal("predict", work.model, work.x, "--argmax")  # text is fine
+    code, err, shown = on_terminal("predict", work.model, work.x, "--argmax")  # text is fine
     assert code == 0 and len(shown.split()) == 5, err
 
 
 def test_input_from_a_terminal_is_refused(work):
     for args in (["predict", work.model, "-o", work.out / "y.npy"], ["summary", "-"]):
-        code, err, _ = _on_terminal(*args, stdin_terminal=True)
+        code, err, _ = on_terminal(*args, stdin_terminal=True)
         assert code == 2 and err.startswith("seqcli: error: refusing to read"), err
         assert err.count("\n") == 1
 
@@ -1158,7 +1133,7 @@ def test_import_keras_writes_the_model_file_and_its_weights_or_neither(cli, work
             (work.out / name).write_bytes(PRECIOUS)
     message = _unwritable(work.out / blocked, kind, immutable)
     before = snapshot(work.out)
-    refused(cli("import-keras", KERAS_FILE, "-o", target, "--quiet"), 73, message)
+    refused(cli("import-keras", KERAS_FILE, "-o", target, "--quiet", "--force"), 73, message)
     unchanged(work.out, before)
     if blocked == "imported.yaml":  # nor is a new weights file left without its model file
         (work.out / "imported.safetensors").unlink()

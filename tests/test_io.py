@@ -766,7 +766,8 @@ def test_check_weights_lists_every_problem_once():
     lines = str(caught.value).splitlines()
     assert lines == [
         "w.npz: dense/kernel has shape (3, 2), expected (4, 2)",
-        "w.npz: missing tensor dense/bias of shape (2,); did you mean dense/bais?",
+        "w.npz: missing tensor dense/bias of shape (2,); did you mean 'dense/bais' (same shape "
+        "(2,))?",
         "w.npz: head/dense/kernel has dtype int32, expected float32",
         "w.npz: unexpected tensor dense/bais of shape (2,)",
         "w.npz: unexpected tensor stray of shape (1,)",
@@ -885,7 +886,7 @@ def test_trailing_data_on_stdin_is_refused(monkeypatch):
     [
         (b"", "empty"),
         (b"\x93NUMPY", "not a .npy file"),
-        (b"PK\x03\x04 a zip, not an array", "not a .npy file"),
+        (b"PK\x03\x04 a zip, not an array", "is a ZIP archive, not a .npy array"),
     ],
 )
 def test_bad_stdin_headers_are_refused(monkeypatch, data, message):
@@ -926,7 +927,7 @@ def test_unreadable_input_file(tmp_path, deny):
     ("data", "message"),
     [
         (b"", "empty"),
-        (b"hello world, this is text", "not a .npy file"),
+        (b"hello world, this is text", "is a text file, not a .npy array"),
         (raw_npy((3,), body=b"\0" * 8), r"truncated.*\(3,\) float32 \(12 bytes of data\).*holds 8"),
         (raw_npy((10**6, 10**6), body=b"\0" * 8), "truncated"),
         (raw_npy((3,), body=b"\0" * 16), "4 bytes follow"),

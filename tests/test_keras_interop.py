@@ -662,10 +662,10 @@ def test_import_usage_and_missing_files(cli, tmp_path):
 def test_import_replaces_outputs_atomically(cli, tmp_path):
     out = tmp_path / "m.yaml"
     out.write_text("old")
-    _import(cli, FILES / "sequence_stack.keras", out)
+    assert cli("import-keras", FILES / "sequence_stack.keras", "-o", out, "--force").code == 0
     assert out.read_text().startswith("# Imported from sequence_stack.keras")
     before = out.read_bytes()
-    _refused_result = cli("import-keras", FILES / "refuse_lambda.keras", "-o", out)
+    _refused_result = cli("import-keras", FILES / "refuse_lambda.keras", "-o", out, "--force")
     assert _refused_result.code == 65
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "m.yaml"]
@@ -707,7 +707,7 @@ def test_mangled_configs_are_imported_or_refused_cleanly(cli, tmp_path, data):
     else:
         parent[place[-1]] = data.draw(JSON_VALUES)
     source = _rewrite(FILES / f"{stem}.keras", tmp_path / "mangled.keras", config=config)
-    result = cli("import-keras", source, "-o", tmp_path / "out.yaml")
+    result = cli("import-keras", source, "-o", tmp_path / "out.yaml", "--force")
     assert result.code in (0, 65), result
     if result.code == 65:
         assert len(result.err.splitlines()) == 1

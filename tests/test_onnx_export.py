@@ -214,7 +214,7 @@ def test_input_is_nhwc_with_a_symbolic_batch(cli, tmp_path):
     out = tmp_path / "convnet.onnx"
     result = cli("export-onnx", CONFIGS / "guide_convnet.yaml", "-o", out)
     assert result.code == 0, result
-    assert "has no weights file; exported initial weights (seed 0)" in result.err
+    assert "guide_convnet.yaml: no weights file; using initial weights (seed 0)" in result.err
     model = onnx.load(out)
     onnx.checker.check_model(model, full_check=True)
     (graph_input,), (graph_output,) = model.graph.input, model.graph.output

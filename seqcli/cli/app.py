@@ -14,10 +14,12 @@ import os
 import signal
 import sys
 import warnings
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from seqcli.cli.help import SeqcliCommand, SeqcliGroup
 from seqcli.errors import (
     EXIT_FAILURE,
     EXIT_USAGE,
@@ -26,7 +28,9 @@ from seqcli.errors import (
     UsageError,
     clipped,
 )
+from seqcli.io.formats import OutputFormat
 from seqcli.io.limits import MAX_BATCH_SIZE
+from seqcli.io.terminal import clear_status
 
 
 def _version(value: bool) -> None:
@@ -38,40 +42,114 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-app = typer.Typer(
+class _Typer(typer.Typer):
+    """typer's app, whose commands are `SeqcliCommand`s (help pages with examples)."""
+
+    def command(self, *args, cls=None, **kwargs):
+        """Register a command, as typer's `command`, of class `SeqcliCommand` by default."""
+        return super().command(*args, cls=cls or SeqcliCommand, **kwargs)
+
+
+app = _Typer(
     name="seqcli",
-    help="Define Keras-style Sequential models in YAML; inspect and run them from the shell.",
-    add_completion=False,
+    cls=SeqcliGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
+
+def stdin_once(ctx: typer.Context, param: typer.CallbackParam, value):
+    """The callback of every input that may be `-` (stdin): a second such input on the same
+    command line (MODEL and INPUT, X and Y, --weights, ...) is a usage error (exit 2), in
+    whichever order they come; an omitted INPUT counts, since it reads stdin."""
+    if ctx.resilient_parsing:  # shell completion
+        return value
+    values = value if isinstance(value, (list, tuple)) else [value]
+    name = param.opts[0] if param.param_type_name == "option" else param.metavar or param.name
+    position = [known.name for known in ctx.command.params].index(param.name)
+    reading = ctx.meta.setdefault("seqcli.stdin", [])
+    reading.extend((position, index, name if len(values) == 1 else f"{name} value {index}")
+                   for index, item in enumerate(values, start=1) if item == "-")
+    _refuse_second_stdin([name for *_, name in sorted(reading)])  # in the order of the help
+    return value
+
+
+def one_stdin(inputs: dict[str, str | None]) -> None:
+    """Refuse (exit 2) two inputs read from stdin: `inputs` maps each input, as the help
+    names it (MODEL, X, --weights), to its path, `-` for stdin. (Options whose callback is
+    `stdin_once` are checked as they are parsed.)"""
+    _refuse_second_stdin([name for name, path in inputs.items() if path == "-"])
+
+
+def _refuse_second_stdin(reading: list[str]) -> None:
+    """A UsageError when more than one input (`reading`: their names) is stdin."""
+    if len(reading) > 1:
+        names = ", ".join(reading[:-1]) + f" and {reading[-1]}"
+        omitted = " (INPUT is stdin when it is - or omitted)" if "INPUT" in reading else " (-)"
+        fix = "name a file for the other" if len(reading) == 2 else "name files for the others"
+        raise UsageError(f"{names} would {'both' if len(reading) == 2 else 'all'} be read from "
+                         f"stdin{omitted}, which holds one stream: pipe one of them and {fix}")
+
+
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", show_default=False,
+                                         callback=stdin_once,
                                          help="Model file (YAML), or - for stdin.")]
 InputArg = Annotated[str, typer.Argument(
-    metavar="INPUT", help="Input .npy (batch first); - or omitted: stdin.")]
+    metavar="INPUT", callback=stdin_once, help="Input .npy (batch first); - or omitted: stdin.")]
 InputShapeOpt = Annotated[str | None, typer.Option(
-    "--input-shape", help="Per-sample input shape for a model without one, e.g. 28,28,1.")]
+    "--input-shape", metavar="SHAPE",
+    help="Per-sample input shape for a model without one, e.g. 28,28,1.")]
 WeightsOpt = Annotated[str | None, typer.Option(
-    "--weights", help="Weights file (.safetensors or .npz) instead of the model's own.")]
+    "--weights", metavar="FILE", callback=stdin_once,
+    help="Weights file (.safetensors or .npz) instead of the model's own.")]
 AllowOutsideOpt = Annotated[bool, typer.Option(
     "--allow-outside", help="Allow paths in model files that leave the model's folder.")]
+BaseDirOpt = Annotated[Path | None, typer.Option(
+    "--base-dir", metavar="DIR", exists=True, file_okay=False, show_default=False,
+    help="With MODEL -: the folder the model's from: and weights: paths resolve against "
+    "(default: the working directory).")]
 ThreadsOpt = Annotated[int | None, typer.Option(
-    "--threads", min=1, max=65536, help="Threads for kernels and BLAS (default: all cores).")]
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE,
-                                            help="Rows per batch.")]
+    "--threads", metavar="T", min=1, max=65536,
+    help="Threads for kernels and BLAS (default: all cores).")]
+BatchSizeOpt = Annotated[int, typer.Option(
+    "--batch-size", metavar="N", min=1, max=MAX_BATCH_SIZE, help="Rows per batch.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")]
+XArg = Annotated[str, typer.Argument(metavar="X", callback=stdin_once,
+                                    help="Inputs (.npy file, batch first).")]
+YArg = Annotated[str, typer.Argument(metavar="Y", callback=stdin_once,
+                                    help="Targets (.npy file).")]
+LossOpt = Annotated[str, typer.Option(
+    "--loss", metavar="LOSS", help="mse, mae, binary_crossentropy, categorical_crossentropy or "
+    "sparse_categorical_crossentropy.")]
+FromLogitsOpt = Annotated[bool, typer.Option(
+    "--from-logits", help="The model outputs logits (cross-entropy losses).")]
 StrictOpt = Annotated[bool, typer.Option(
     "--strict", help="Refuse an input holding NaN or Inf (exit 65) instead of warning.")]
+FormatOpt = Annotated[OutputFormat | None, typer.Option(
+    "--format", show_default=False, help="Output format where -o names none (-, /dev/stdout, "
+    "FILE.txt): npy, npz, csv (a header, then one row per sample) or jsonl (one JSON object "
+    "per sample). Default: the -o extension, else npy (npz for several layers).")]
 
 
 @app.callback()
 def _options(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    """Define Keras-style Sequential models in YAML; inspect and run them from the shell."""
+    """Define Keras-style Sequential models in YAML; inspect and run them from the shell.
+
+    Results go to stdout, progress and messages to stderr; - names stdin or stdout. Exit
+    codes: 0 success, 1 the run failed, 2 usage error, 65 bad data, 66 an input that cannot
+    be read, 73 an output that cannot be written. `seqcli COMMAND -h` (or `seqcli help
+    COMMAND`) shows a command's options and examples.
+
+    Examples:
+      seqcli summary configs/guide_convnet.yaml
+      seqcli predict configs/dense_stack.yaml x.npy -o y.npy
+      seqcli validate configs/*.yaml
+    """
 
 
 def finite(low: float | None = None, high: float | None = None):
@@ -116,16 +194,25 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
-def load(model: str, allow_outside: bool):
-    """The model file `model` (`-`: stdin) loaded and validated: a `LoadedModel`."""
+def load(model: str, allow_outside: bool, base_dir: Path | None = None):
+    """The model file `model` (`-`: stdin, whose paths resolve against `base_dir`, by
+    default the working directory) loaded and validated: a `LoadedModel`."""
     from seqcli.config.load import load_model
 
-    return load_model(model, allow_outside=allow_outside)
+    return load_model(model, allow_outside=allow_outside, base_dir=base_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (the console script exits with it)."""
-    command = _click_command(sys.argv[1:] if argv is None else argv)
+    """Run the command line; returns the exit code (the console script exits with it).
+    `seqcli help [COMMAND]` is `seqcli [COMMAND] --help`, as git's."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["help"]:
+        argv = [*argv[1:], "--help"]
+    command = _click_command(argv)
+    if os.environ.get("_SEQCLI_COMPLETE"):  # the shell asks for completions
+        from seqcli.cli.completion import register
+
+        register()
     debug = os.environ.get("SEQCLI_DEBUG") == "1"
     warnings.showwarning = _show_warning
     try:
@@ -133,13 +220,13 @@ def main(argv: list[str] | None = None) -> int:
         _flush_stdout()
         if isinstance(result, int) and result:  # typer.Exit(code), or Ctrl-C as 130
             if result == 130:
-                _print_error("interrupted")
+                print_error("interrupted")
             return result
         return 0
     except SeqcliError as exc:
         if debug:
             raise
-        _print_error(str(exc))
+        print_error(str(exc))
         return exc.exit_code
     except typer.TyperException as exc:  # click's usage errors (bad option, missing argument)
         if debug:
@@ -149,11 +236,11 @@ def main(argv: list[str] | None = None) -> int:
             print(message, file=sys.stderr)
             return EXIT_USAGE
         command_name = getattr(getattr(exc, "ctx", None), "command_path", "seqcli")
-        _print_error(f"{message} (see '{command_name} --help')")
+        print_error(f"{message} (see '{command_name} --help')")
         return getattr(exc, "exit_code", EXIT_USAGE)
     except (typer.Exit, typer.Abort) as exc:
         if isinstance(exc, typer.Abort):
-            _print_error("interrupted")
+            print_error("interrupted")
             return 130
         return exc.exit_code
     except BrokenPipeError:
@@ -162,21 +249,21 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # click's quiet exit after a closed pipe (EPIPE)
         return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
     except KeyboardInterrupt:
-        _print_error("interrupted")
+        print_error("interrupted")
         return 130
     except Terminated as exc:
-        _print_error(f"terminated by {signal.Signals(exc.signum).name}")
+        print_error(f"terminated by {signal.Signals(exc.signum).name}")
         return 128 + exc.signum
     except MemoryError:
         if debug:
             raise
-        _print_error("out of memory: the model or the batch is too large for this machine "
+        print_error("out of memory: the model or the batch is too large for this machine "
                      "(try a smaller --batch-size)")
         return EXIT_FAILURE
     except Exception as exc:  # a bug or an unexpected environment problem: one line, code 1
         if debug:
             raise
-        _print_error(f"internal error: {type(exc).__name__}: {exc} "
+        print_error(f"internal error: {type(exc).__name__}: {exc} "
                      "(set SEQCLI_DEBUG=1 for the traceback)")
         return EXIT_FAILURE
 
@@ -205,7 +292,10 @@ def _flush_stdout() -> None:
         GuardedFile(sys.stdout, "<stdout>").flush()
 
 
-def _print_error(message: str) -> None:
+def print_error(message: str) -> None:
+    """`message` on stderr as every failure is shown: each line `FILE:LINE:COL: ...` or
+    `seqcli: error: ...`, on a line of its own (a progress line is removed first)."""
+    clear_status()
     for line in message.splitlines() or [""]:
         prefixed = line if _has_position(line) else f"seqcli: error: {line}"
         print(clipped(prefixed), file=sys.stderr)
@@ -214,6 +304,7 @@ def _print_error(message: str) -> None:
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """seqcli's own warnings as one `seqcli: warning: ...` line on stderr; others as Python
     shows them."""
+    clear_status()
     if not issubclass(category, SeqcliWarning):
         _PYTHON_SHOW_WARNING(message, category, filename, lineno, file, line)
     elif sys.stderr is not None:
@@ -269,8 +360,10 @@ def _guard_standard_streams() -> None:
     """Put /dev/null where stdin, stdout or stderr was closed (`>&-`), so that no file the
     command opens takes its number. A closed stdout stays None, which commands refuse to print
     to (exit 73); an open one fails as an `OutputError` (a full disk: exit 73), whoever
-    prints. A closed stderr drops messages rather than sending them to stdout."""
+    prints. A closed stderr drops messages rather than sending them to stdout. On an ASCII
+    terminal (or locale) stderr writes ASCII look-alikes for other characters."""
     from seqcli.io.atomic import GuardedFile
+    from seqcli.io.terminal import ascii_stderr
 
     for number in (0, 1, 2):
         try:
@@ -284,6 +377,7 @@ def _guard_standard_streams() -> None:
         sys.stdout = GuardedFile(sys.stdout, "<stdout>")
     if sys.stderr is None:
         sys.stderr = os.fdopen(2, "w", encoding="utf-8")
+    ascii_stderr(sys.stderr)
 
 
 def start_up_done() -> None:

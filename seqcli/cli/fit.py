@@ -10,15 +10,21 @@ import typer
 
 from seqcli.cli.app import (
     AllowOutsideOpt,
+    BaseDirOpt,
     BatchSizeOpt,
+    FromLogitsOpt,
+    LossOpt,
     ModelArg,
     QuietOpt,
     ThreadsOpt,
     WeightsOpt,
+    XArg,
+    YArg,
     app,
     finite,
     load,
     start_up_done,
+    stdin_once,
 )
 from seqcli.errors import DivergedError, UsageError
 from seqcli.io.limits import MAX_EPOCHS, MAX_SEED
@@ -27,20 +33,18 @@ from seqcli.io.limits import MAX_EPOCHS, MAX_SEED
 @app.command()
 def fit(
     model: ModelArg,
-    x: Annotated[str, typer.Argument(metavar="X", help="Training inputs (.npy, batch first).")],
-    y: Annotated[str, typer.Argument(metavar="Y", help="Training targets (.npy).")],
+    x: XArg,
+    y: YArg,
     output: Annotated[str, typer.Option(
-        "-o", "--output", help="Weights file to write (.safetensors or .npz).")],
-    loss: Annotated[str, typer.Option(
-        "--loss", help="mse, mae, binary_crossentropy, categorical_crossentropy or "
-        "sparse_categorical_crossentropy.")] = "mse",
-    from_logits: Annotated[bool, typer.Option(
-        "--from-logits", help="The model outputs logits (cross-entropy losses).")] = False,
+        "-o", "--output", metavar="FILE", help="Weights file to write (.safetensors or .npz).")],
+    loss: LossOpt = "mse",
+    from_logits: FromLogitsOpt = False,
     optimizer: Annotated[str, typer.Option(
-        "--optimizer", help="sgd, adam or rmsprop (Keras's defaults).")] = "rmsprop",
+        "--optimizer", metavar="NAME",
+        help="sgd, adam or rmsprop (Keras's defaults).")] = "rmsprop",
     learning_rate: Annotated[float | None, typer.Option(
-        "--learning-rate", callback=finite(low=0), help="At least 0. Default: Keras's (sgd "
-        "0.01, adam and rmsprop 0.001).")] = None,
+        "--learning-rate", metavar="F", callback=finite(low=0), help="At least 0. Default: "
+        "Keras's (sgd 0.01, adam and rmsprop 0.001).")] = None,
     momentum: Annotated[float, typer.Option(
         "--momentum", callback=finite(0, 1),
         help="Momentum for sgd and rmsprop, between 0 and 1.")] = 0.0,
@@ -53,22 +57,37 @@ def fit(
     seed: Annotated[int, typer.Option(
         "--seed", min=0, max=MAX_SEED, help="Seeds shuffling and Dropout.")] = 0,
     validation_split: Annotated[float, typer.Option(
-        "--validation-split", callback=finite(0, 0.99),
+        "--validation-split", metavar="F", callback=finite(0, 0.99),
         help="Hold out this last fraction of the rows for validation, as Keras does (0 to "
         "0.99).")] = 0.0,
     validation_data: Annotated[tuple[str, str] | None, typer.Option(
-        "--validation-data", help="Validation inputs and targets: XV.npy YV.npy.")] = None,
+        "--validation-data", metavar="XV YV", callback=stdin_once,
+        help="Validation inputs and targets: XV.npy YV.npy.")] = None,
     history: Annotated[str | None, typer.Option(
-        "--history", help="Write the per-epoch metrics as JSON here.")] = None,
+        "--history", metavar="FILE",
+        help="Write the per-epoch metrics to this .json file.")] = None,
     checkpoint: Annotated[bool, typer.Option(
         "--checkpoint", help="Write the weights after every epoch, not only at the end.")] = False,
     weights: WeightsOpt = None,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
     allow_outside: AllowOutsideOpt = False,
+    base_dir: BaseDirOpt = None,
 ) -> None:
-    """Train the trainable layers (Keras compile + fit); frozen layers stay bit-identical."""
+    """Train a model's trainable layers (Keras compile + fit).
+
+    Frozen layers stay bit-identical. On a terminal, a progress bar per epoch as Keras's
+    verbose=1; in pipes and files, one line per epoch. The weights are written to -o at the
+    end (with --checkpoint, after every epoch).
+
+    Examples:
+      seqcli fit model.yaml x.npy y.npy -o trained.safetensors --epochs 5
+      seqcli fit model.yaml x.npy labels.npy -o trained.safetensors \\
+          --loss sparse_categorical_crossentropy --optimizer adam --validation-split 0.2
+    """
+    from seqcli.cli.progress import FitProgress
     from seqcli.io.atomic import all_or_none, atomic_output, check_distinct, check_output
+    from seqcli.io.formats import check_extension
     from seqcli.io.weights import weights_format, write_weights
     from seqcli.runtime.compiled import keep_freed_memory, set_threads
     from seqcli.runtime.memory import check_batch_memory
@@ -90,6 +109,7 @@ def fit(
     check_distinct({"-o": output, "--history": history})
     check_output(output)
     if history is not None:
+        check_extension(history, (".json",), "the history (JSON)", option="--history")
         check_output(history, binary=False, option=None)
     try:
         chosen_loss = get_loss(loss, from_logits)
@@ -98,10 +118,13 @@ def fit(
         raise UsageError(str(exc)) from None
     set_threads(threads)
     keep_freed_memory()
-    loaded = load(model, allow_outside)
+    loaded = load(model, allow_outside, base_dir)
     inputs, targets = read_training_arrays(x, y)
     check_finite(inputs, x)
     check_finite(targets, y)
+    not_written = loaded.weights_not_written() if weights is None else None
+    if not_written:  # a new model: fit writes its first weights
+        loaded.weights_path = None
     network = Sequential.from_loaded(loaded, weights)
     network.build(loaded.input_shape or inputs.shape[1:])
     network.check_input_shape(inputs.shape)
@@ -121,22 +144,27 @@ def fit(
     if not built.trainable_keys:
         print("seqcli: warning: every layer is frozen; fit changes nothing but "
               "BatchNormalization statistics of trainable layers", file=sys.stderr)
+    if not_written and not quiet:
+        print(f"seqcli: note: {not_written}; training starts from initial weights (seed "
+              f"{network.weights_seed})", file=sys.stderr)
     model_weights = network.weight_arrays  # updated in place, batch after batch
+    progress = FitProgress(epochs, quiet)
 
     def report(epoch: int, metrics: dict[str, float], seconds: float) -> None:
-        if not quiet:
-            shown = " - ".join(f"{name}: {value:.4f}" for name, value in metrics.items())
-            print(f"Epoch {epoch + 1}/{epochs} - {seconds:.1f}s - {shown}", file=sys.stderr)
+        progress.epoch_end(epoch, metrics, seconds)
         if checkpoint:
             write_weights(output, model_weights)
+        if epoch + 1 < epochs:
+            progress.begin(epoch + 1)
 
     start_up_done()
+    progress.begin(0)
     try:
         with numeric_warnings_off():  # a NaN loss stops training with one message
             result = run_fit(built, model_weights, inputs, targets, loss=chosen_loss,
                              optimizer=chosen_optimizer, epochs=epochs, batch_size=batch_size,
                              shuffle=shuffle, seed=seed, validation=validation,
-                             on_epoch_end=report)
+                             on_epoch_end=report, on_batch_end=progress.batch_end)
     except DivergedError as error:
         kept = "no weights written"
         if checkpoint and error.epochs_done:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from seqcli.cli.app import AllowOutsideOpt, ModelArg, app
+from seqcli.cli.app import AllowOutsideOpt, BaseDirOpt, ModelArg, QuietOpt, app
 from seqcli.errors import UsageError
 
 
@@ -15,20 +15,34 @@ from seqcli.errors import UsageError
 def freeze(
     model: ModelArg,
     layer: Annotated[list[str] | None, typer.Option(
-        "--layer", help="Layer name, nested path or glob (conv2d*) to freeze; repeatable.")] = None,
+        "--layer", metavar="NAME",
+        help="Layer name, nested path or glob (conv2d*) to freeze; repeatable.")] = None,
     all_but_last: Annotated[bool, typer.Option(
         "--all-but-last", help="Freeze every top-level layer but the last.")] = False,
     up_to: Annotated[str | None, typer.Option(
-        "--up-to", help="Freeze the top-level layers up to and including this one.")] = None,
+        "--up-to", metavar="NAME",
+        help="Freeze the top-level layers up to and including this one.")] = None,
     unfreeze: Annotated[list[str] | None, typer.Option(
-        "--unfreeze", help="Layer name, path or glob to make trainable again; repeatable.")] = None,
+        "--unfreeze", metavar="NAME",
+        help="Layer name, path or glob to make trainable again; repeatable.")] = None,
     output: Annotated[str, typer.Option(
-        "-o", "--output", help="Write the model file here (default: stdout).")] = "-",
+        "-o", "--output", metavar="FILE",
+        help="Write the model file here (default: stdout).")] = "-",
     in_place: Annotated[bool, typer.Option(
         "--in-place", help="Rewrite MODEL itself (atomically).")] = False,
     allow_outside: AllowOutsideOpt = False,
+    base_dir: BaseDirOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Write the model file with `trainable` set; comments and formatting are kept."""
+    """Write a model file with layers frozen (trainable: false).
+
+    Only the lines that must change do: comments, key order and formatting are kept. The
+    model goes to stdout, to -o FILE, or back into MODEL with --in-place.
+
+    Examples:
+      seqcli freeze configs/guide_convnet.yaml --up-to conv2d_1 -o frozen.yaml
+      seqcli freeze model.yaml --all-but-last --in-place
+    """
     from seqcli.config.freeze import FreezeRequest, frozen_ancestor, plan, rewrite
     from seqcli.config.load import load_model_text, read_model_text
     from seqcli.config.yamlsafe import parse_yaml
@@ -41,8 +55,8 @@ def freeze(
                          "or --unfreeze NAME")
     target = model if in_place else output
     check_output(target, binary=False)
-    text, source, base_dir = read_model_text(model)
-    loaded = load_model_text(text, source, base_dir, allow_outside=allow_outside)
+    text, source, folder = read_model_text(model, base_dir)
+    loaded = load_model_text(text, source, folder, allow_outside=allow_outside)
     request = FreezeRequest(layers=layer or [], all_but_last=all_but_last, up_to=up_to,
                             unfreeze=unfreeze)
     changes = plan(loaded, request)
@@ -52,8 +66,8 @@ def freeze(
             print(f"seqcli: warning: '{path}' stays frozen while its nested model "
                   f"'{ancestor}' is frozen", file=sys.stderr)
     new = rewrite(text, parse_yaml(text), loaded, changes)
-    load_model_text(new.text, source, base_dir, allow_outside=allow_outside)  # still valid
-    if not new.in_place:
+    load_model_text(new.text, source, folder, allow_outside=allow_outside)  # still valid
+    if not new.in_place and not quiet:
         print(f"seqcli: note: {source}: its YAML cannot be edited in place; the model is written "
               "out whole, without its comments and formatting", file=sys.stderr)
     with atomic_output(target, binary=False) as out:

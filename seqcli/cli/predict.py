@@ -1,14 +1,18 @@
-"""`seqcli predict`: the model's outputs for a `.npy` array, as `.npy` or ranked text."""
+"""`seqcli predict`: the model's outputs for a `.npy` array, as `.npy`, `.npz`, CSV or JSON
+lines, or as ranked or thresholded text."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import typer
 
 from seqcli.cli.app import (
     AllowOutsideOpt,
+    BaseDirOpt,
     BatchSizeOpt,
+    FormatOpt,
     InputArg,
     ModelArg,
     QuietOpt,
@@ -16,8 +20,11 @@ from seqcli.cli.app import (
     ThreadsOpt,
     WeightsOpt,
     app,
+    finite,
+    stdin_once,
 )
 from seqcli.errors import UsageError
+from seqcli.io.formats import OutputFormat
 
 
 @app.command()
@@ -25,63 +32,142 @@ def predict(
     model: ModelArg,
     input: InputArg = "-",
     output: Annotated[str, typer.Option(
-        "-o", "--output", help="Output .npy, or - for stdout.")] = "-",
+        "-o", "--output", metavar="FILE",
+        help="Output file: .npy, .npz, .csv or .jsonl, by its extension; "
+        "- for stdout.")] = "-",
+    output_format: FormatOpt = None,
     weights: WeightsOpt = None,
     batch_size: BatchSizeOpt = 32,
     threads: ThreadsOpt = None,
     argmax: Annotated[bool, typer.Option(
         "--argmax", help="Print the index of the largest output of each sample.")] = False,
     top_k: Annotated[int | None, typer.Option(
-        "--top-k", min=1, help="Print the K largest outputs of each sample as index:value.",
+        "--top-k", min=1, help="Print the N largest outputs of each sample as index:value.",
     )] = None,
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", metavar="T", callback=finite(0, 1), show_default=False,
+        help="For a single-unit (binary) output: print 1 where it is above T, else 0 (0.5 for "
+        "a sigmoid score, 0 for logits).")] = None,
+    labels: Annotated[str | None, typer.Option(
+        "--labels", metavar="FILE", show_default=False, callback=stdin_once,
+        help="Class names, one per line, in output order: printed instead of indices, and "
+        "the header of a .csv.")] = None,
     quiet: QuietOpt = False,
     strict: StrictOpt = False,
     allow_outside: AllowOutsideOpt = False,
+    base_dir: BaseDirOpt = None,
 ) -> None:
-    """Run the model on a .npy array; write the outputs as .npy (or text with --argmax/--top-k)."""
+    """Run a model on an input array and write its outputs.
+
+    Run the model on a .npy array; write the outputs as .npy, .npz, .csv or .jsonl (or text
+    lines with --argmax, --top-k or --threshold).
+
+    Examples:
+      seqcli predict configs/dense_stack.yaml x.npy -o y.npy
+      cat images.npy | seqcli predict model.yaml --top-k 3
+    """
     from seqcli.cli.progress import Progress, announce, progressing, warn_non_finite
     from seqcli.io.arrays import NonFiniteCounter, open_input
 
-    if argmax and top_k is not None:
-        raise UsageError("--argmax and --top-k are alternatives; pass one")
+    lines = _lines_option(argmax, top_k, threshold)
+    chosen = _output_format(output, output_format, lines, labels)
     from seqcli.io.atomic import check_output
+    from seqcli.io.labels import read_labels
     from seqcli.runtime.memory import check_batch_memory
     from seqcli.runtime.runner import numeric_warnings_off, prepare_run
 
-    check_output(output, binary=not argmax and top_k is None)
+    check_output(output, binary=chosen is not None and chosen.binary)
+    names = read_labels(labels) if labels is not None else None
 
-    runner = prepare_run(model, weights, threads, allow_outside=allow_outside)
+    runner = prepare_run(model, weights, threads, allow_outside=allow_outside,
+                         base_dir=base_dir)
     with open_input(input) as data, numeric_warnings_off():
         runner.build(data.shape)
+        rows, sample = data.shape[0], runner.output_shape
+        _check_output_shape(sample, lines, names, labels)
         check_batch_memory(runner.built_model, min(batch_size, data.shape[0]))
         announce(runner, quiet)
-        rows, sample = data.shape[0], runner.output_shape
-        progress = Progress("predict", rows, enabled=not quiet)
+        progress = Progress("predict", rows, enabled=not quiet, output=output)
         inputs = NonFiniteCounter(data.source, strict=strict)
         results = NonFiniteCounter("<outputs>")
         batches = data.batches(batch_size, as_float32=not runner.takes_ids)
         outputs = results.check(progressing(runner.run(inputs.check(batches)), progress))
-        if argmax or top_k is not None:
-            _write_ranking(outputs, output, sample, 1 if argmax else top_k, with_values=not argmax)
+        if lines is not None:
+            _write_lines(outputs, output, _line_text(sample, top_k, threshold, names))
         else:
-            from seqcli.io.arrays import NpyWriter
+            from seqcli.io.outputs import array_writer
 
-            with NpyWriter(output, sample, rows) as writer:
+            with array_writer(output, chosen, {"output": sample}, rows, names) as write:
                 for batch in outputs:
-                    writer.write(batch)
+                    write({"output": batch})
         progress.done()
     warn_non_finite(inputs, results)
 
 
-def _write_ranking(outputs, path: str, sample: tuple, k: int, with_values: bool) -> None:
-    """One text line per sample to `path`: the k largest indices (with values for --top-k)."""
-    from seqcli.io.atomic import atomic_output
-    from seqcli.runtime.ranking import ranking_text
+def _lines_option(argmax: bool, top_k: int | None, threshold: float | None) -> str | None:
+    """The option that asks for text lines (`--argmax`, `--top-k`, `--threshold`), if any;
+    a UsageError for more than one."""
+    given = [name for name, value in (("--argmax", argmax), ("--top-k", top_k is not None),
+                                      ("--threshold", threshold is not None)) if value]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} are alternatives; pass one")
+    return given[0] if given else None
 
-    if len(sample) != 1:
+
+def _output_format(output: str, chosen: OutputFormat | None, lines: str | None,
+                   labels: str | None) -> OutputFormat | None:
+    """The format of the outputs (None: the text lines of the option `lines`), checked against
+    the name of `output`, `--format` and `--labels`, before any work."""
+    from seqcli.io.formats import array_format, check_lines_output, extension
+
+    if lines is not None:
+        check_lines_output(output, chosen, lines)
+        return None
+    result = array_format(output, chosen, command="predict")
+    if labels is not None and result.binary:
+        text = "--format csv or jsonl" if extension(output) is None else "-o FILE.csv or .jsonl"
+        raise UsageError(f"--labels names outputs in text (--argmax, --top-k or --threshold "
+                         f"lines, a .csv header, .jsonl keys), and .{result.value} has no names: "
+                         f"drop --labels, or write text with {text}")
+    return result
+
+
+def _check_output_shape(sample: tuple, lines: str | None, names: list[str] | None,
+                        labels: str | None) -> None:
+    """Refuse, before the run, text lines or labels that do not fit the model's output shape
+    `sample` (per sample): a single unit is a binary score, for --threshold alone."""
+    from seqcli.io.labels import check_labels
+
+    units = math.prod(sample)
+    if lines in ("--argmax", "--top-k") and units == 1:
+        raise UsageError(f"the model outputs one value per sample, a binary score, so {lines} "
+                         "would always print 0; pass --threshold T to print 1 where the score "
+                         "is above T, else 0 (0.5 for a sigmoid output, 0 for logits)")
+    if lines in ("--argmax", "--top-k") and len(sample) != 1:
         raise UsageError(f"--argmax and --top-k need one output vector per sample; this model "
                          f"outputs shape {tuple(sample)} per sample")
-    k = min(k, sample[0])
+    if lines == "--threshold" and units != 1:
+        raise UsageError(f"--threshold is for a single-unit (binary) output; this model outputs "
+                         f"{units:,} values per sample: use --argmax or --top-k")
+    if names is not None:
+        check_labels(names, labels, tuple(sample), binary=lines == "--threshold")
+
+
+def _line_text(sample: tuple, top_k: int | None, threshold: float | None,
+               names: list[str] | None):
+    """The function that turns a batch of outputs into the lines asked for."""
+    from seqcli.runtime.ranking import ranking_text, threshold_text
+
+    if threshold is not None:
+        return lambda batch: threshold_text(batch, threshold, names)
+    k = 1 if top_k is None else min(top_k, sample[0])
+    return lambda batch: ranking_text(batch, k, top_k is not None, names)
+
+
+def _write_lines(outputs, path: str, text) -> None:
+    """Write `text(batch)` for each batch of `outputs` to `path` (`-`: stdout), atomically."""
+    from seqcli.io.atomic import atomic_output
+
     with atomic_output(path, binary=False) as out:
         for batch in outputs:
-            out.write(ranking_text(batch, k, with_values))
+            out.write(text(batch))

@@ -14,6 +14,7 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -175,7 +176,8 @@ class ExportReport:
 
 
 def export_keras(model: str, output: str, weights: str | None = None,
-                 input_shape: tuple | None = None, allow_outside: bool = False) -> ExportReport:
+                 input_shape: tuple | None = None, allow_outside: bool = False,
+                 base_dir: Path | None = None) -> ExportReport:
     """Export the model file `model` (with its weights, or `weights`) to the `.keras` file
     `output`; a model without weights is exported with its initial weights."""
     from seqcli.build import build
@@ -189,13 +191,12 @@ def export_keras(model: str, output: str, weights: str | None = None,
         raise UsageError(f"-o {output}: Keras opens model archives only under a name ending "
                          "in .keras")
     check_output(output, what="a binary .keras file", option="-o FILE.keras")
-    loaded = load_model(model, allow_outside=allow_outside)
+    loaded = load_model(model, allow_outside=allow_outside, base_dir=base_dir)
     built = build(loaded, input_shape)
     model_weights = load_model_weights(loaded, built, weights)
     notes = []
     if model_weights.initialised:
-        notes.append(f"{loaded.source} has no weights file; exported its initial weights "
-                     f"(seed {model_weights.seed})")
+        notes.append(model_weights.initial_values_note(loaded.source))
     notes += keras_differences(built)
     write_keras(output, built, model_weights.arrays)
     return ExportReport(layers=len(built.layers), params=built.total_params, notes=notes)

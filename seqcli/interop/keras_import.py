@@ -792,9 +792,20 @@ class ImportReport:
     notes: list[str]
 
 
-def import_keras(source: Path, output: Path) -> ImportReport:
+def refuse_existing(paths: list[Path | str | None]) -> None:
+    """A usage error (exit 2) naming those of `paths` that are existing files: import-keras
+    replaces a file only with --force, as init does."""
+    existing = [str(path) for path in paths
+                if path is not None and str(path) != "-" and Path(path).is_file()]
+    if existing:
+        raise UsageError(f"{' and '.join(existing)} exist"
+                         f"{'s' if len(existing) == 1 else ''}; pass --force to replace "
+                         f"{'it' if len(existing) == 1 else 'them'}, or -o to write elsewhere")
+
+
+def import_keras(source: Path, output: Path, force: bool = False) -> ImportReport:
     """Write `output` (a model file) and its weights `<stem>.safetensors` beside it, both or
-    neither, from the `.keras` file `source`."""
+    neither, from the `.keras` file `source`; replace existing files only if `force`."""
     from seqcli.io.atomic import all_or_none, atomic_output, check_output
     from seqcli.io.weights import write_safetensors
 
@@ -807,7 +818,9 @@ def import_keras(source: Path, output: Path) -> ImportReport:
     document = dict(imported.document)
     if imported.weights is None:
         weights_path = None
-    else:
+    if not force:
+        refuse_existing([output, weights_path])
+    if weights_path is not None:
         layers = document.pop("layers")
         document["weights"] = weights_path.name
         document["layers"] = layers

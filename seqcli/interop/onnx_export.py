@@ -15,7 +15,8 @@ masked mean); the sequence layers' lowerings are in `onnx_sequence`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -73,11 +74,9 @@ class OnnxExport:
     opset: int
     ids: bool = False
     """True when the input is int64 ids (the model starts with an Embedding)."""
-    initialised: list[str] = field(default_factory=list)
-    """Weight keys drawn from the initialisers (the model has no weights file)."""
-    seed: int = 0
-    source: str = ""
-    """The model file as users named it (`<stdin>` for `-`)."""
+    weights_note: str | None = None
+    """Which weights start from initial values, as `predict` says it; None when files
+    provide them all."""
 
     @property
     def node_count(self) -> int:
@@ -92,14 +91,17 @@ def export_onnx(model_path: str, output_path: str, weights: str | None = None,
 
 
 def convert_model_file(model_path: str, weights: str | None = None, input_shape=None,
-                opset: int | None = None, *, allow_outside: bool = False) -> OnnxExport:
-    """Load, build and convert a model file (with `weights`, or its own) to a checked graph."""
+                opset: int | None = None, *, allow_outside: bool = False,
+                base_dir: Path | None = None) -> OnnxExport:
+    """Load, build and convert a model file (with `weights`, or its own) to a checked graph;
+    a model read from stdin resolves its paths against `base_dir` (default: the working
+    directory)."""
     from seqcli.config.load import load_model
     from seqcli.runtime.weights import load_model_weights
 
     onnx = require_onnx()
     opset = _check_opset(onnx, DEFAULT_OPSET if opset is None else opset)
-    loaded = load_model(str(model_path), allow_outside=allow_outside)
+    loaded = load_model(str(model_path), allow_outside=allow_outside, base_dir=base_dir)
     built = build(loaded, tuple(input_shape) if input_shape is not None else None)
     if any(d is None for d in built.input_shape):
         raise UsageError(
@@ -110,8 +112,7 @@ def convert_model_file(model_path: str, weights: str | None = None, input_shape=
     proto = to_onnx(built, model_weights.arrays, opset)
     return OnnxExport(model=proto, input_shape=tuple(built.input_shape),
                       output_shape=tuple(built.output_shape), opset=opset, ids=built.takes_ids,
-                      initialised=list(model_weights.initialised), seed=model_weights.seed,
-                      source=loaded.source)
+                      weights_note=model_weights.initial_values_note(loaded.source))
 
 
 def _example_shape(shape) -> str:
@@ -120,10 +121,12 @@ def _example_shape(shape) -> str:
 
 
 def check_onnx_output(output_path: str) -> None:
-    """Refuse an ONNX file's output that cannot be written (`check_output`): binary data,
-    never to a terminal."""
+    """Refuse an ONNX file's output that cannot be written (`check_output`), or whose name
+    does not end in `.onnx`: binary data, never to a terminal."""
     from seqcli.io.atomic import check_output
+    from seqcli.io.formats import check_extension
 
+    check_extension(output_path, (".onnx",), "an ONNX model")
     check_output(output_path, what="a binary ONNX file", option="-o FILE.onnx")
 
 

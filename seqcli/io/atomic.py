@@ -9,6 +9,7 @@ files writes them all or none (`all_or_none`).
 
 from __future__ import annotations
 
+import codecs
 import errno
 import io
 import os
@@ -88,12 +89,15 @@ def closed_stdout(option: str | None = "-o FILE") -> OutputError:
 
 
 def write_stdout(text: str) -> None:
-    """Write a command's text result to stdout; a closed or failing stdout is an OutputError
-    (exit 73), a closed pipe a BrokenPipeError."""
+    """Write a command's text result to stdout, in characters it can show (ASCII look-alikes
+    on an ASCII terminal); a closed or failing stdout is an OutputError (exit 73), a closed
+    pipe a BrokenPipeError."""
+    from seqcli.io.terminal import printable
+
     if sys.stdout is None:
         raise closed_stdout(None)
     with atomic_output(STDOUT, binary=False) as out:
-        out.write(text)
+        out.write(printable(text, sys.stdout))
 
 
 def output_error(path: str | Path, error: OSError) -> OutputError:
@@ -361,9 +365,37 @@ def _stdout(binary: bool) -> Iterator[GuardedFile]:
         raise closed_stdout()
     if binary and stream.isatty():
         raise terminal_refusal()
-    if binary:
+    if binary or not _writes_utf8(stream):
         stream.flush()  # text written earlier goes first
-        stream = stream.buffer
+        stream = stream.buffer if binary else _Utf8Text(stream.buffer)
     file = GuardedFile(stream, "<stdout>")
     yield file
     file.flush()
+
+
+def _writes_utf8(stream) -> bool:
+    """True when the text stream `stream` encodes as UTF-8."""
+    try:
+        return codecs.lookup(getattr(stream, "encoding", None) or "ascii").name == "utf-8"
+    except LookupError:
+        return False
+
+
+class _Utf8Text:
+    """A binary stream taking text as UTF-8: the text a command writes to stdout as data (a
+    model file, class names) is UTF-8 whatever stdout's encoding, as files are."""
+
+    def __init__(self, buffer):
+        self._buffer = buffer
+
+    def write(self, text: str) -> int:
+        """Write `text` encoded as UTF-8."""
+        self._buffer.write(text.encode("utf-8"))
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush the binary stream."""
+        self._buffer.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._buffer, name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -31,15 +32,7 @@ class Runner:
     def initial_weights_note(self) -> str | None:
         """What the user may not expect, `FILE: ...`: some or all weights come from the
         initialisers, not a file. None when a file provides them all."""
-        initialised = self.model.initialised_weights
-        if not initialised:
-            return None
-        if len(initialised) == len(self.model.weight_arrays):
-            note = "no weights file; using initial weights"
-        else:
-            shown = ", ".join(initialised[:4]) + (", ..." if len(initialised) > 4 else "")
-            note = f"no weights file provides {shown}; using initial values"
-        return f"{self.loaded.source}: {note} (seed {self.model.weights_seed})"
+        return self.model.initial_weights_note()
 
     @property
     def built_model(self) -> BuiltModel:
@@ -67,14 +60,15 @@ class Runner:
 
 
 def prepare_run(model: str, weights: str | None = None, threads: int | None = None, *,
-                allow_outside: bool = False) -> Runner:
+                allow_outside: bool = False, base_dir: Path | None = None) -> Runner:
     """The model file `model` loaded as a Runner (not built yet), with `threads` set for the
-    kernels and BLAS and freed memory kept for the next batch."""
+    kernels and BLAS and freed memory kept for the next batch. A model read from stdin (`-`)
+    resolves its paths against `base_dir`, by default the working directory."""
     from seqcli.runtime.compiled import keep_freed_memory, set_threads
 
     set_threads(threads)
     keep_freed_memory()
-    return Runner(load_model(model, allow_outside=allow_outside), weights)
+    return Runner(load_model(model, allow_outside=allow_outside, base_dir=base_dir), weights)
 
 
 def numeric_warnings_off():
