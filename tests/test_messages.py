@@ -71,6 +71,14 @@ def test_summary_and_validate_need_no_weights_and_say_how_to_create_them(cli, ne
     assert sorted(files(new_model)) == ["m.yaml", "x.npy", "y.npy"]
 
 
+@pytest.mark.parametrize("args", [["summary", "m.yaml"], ["summary", "m.yaml", "--json"],
+                                  ["validate", "m.yaml"], ["validate", "m.yaml", "m.yaml"]])
+def test_quiet_drops_the_note_about_weights_not_written(cli, new_model, args):
+    result = cli(*args, "-q")
+    assert (result.code, result.err) == (0, "")
+    assert result.out
+
+
 def test_validate_with_an_explicit_missing_weights_file_is_still_an_error(cli, new_model):
     line = one_error(cli("validate", "m.yaml", "--weights", "other.safetensors"), 66)
     assert line == "seqcli: error: other.safetensors: no such weights file; check the path"

@@ -14,6 +14,7 @@ from seqcli.cli.app import (
     BaseDirOpt,
     InputShapeOpt,
     ModelArg,
+    QuietOpt,
     WeightsOpt,
     app,
     load,
@@ -40,6 +41,7 @@ def summary(
     weights: WeightsOpt = None,
     allow_outside: AllowOutsideOpt = False,
     base_dir: BaseDirOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Print the layers, output shapes and parameters of a model.
 
@@ -61,7 +63,7 @@ def summary(
     loaded = load(model, allow_outside, base_dir)
     built = build(loaded, parse_shape(input_shape))
     if weights is not None or loaded.weights_path is not None:
-        _check_weights(loaded, built, weights)
+        _check_weights(loaded, built, weights, quiet)
     if json_output:
         document = summary_json(built, expand_nested=expand_nested, batch_size=batch_size)
         write_stdout(json.dumps(document) + "\n")
@@ -81,6 +83,7 @@ def validate(
     input_shape: InputShapeOpt = None,
     allow_outside: AllowOutsideOpt = False,
     base_dir: BaseDirOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Check model files (and their weights): OK, or every error.
 
@@ -101,12 +104,12 @@ def validate(
                          "validate that model alone")
     shape = parse_shape(input_shape)
     if len(models) == 1:
-        _validate_one(models[0], weights, shape, allow_outside, base_dir)
+        _validate_one(models[0], weights, shape, allow_outside, base_dir, quiet)
         return
     worst = 0
     for model in models:
         try:
-            _validate_one(model, None, shape, allow_outside, base_dir)
+            _validate_one(model, None, shape, allow_outside, base_dir, quiet)
         except OutputError:
             raise
         except SeqcliError as error:
@@ -117,7 +120,7 @@ def validate(
 
 
 def _validate_one(model: str, weights: str | None, shape: tuple[int, ...] | None,
-                  allow_outside: bool, base_dir: Path | None) -> None:
+                  allow_outside: bool, base_dir: Path | None, quiet: bool) -> None:
     """Check the model file `model` (and `weights`, or its own): print its OK line, or raise
     its errors."""
     from seqcli.build import build
@@ -129,11 +132,11 @@ def _validate_one(model: str, weights: str | None, shape: tuple[int, ...] | None
             raise UsageError("checking weights needs an input shape: pass --input-shape")
         write_stdout(f"OK: {loaded.source}: {_layers(loaded)}; no input shape "
                      "(built from the first input)\n")
-        note_weights_not_written(loaded)
+        note_weights_not_written(loaded, quiet)
         return
     built = build(loaded, shape)
     if weights is not None or loaded.weights_path is not None:
-        _check_weights(loaded, built, weights)
+        _check_weights(loaded, built, weights, quiet)
     write_stdout(f"OK: {loaded.source}: {_layers(loaded)}, "
                  f"{built.total_params:,} params, input {list(built.input_shape)}, "
                  f"output {list(built.output_shape)}\n")
@@ -145,21 +148,22 @@ def _layers(loaded) -> str:
     return f"{count} layer{'' if count == 1 else 's'}"
 
 
-def _check_weights(loaded, built, weights: str | None) -> None:
+def _check_weights(loaded, built, weights: str | None, quiet: bool) -> None:
     """Read the weights (`weights`, or the model's own file) and check them against `built`.
-    The model's own file, not written yet, is only noted: shapes need no weights."""
-    if weights is None and note_weights_not_written(loaded):
+    The model's own file, not written yet, is only noted (unless `quiet`): shapes need no
+    weights."""
+    if weights is None and note_weights_not_written(loaded, quiet):
         return
     from seqcli.runtime.weights import load_model_weights
 
     load_model_weights(loaded, built, weights)
 
 
-def note_weights_not_written(loaded) -> bool:
-    """Say on stderr that the model's weights file does not exist yet and how to write it;
-    False (nothing said) when it exists or the model names none."""
+def note_weights_not_written(loaded, quiet: bool = False) -> bool:
+    """Say on stderr (unless `quiet`) that the model's weights file does not exist yet and how
+    to write it; False when it exists or the model names none."""
     missing = loaded.weights_not_written()
-    if missing:
+    if missing and not quiet:
         print(f"seqcli: note: {missing}; run `{loaded.command('init')}` to create it",
               file=sys.stderr)
     return missing is not None
