@@ -3167,3 +3167,14 @@ def test_a_layer_adding_an_axis_to_a_63_axis_input_is_refused(cli, tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((1,) * 64, np.float32))
     refused(cli("predict", path, tmp_path / "x.npy", "-o", tmp_path / "y.npy"), 65,
             "its output would have 64 axes")
+
+
+@pytest.mark.parametrize("args", [["summary", "-"], ["validate", "-"],
+                                  ["predict", "configs/dense_stack.yaml"]])
+def test_a_closed_stdin_is_named_as_missing(args):
+    done = subprocess.run([sys.executable, "-m", "seqcli", *args], stdin=subprocess.DEVNULL,
+                          capture_output=True, cwd=REPO, timeout=300,
+                          preexec_fn=lambda: os.close(0))
+    assert (done.returncode, done.stdout) == (2, b"")
+    assert done.stderr.decode().startswith("seqcli: error: there is no standard input; ")
+    assert done.stderr.count(b"\n") == 1

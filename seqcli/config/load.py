@@ -134,8 +134,9 @@ def read_model_text(path: str, base_dir: str | Path | None = None) -> tuple[str,
         if sys.stdin is None or sys.stdin.isatty():
             from seqcli.errors import UsageError
 
-            raise UsageError("refusing to read a model file from a terminal; pipe one in "
-                             "or name a file")
+            where = "there is no standard input" if sys.stdin is None else \
+                "refusing to read a model file from a terminal"
+            raise UsageError(f"{where}; pipe one in or name a file")
         data = sys.stdin.buffer.read(MAX_MODEL_FILE_BYTES + 1)
         folder = Path(base_dir).resolve() if base_dir is not None else Path.cwd()
         return _decode(data, STDIN), STDIN, folder
