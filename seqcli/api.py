@@ -153,7 +153,7 @@ class Sequential(runtime.Sequential):
         if not len(x):
             raise InputDataError(f"x has no rows to {'train on' if command == 'fit' else command}")
         loss, _ = self._compiled()
-        check_targets(y, len(x), self.built_model.output_shape, loss, "y")
+        y = check_targets(y, len(x), self.built_model.output_shape, loss, "y")
         check_finite(x, "x", command)
         check_finite(y, "y", command)
         return x, y

@@ -205,3 +205,32 @@ def test_non_finite_training_data_is_refused(cli, tmp_path):
     assert result.code == 65, result
     assert "xn.npy holds 1 NaN and 1 Inf values in 2 of 12 rows" in result.err
     assert not (tmp_path / "w.npz").exists()
+
+
+def test_targets_without_a_one_unit_outputs_last_axis_train_as_keras_expands_them(cli, tmp_path):
+    """Keras's losses and metrics give (N,) targets the last axis of a (N, 1) output: fit and
+    evaluate take them, with the numbers of the (N, 1) targets."""
+    model = tmp_path / "m.yaml"
+    model.write_text("input_shape: [3]\nlayers:\n  - {type: Dense, units: 1, "
+                     "activation: sigmoid}\n")
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(10, 3)).astype(np.float32))
+    labels = (rng.random(10) > 0.5).astype(np.float32)
+    np.save(tmp_path / "flat.npy", labels)
+    np.save(tmp_path / "column.npy", labels[:, None])
+    outputs = {}
+    for name in ("flat", "column"):
+        target = tmp_path / f"{name}.npy"
+        result = cli("fit", model, tmp_path / "x.npy", target, "--loss", "binary_crossentropy",
+                     "--epochs", "2", "--batch-size", "4", "--validation-data",
+                     tmp_path / "x.npy", target, "-o", tmp_path / f"{name}.npz", "-q")
+        assert result.code == 0, result
+        scores = cli("evaluate", model, tmp_path / "x.npy", target, "--loss",
+                     "binary_crossentropy", "--weights", tmp_path / f"{name}.npz", "--json")
+        assert scores.code == 0, scores
+        with np.load(tmp_path / f"{name}.npz") as weights:
+            outputs[name] = ({key: weights[key] for key in weights.files}, scores.out)
+    flat, column = outputs["flat"], outputs["column"]
+    assert flat[1] == column[1] and "accuracy" in flat[1]
+    for key, value in column[0].items():
+        np.testing.assert_array_equal(flat[0][key], value)

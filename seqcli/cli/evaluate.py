@@ -77,7 +77,7 @@ def evaluate(
     check_finite(targets, y, command="evaluate")
     runner.build(inputs.shape)
     built = runner.built_model
-    check_targets(targets, len(inputs), built.output_shape, chosen_loss, y)
+    targets = check_targets(targets, len(inputs), built.output_shape, chosen_loss, y)
     make_metrics(built, targets, chosen_loss, names)  # targets a metric cannot take: 65, now
     check_batch_memory(built, min(batch_size, len(inputs)))
     announce(runner, quiet)

@@ -129,7 +129,7 @@ def fit(
     network.build(loaded.input_shape or inputs.shape[1:])
     network.check_input_shape(inputs.shape)
     built = network.built_model
-    check_targets(targets, len(inputs), built.output_shape, chosen_loss, y)
+    targets = check_targets(targets, len(inputs), built.output_shape, chosen_loss, y)
     check_batch_memory(built, min(batch_size, len(inputs)), training=True)
     validation = None
     if validation_data:
@@ -137,8 +137,9 @@ def fit(
         check_finite(validation[0], validation_data[0])
         check_finite(validation[1], validation_data[1])
         network.check_input_shape(validation[0].shape)
-        check_targets(validation[1], len(validation[0]), built.output_shape, chosen_loss,
-                      validation_data[1])
+        validation = (validation[0], check_targets(validation[1], len(validation[0]),
+                                                   built.output_shape, chosen_loss,
+                                                   validation_data[1]))
     elif validation_split:
         inputs, targets, validation = split_validation(inputs, targets, validation_split)
     if not built.trainable_keys:

@@ -48,10 +48,11 @@ def _check_memory(x_path: str, y_path: str, size: int, command: str) -> None:
 
 
 def check_targets(targets: np.ndarray, rows: int, output_shape: tuple, loss: Loss,
-                  source: str) -> None:
-    """An InputDataError (naming `source`) unless the targets of `rows` samples fit the model's
-    per-sample `output_shape`: the same shape, or whole-number class labels in
-    [0, classes) for the sparse cross-entropy."""
+                  source: str) -> np.ndarray:
+    """The targets of `rows` samples, checked against the model's per-sample `output_shape`:
+    the same shape, or whole-number class labels in [0, classes) for the sparse
+    cross-entropy; targets lacking only a one-unit output's last axis gain it, as Keras's
+    losses and metrics expand them. An InputDataError (naming `source`) otherwise."""
     if loss.name == "sparse_categorical_crossentropy":
         expected = (rows, *output_shape[:-1])
         if targets.shape not in (expected, expected + (1,)):
@@ -64,23 +65,26 @@ def check_targets(targets: np.ndarray, rows: int, output_shape: tuple, loss: Los
         if labels.size and (labels.min() < 0 or labels.max() >= output_shape[-1]):
             raise InputDataError(f"{source}: labels must lie in [0, {output_shape[-1]}); "
                                  f"received {labels.min()}..{labels.max()}")
-        return
+        return targets
     expected = (rows, *output_shape)
+    if output_shape and output_shape[-1] == 1 and tuple(targets.shape) == expected[:-1]:
+        targets = targets[..., None]
     if tuple(targets.shape) != expected:
         raise InputDataError(f"{source}: targets need shape {expected} (the model's output); "
                              f"received {tuple(targets.shape)}"
                              + _class_ids_hint(targets, rows, output_shape))
+    return targets
 
 
 def _class_ids_hint(targets: np.ndarray, rows: int, output_shape: tuple) -> str:
     """`; ...` advising the sparse cross-entropy for targets that are class ids, one per
-    output vector of K > 1 classes, or adding the last axis for a one-unit output; else ""."""
+    output vector of K > 1 classes; else ""."""
     labels_shape = (rows, *output_shape[:-1])
     if targets.shape not in (labels_shape, labels_shape + (1,)):
         return ""
     classes = output_shape[-1]
     if classes == 1:
-        return "; add the last axis with y[..., None]"
+        return ""
     if targets.dtype.kind == "f" and not np.all(targets == np.round(targets)):
         return ""
     if targets.size and (targets.min() < 0 or targets.max() >= classes):
