@@ -21,7 +21,7 @@ import pytest
 import seqcli.kernels
 from seqcli.interop.onnx_export import EXPORTERS, to_onnx
 from seqcli.layers import LAYER_CLASSES, LAYER_TYPES
-from seqcli.layers.base import LAYER_REGISTRY
+from seqcli.layers.base import LAYER_REGISTRY, layer_modules
 from seqcli.warmup import example_models, one_layer_model, run_example
 from tests.conftest import REPO
 from tests.layer_table import ROWS, Row
@@ -44,6 +44,12 @@ def test_every_registered_layer_type_has_a_complete_row():
         assert row.keras, f"{name}: no Keras fixture"
         assert isinstance(row.kernels, dict) and isinstance(row.grads, dict), name
         assert LAYER_REGISTRY[name].examples, f"{name}: the layer class has no examples"
+
+
+def test_every_layer_type_is_found_in_its_module_before_it_is_imported():
+    defined = {name: cls.__module__.removeprefix("seqcli.layers.")
+               for name, cls in LAYER_REGISTRY.items()}
+    assert layer_modules() == defined
 
 
 def _public_kernels():

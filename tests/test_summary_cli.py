@@ -157,3 +157,16 @@ def test_no_numba_for_summary():
 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_summary_imports_only_the_layer_modules_it_uses():
+    code = ("import sys; from seqcli.cli import main; main(['summary', "
+            f"'{CONFIGS / 'guide_convnet.yaml'}']); "
+            "print(sorted(m for m in sys.modules if m.startswith('seqcli.layers.')))")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == str([f"seqcli.layers.{name}" for name in (
+        "base", "conv", "core", "pooling", "sequential")])

@@ -19,14 +19,8 @@ from seqcli.config.yamlsafe import Document, Mark, TooLargeError, YamlError, par
 from seqcli.errors import MAX_QUOTED_CHARS, ConfigError, MissingFileError, SeqcliError, quoted
 from seqcli.io.limits import MAX_EXPANDED_LAYERS, MAX_MODEL_VALUES
 from seqcli.io.paths import check_regular_file, resolve_relative
-from seqcli.layers.base import Layer
-from seqcli.layers.sequential import (
-    LAYER_TYPES,
-    Input,
-    ModelFile,
-    Sequential,
-    snake_case,
-)
+from seqcli.layers.base import Input, Layer, entry_class, layer_modules, snake_case
+from seqcli.layers.sequential import ModelFile, Sequential
 
 MAX_MODEL_FILE_BYTES = 4 * 1024 * 1024
 """Model files are small; anything larger is refused before parsing."""
@@ -559,7 +553,7 @@ def _message(item, path, owner, doc: Document) -> str:
     field_name = next((p for p in reversed(path) if isinstance(p, str)), None)
     where = owner if owner != "model file" else "model file"
     if kind == "extra_forbidden":
-        cls = LAYER_TYPES.get(owner, ModelFile)
+        cls = entry_class(owner) or ModelFile
         known = sorted({f.alias or n for n, f in cls.model_fields.items()} - {"type"})
         close = difflib.get_close_matches(field_name, known, n=1, cutoff=0.6)
         hint = f" Did you mean '{close[0]}'?" if close else f" Known keys: {', '.join(known)}."
@@ -568,7 +562,7 @@ def _message(item, path, owner, doc: Document) -> str:
         return f"{where} needs '{field_name}'"
     if kind == "union_tag_invalid":
         tag = item["ctx"]["tag"]
-        names = sorted(LAYER_TYPES)
+        names = sorted([*layer_modules(), "Input"])
         by_lower = {n.lower(): n for n in names}
         close = difflib.get_close_matches(str(tag).lower(), list(by_lower), n=1, cutoff=0.6)
         hint = (f" Did you mean '{by_lower[close[0]]}'?" if close

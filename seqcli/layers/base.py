@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib
 import re
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -13,9 +16,11 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    PlainValidator,
     PrivateAttr,
     ValidationError,
     ValidationInfo,
+    model_validator,
 )
 
 from seqcli.activations import canonical_activation
@@ -219,9 +224,57 @@ class Example:
         return f"Example({self.settings!r}, {self.input_shape!r}, batch={self.batch}{masked})"
 
 
-LAYER_REGISTRY: dict[str, type[Layer]] = {}
-"""Every layer type a model file may use, by its `type`, in the order the classes were
-defined. A layer class joins it by being defined (its `type` field names it)."""
+class LayerRegistry(Mapping):
+    """The layer classes by their `type`. A class joins by being defined in a module of
+    `seqcli.layers`; a module is imported when one of its types is first looked up, so that
+    a model file pays only for the layer types it uses. Iterating imports every module, and
+    gives the types in the order of the package's modules (nested `Sequential` last)."""
+
+    def __init__(self):
+        self._classes: dict[str, type[Layer]] = {}
+
+    def add(self, type_name: str, cls: type[Layer]) -> None:
+        """Register `cls` as the layer type `type_name` (once)."""
+        known = self._classes.get(type_name)
+        if known is not None and known.__qualname__ != cls.__qualname__:
+            raise TypeError(f"layer type '{type_name}' is defined twice: by "
+                            f"{known.__module__}.{known.__qualname__} and "
+                            f"{cls.__module__}.{cls.__qualname__}")
+        self._classes[type_name] = cls
+
+    def __getitem__(self, type_name: str) -> type[Layer]:
+        if type_name not in self._classes and type_name in layer_modules():
+            importlib.import_module(f"seqcli.layers.{layer_modules()[type_name]}")
+        return self._classes[type_name]
+
+    def __iter__(self):
+        for module in dict.fromkeys(layer_modules().values()):
+            importlib.import_module(f"seqcli.layers.{module}")
+        return iter([*layer_modules(), *(name for name in self._classes
+                                         if name not in layer_modules())])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+_TYPE_FIELD = re.compile(r'^    type: Literal\["(\w+)"\]', re.MULTILINE)
+"""How a layer class names its type (`type: Literal["Dense"] = "Dense"`)."""
+
+
+@functools.cache
+def layer_modules() -> dict[str, str]:
+    """Each layer type's module in `seqcli.layers`, read from the modules' source without
+    importing them, in the order `LAYER_REGISTRY` gives them."""
+    folder = Path(__file__).parent
+    names = sorted(path.stem for path in folder.glob("*.py")
+                   if path.stem not in ("__init__", "base", "sequential")) + ["sequential"]
+    return {type_name: module for module in names
+            for type_name in _TYPE_FIELD.findall((folder / f"{module}.py").read_text("utf-8"))}
+
+
+LAYER_REGISTRY = LayerRegistry()
+"""Every layer type a model file may use, by its `type`. A layer class joins it by being
+defined (its `type` field names it)."""
 
 
 class Layer(BaseModel):
@@ -231,8 +284,9 @@ class Layer(BaseModel):
     `LAYER_REGISTRY`. Subclasses without one are shared bases (`_Windowed`, `_Pooling`)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=False,
-                              allow_inf_nan=False)
-    """Every float setting is finite: NaN or infinity in a model file is refused."""
+                              allow_inf_nan=False, defer_build=True)
+    """Every float setting is finite: NaN or infinity in a model file is refused. A class
+    builds its validator on first use: a model file pays only for the layer types it uses."""
 
     name: Name | None = None
     """The layer's name; by default the snake_case of its type, numbered per nesting level."""
@@ -286,12 +340,7 @@ class Layer(BaseModel):
         if not isinstance(type_name, str) or cls.__name__.startswith("_"):
             raise TypeError(f"{cls.__name__}: a layer type needs `type: Literal[...] = "
                             f"'<its Keras class name>'`")
-        known = LAYER_REGISTRY.get(type_name)
-        if known is not None and known.__qualname__ != cls.__qualname__:
-            raise TypeError(f"layer type '{type_name}' is defined twice: by "
-                            f"{known.__module__}.{known.__qualname__} and "
-                            f"{cls.__module__}.{cls.__qualname__}")
-        LAYER_REGISTRY[type_name] = cls
+        LAYER_REGISTRY.add(type_name, cls)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         """The per-sample output shape for a per-sample input shape."""
@@ -534,3 +583,78 @@ def post_activation(cls):
             wrapped.post_activation = True
             setattr(cls, name, wrapped)
     return cls
+
+
+class Input(BaseModel):
+    """`keras.Input`: declares the per-sample input shape; not a layer."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    type: Literal["Input"] = "Input"
+    shape: InputShape | None = None
+    """Per-sample shape, without the batch axis."""
+    batch_shape: InputShape | None = None
+    """Shape with the batch axis first (its size is ignored)."""
+    batch_size: int | None = None
+    name: str | None = None
+    dtype: Literal["float32"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _allow_null_batch(cls, data):
+        # batch_shape's first entry is the batch size, null or positive: drop it here
+        if isinstance(data, dict) and isinstance(data.get("batch_shape"), list):
+            data = dict(data, batch_shape=[1] + data["batch_shape"][1:])
+        return data
+
+    @model_validator(mode="after")
+    def _one_shape(self):
+        if (self.shape is None) == (self.batch_shape is None):
+            raise ValueError("Input needs exactly one of 'shape' or 'batch_shape'")
+        return self
+
+    @property
+    def sample_shape(self) -> tuple:
+        """The per-sample shape, whichever key gave it."""
+        return self.shape if self.shape is not None else self.batch_shape[1:]
+
+
+def entry_class(type_name) -> type[BaseModel] | None:
+    """The class of a `layers:` entry whose `type` is `type_name`: a layer type, or `Input`;
+    None for anything else."""
+    if type_name == "Input":
+        return Input
+    return LAYER_REGISTRY.get(type_name) if isinstance(type_name, str) else None
+
+
+def _validate_entry(value):
+    """One entry of `layers:` (or a wrapper's `layer:`), validated by the class its `type`
+    names alone; its errors are located under that type, as a union tagged by `type` would."""
+    if isinstance(value, (Layer, Input)):
+        return value
+    if not isinstance(value, dict):
+        raise _entry_error("model_attributes_type", value)
+    if "type" not in value:
+        raise _entry_error("union_tag_not_found", value, discriminator="'type'")
+    cls = entry_class(value["type"])
+    if cls is None:
+        tags = ", ".join(repr(name) for name in [*layer_modules(), "Input"])
+        raise _entry_error("union_tag_invalid", value, discriminator="'type'",
+                           tag=str(value["type"]), expected_tags=tags)
+    try:
+        return cls.model_validate(value)
+    except ValidationError as error:
+        raise ValidationError.from_exception_data(error.title, [
+            {"type": item["type"], "loc": (value["type"], *item["loc"]), "input": item["input"],
+             **({"ctx": item["ctx"]} if "ctx" in item else {})}
+            for item in error.errors(include_url=False)]) from None
+
+
+def _entry_error(kind: str, value, **context) -> ValidationError:
+    """A pydantic error of type `kind` about the entry `value`."""
+    return ValidationError.from_exception_data("LayerEntry", [
+        {"type": kind, "loc": (), "input": value, **({"ctx": context} if context else {})}])
+
+
+LayerEntry = Annotated[Any, PlainValidator(_validate_entry)]
+"""One entry of `layers:`: a layer, or `Input` as the first entry."""

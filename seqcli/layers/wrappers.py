@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import PrivateAttr, field_validator, model_validator
 
-from seqcli.layers.base import Example, Layer, require_rank, sublayer_weights
+from seqcli.layers.base import Example, Layer, LayerEntry, require_rank, sublayer_weights
 from seqcli.shapes import Shape, ShapeError, format_shape
 
 
@@ -83,10 +83,10 @@ class Bidirectional(_Wrapper):
     steps and merges their outputs (`merge_mode`: concat, sum, mul, ave)."""
 
     type: Literal["Bidirectional"] = "Bidirectional"
-    layer: LayerEntry  # noqa: F821 (the union of every layer type, see layers.sequential)
+    layer: LayerEntry
     """The recurrent layer (SimpleRNN, LSTM or GRU), as a mapping with its `type`."""
     merge_mode: Literal["concat", "sum", "mul", "ave"] | None = "concat"
-    backward_layer: LayerEntry | None = None  # noqa: F821
+    backward_layer: LayerEntry | None = None
     """The backward layer; by default a copy of `layer` with go_backwards set."""
 
     supports_masking = True
@@ -255,7 +255,7 @@ class TimeDistributed(_Wrapper):
     """Applies its layer to every step: (steps, *shape) → (steps, *the layer's output)."""
 
     type: Literal["TimeDistributed"] = "TimeDistributed"
-    layer: LayerEntry  # noqa: F821
+    layer: LayerEntry
     """The layer applied at each step, as a mapping with its `type`."""
 
     supports_masking = True
