@@ -28,6 +28,7 @@ from seqcli.kernels import grad_normalization_more as g_norm_more
 from seqcli.kernels import grad_pooling as g_pool
 from seqcli.kernels import grad_recurrent as g_rec
 from seqcli.kernels import grad_reshaping as g_resh
+from seqcli.kernels import pooling as k_pool
 from seqcli.shapes import paddings
 
 try:
@@ -456,6 +457,23 @@ def test_max_pool2d_backward_ties(i):
     dy = _normal(rng, naive_grad.max_pool2d64(x, pool, strides, padding).shape)
     got = g_pool.max_pool2d_backward(x, pool, strides, padding, dy)
     _check(got, naive_grad.max_pool2d_route(x, pool, strides, padding, dy), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("i", range(len(POOL_CASES)))
+def test_max_pool2d_backward_from_recorded_argmax(i):
+    """The training forward's argmax routes each window's dy to its first row-major maximum,
+    and its y is the inference forward's, NaN included."""
+    n, h, w, c, pool, strides, padding = POOL_CASES[i]
+    rng = _rng(18)
+    x = rng.integers(-2, 1, (n, h, w, c)).astype(F32)
+    x.flat[::7] = -0.0  # ties with 0.0
+    y, argmax = k_pool.max_pool2d_forward(x, pool, strides, padding, argmax=True)
+    dy = _normal(rng, y.shape)
+    got = g_pool.max_pool2d_backward(x, pool, strides, padding, dy, argmax)
+    _check(got, naive_grad.max_pool2d_route(x, pool, strides, padding, dy), rtol=1e-6, atol=1e-6)
+    x.flat[3::11] = np.nan
+    y, argmax = k_pool.max_pool2d_forward(x, pool, strides, padding, argmax=True)
+    np.testing.assert_array_equal(y, k_pool.max_pool2d_forward(x, pool, strides, padding))
 
 
 @settings(max_examples=25, deadline=None)

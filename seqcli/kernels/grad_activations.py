@@ -49,7 +49,7 @@ _INV_SQRT_2PI = 0.3989422804014327
 OUTPUT_ACTIVATION_CODES = frozenset(
     {_SIGMOID, _TANH, _SOFTMAX, _LOG_SOFTMAX, _EXPONENTIAL}
 )
-_EMPTY = np.zeros((0, 0), dtype=np.float32)
+_BLOCK = 4096  # elements a thread takes at a time
 
 
 # ----------------------------------------------------------------------------- jitted kernels
@@ -111,8 +111,8 @@ def _act_grad(x, y, code):
 
 
 @njit(cache=True, nogil=True)
-def _activation_backward(counter, x, y, dy, dx, code):
-    # (M, K) -> (M, K); x or y may be (0, 0) when the code does not read it
+def _softmax_backward(counter, y, dy, dx, code):
+    # (M, K) -> (M, K), softmax or log_softmax over each row
     m, k = dy.shape
     i = _next_item(counter)
     while i < m:
@@ -123,20 +123,56 @@ def _activation_backward(counter, x, y, dy, dx, code):
                 dot += np.float64(dy[i, j]) * y[i, j]
             for j in range(k):
                 dx[i, j] = y[i, j] * (dy[i, j] - dot)
-        elif code == _LOG_SOFTMAX:
+        else:
             # dx_j = dy_j - exp(y_j) sum_k dy_k
             total = 0.0
             for j in range(k):
                 total += dy[i, j]
             for j in range(k):
                 dx[i, j] = dy[i, j] - math.exp(np.float64(y[i, j])) * total
-        elif code in (_SIGMOID, _TANH, _EXPONENTIAL):
-            for j in range(k):
-                dx[i, j] = dy[i, j] * _act_grad(0.0, y[i, j], code)
-        else:
-            for j in range(k):
-                dx[i, j] = dy[i, j] * _act_grad(x[i, j], 0.0, code)
         i = _next_item(counter)
+
+
+@njit(cache=True, nogil=True)
+def _elementwise_backward(counter, source, dy, dx, code):
+    # (S,) -> (S,) in blocks of _BLOCK; source is y for OUTPUT_ACTIVATION_CODES, x otherwise.
+    # The loops of the arithmetic-only activations name their code, so that each compiles to
+    # vector instructions without branches; unsigned indices, as bounds are never negative
+    size = dy.size
+    b = _next_item(counter)
+    while b * _BLOCK < size:
+        start, stop = np.uintp(b * _BLOCK), np.uintp(min((b + 1) * _BLOCK, size))
+        if code == _RELU:
+            for j in range(start, stop):
+                dx[j] = dy[j] * _act_grad(source[j], source[j], _RELU)
+        elif code == _RELU6:
+            for j in range(start, stop):
+                dx[j] = dy[j] * _act_grad(source[j], source[j], _RELU6)
+        elif code == _LEAKY_RELU:
+            for j in range(start, stop):
+                dx[j] = dy[j] * _act_grad(source[j], source[j], _LEAKY_RELU)
+        elif code == _HARD_SIGMOID:
+            for j in range(start, stop):
+                dx[j] = dy[j] * _act_grad(source[j], source[j], _HARD_SIGMOID)
+        elif code == _HARD_SILU:
+            for j in range(start, stop):
+                dx[j] = dy[j] * _act_grad(source[j], source[j], _HARD_SILU)
+        elif code == _SOFTSIGN:
+            for j in range(start, stop):
+                dx[j] = dy[j] * _act_grad(source[j], source[j], _SOFTSIGN)
+        elif code == _SIGMOID:
+            for j in range(start, stop):
+                dx[j] = dy[j] * _act_grad(source[j], source[j], _SIGMOID)
+        elif code == _TANH:
+            for j in range(start, stop):
+                dx[j] = dy[j] * _act_grad(source[j], source[j], _TANH)
+        elif code == _EXPONENTIAL:
+            for j in range(start, stop):
+                dx[j] = dy[j] * _act_grad(source[j], source[j], _EXPONENTIAL)
+        else:
+            for j in range(start, stop):
+                dx[j] = dy[j] * _act_grad(source[j], source[j], code)
+        b = _next_item(counter)
 
 
 # ----------------------------------------------------------------------------- public wrappers
@@ -169,7 +205,11 @@ def activation_backward(x, y, dy, code: int) -> np.ndarray:
     dx = np.empty_like(dy)
     if dy.size == 0:
         return dx
-    xs, ys = (_EMPTY, _rows(source)) if name == "y" else (_rows(source), _EMPTY)
-    rows = _rows(dy)
-    _parallel(_activation_backward, rows.shape[0], 20.0 * rows.size, xs, ys, rows, _rows(dx), code)
+    if code in (_SOFTMAX, _LOG_SOFTMAX):
+        rows = _rows(dy)
+        _parallel(_softmax_backward, rows.shape[0], 20.0 * rows.size, _rows(source), rows,
+                  _rows(dx), code)
+    else:
+        _parallel(_elementwise_backward, -(-dy.size // _BLOCK), 20.0 * dy.size,
+                  source.reshape(-1), dy.reshape(-1), dx.reshape(-1), code)
     return dx

@@ -4,6 +4,9 @@ Windowed max pooling sends each window's gradient to its first maximal real cell
 window order (XLA's select-and-scatter, as TensorFlow's MaxPoolGrad); padded cells never
 receive any. Global max pooling is a reduce-max, whose gradient is split equally between tied
 maxima. Average pooling divides by the number of real cells of each window.
+
+`max_pool2d_backward` takes the windows' maximal cells as the training forward records them
+(`max_pool2d_forward(..., argmax=True)`), or finds them again from x when given none.
 """
 
 from __future__ import annotations
@@ -14,38 +17,12 @@ from numba import njit
 from seqcli.kernels.activations import _as_f32
 from seqcli.kernels.geometry import _int_pair, _out_size, _padding
 from seqcli.kernels.numba_startup import numba_ready
+from seqcli.kernels.pooling import max_pool2d_forward
 from seqcli.kernels.threads import _next_item, _parallel
 
 numba_ready()  # every kernel here runs in numba
 
 # ----------------------------------------------------------------------------- jitted kernels
-
-
-@njit(cache=True, nogil=True)
-def _max_pool2d_argmax(counter, x, arg, ph, pw, sh, sw, pt, pl):
-    # (N, H, W, C) -> (N, OH, OW, C): ih*W + iw of the first maximal real cell, row-major
-    nb, h, w, c_n = x.shape
-    out_h, out_w = arg.shape[1], arg.shape[2]
-    r = _next_item(counter)
-    while r < nb * out_h:
-        n = r // out_h
-        oh = r % out_h
-        h0 = max(oh * sh - pt, 0)
-        h1 = min(oh * sh - pt + ph, h)
-        best = np.empty(c_n, dtype=np.float32)
-        for ow in range(out_w):
-            w0 = max(ow * sw - pl, 0)
-            w1 = min(ow * sw - pl + pw, w)
-            for c in range(c_n):
-                best[c] = x[n, h0, w0, c]
-                arg[n, oh, ow, c] = h0 * w + w0
-            for ih in range(h0, h1):
-                for iw in range(w0, w1):
-                    for c in range(c_n):
-                        if x[n, ih, iw, c] > best[c]:  # strict: the first of equal maxima wins
-                            best[c] = x[n, ih, iw, c]
-                            arg[n, oh, ow, c] = ih * w + iw
-        r = _next_item(counter)
 
 
 @njit(cache=True)
@@ -58,26 +35,31 @@ def _window_range(i, pad, pool, stride, n_out):
 
 
 @njit(cache=True, nogil=True)
-def _max_pool2d_backward(counter, dy, arg, dx, ph, pw, sh, sw, pt, pl):
-    # (N, OH, OW, C) -> (N, H, W, C): each cell gathers dy of the windows whose argmax it is
+def _max_pool2d_backward(counter, dy, arg, dx, disjoint):
+    # (N, OH, OW, C) -> (N, H, W, C): each window's dy added to its argmax cell in row-major
+    # window order, in float64 (straight into dx when no two windows share a cell)
     nb, h, w, c_n = dx.shape
     out_h, out_w = dy.shape[1], dy.shape[2]
-    r = _next_item(counter)
-    while r < nb * h:
-        n = r // h
-        ih = r % h
-        oh0, oh1 = _window_range(ih, pt, ph, sh, out_h)
-        for iw in range(w):
-            ow0, ow1 = _window_range(iw, pl, pw, sw, out_w)
-            me = ih * w + iw
-            for c in range(c_n):
-                acc = 0.0
-                for oh in range(oh0, oh1):
-                    for ow in range(ow0, ow1):
-                        if arg[n, oh, ow, c] == me:
-                            acc += dy[n, oh, ow, c]
-                dx[n, ih, iw, c] = acc
-        r = _next_item(counter)
+    size = h * w * c_n
+    acc = np.empty(0 if disjoint else size, dtype=np.float64)
+    n = _next_item(counter)
+    while n < nb:
+        flat = dx[n].reshape(size)
+        if disjoint:
+            flat[:] = 0.0
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    for c in range(c_n):
+                        flat[arg[n, oh, ow, c] * c_n + c] = np.float32(0.0) + dy[n, oh, ow, c]
+        else:
+            acc[:] = 0.0
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    for c in range(c_n):
+                        acc[arg[n, oh, ow, c] * c_n + c] += dy[n, oh, ow, c]
+            for i in range(size):
+                flat[i] = acc[i]
+        n = _next_item(counter)
 
 
 @njit(cache=True, nogil=True)
@@ -152,16 +134,18 @@ def _pool_geometry(shape, pool, strides, padding, dy):
     return dy, ph, pw, sh, sw, pt, pl
 
 
-def max_pool2d_backward(x, pool, strides, padding, dy) -> np.ndarray:
+def max_pool2d_backward(x, pool, strides, padding, dy, argmax=None) -> np.ndarray:
     """dx[n,ih,iw,c] = sum of dy over the windows whose first row-major maximum is (ih, iw)."""
     x = _as_f32(x, "x", 4)
     dy, ph, pw, sh, sw, pt, pl = _pool_geometry(x.shape, pool, strides, padding, dy)
-    arg = np.empty(dy.shape, dtype=np.int64)  # (N, OH, OW, C), flat ih*W + iw
-    _parallel(_max_pool2d_argmax, arg.shape[0] * arg.shape[1], 2.0 * arg.size * ph * pw, x, arg,
-              ph, pw, sh, sw, pt, pl)
+    if argmax is None:
+        argmax = max_pool2d_forward(x, pool, strides, padding, argmax=True)[1]
+    elif argmax.dtype != np.int32 or argmax.shape != dy.shape:
+        raise ValueError(f"argmax must be int32 of shape {dy.shape}, got {argmax.dtype} "
+                         f"{argmax.shape}")
     dx = np.empty_like(x)  # (N, H, W, C)
-    _parallel(_max_pool2d_backward, dx.shape[0] * dx.shape[1], 2.0 * dx.size * ph * pw, dy, arg,
-              dx, ph, pw, sh, sw, pt, pl)
+    _parallel(_max_pool2d_backward, dx.shape[0], 16.0 * (dx.size + dy.size), dy,
+              np.ascontiguousarray(argmax), dx, sh >= ph and sw >= pw)
     return dx
 
 

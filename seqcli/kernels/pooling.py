@@ -1,4 +1,9 @@
-"""Pooling kernels: windowed max/average (padding ignored) and global max/average."""
+"""Pooling kernels: windowed max/average (padding ignored) and global max/average.
+
+`max_pool2d_forward(..., argmax=True)` returns (y, argmax) for training: argmax[n,oh,ow,c] is
+ih*W + iw (int32) of the window's first maximal cell in row-major order, the cell that
+`grad_pooling.max_pool2d_backward` sends the window's gradient to.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +50,43 @@ def _max_pool2d(counter, x, out, ph, pw, sh, sw, pt, pl):
             dst = np.uintp((r * out_w + ow) * c_n)
             for c in range(channels):
                 flat_out[dst + c] = best[c]
+        r = _next_item(counter)
+
+
+@njit(cache=True, nogil=True)
+def _max_pool2d_argmax(counter, x, out, arg, ph, pw, sh, sw, pt, pl):
+    # (N, H, W, C) -> (N, OH, OW, C): the max as _max_pool2d, and in `arg` ih*W + iw of the
+    # first maximal real cell in row-major window order (strictly greater replaces)
+    nb, h, w, c_n = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    best = np.empty(c_n, dtype=np.float32)
+    first = np.empty(c_n, dtype=np.float32)
+    where = np.empty(c_n, dtype=np.int32)
+    r = _next_item(counter)  # taken in turn by the threads
+    while r < nb * out_h:
+        n = r // out_h
+        oh = r % out_h
+        h0 = max(oh * sh - pt, 0)
+        h1 = min(oh * sh - pt + ph, h)
+        for ow in range(out_w):
+            w0 = max(ow * sw - pl, 0)
+            w1 = min(ow * sw - pl + pw, w)
+            for c in range(c_n):
+                best[c] = -np.inf
+                first[c] = x[n, h0, w0, c]
+                where[c] = h0 * w + w0
+            for ih in range(h0, h1):
+                for iw in range(w0, w1):
+                    cell = np.int32(ih * w + iw)
+                    for c in range(c_n):
+                        v = x[n, ih, iw, c]
+                        best[c] = v if v > best[c] else best[c]
+                        above = v > first[c]
+                        first[c] = v if above else first[c]
+                        where[c] = cell if above else where[c]
+            for c in range(c_n):
+                out[n, oh, ow, c] = best[c]
+                arg[n, oh, ow, c] = where[c]
         r = _next_item(counter)
 
 
@@ -130,9 +172,14 @@ def _pool_setup(x, pool, strides, padding):
     return x, ph, pw, sh, sw, pt, pl, out
 
 
-def max_pool2d_forward(x, pool, strides, padding) -> np.ndarray:
+def max_pool2d_forward(x, pool, strides, padding, argmax: bool = False):
     """y[n,oh,ow,c] = max over real cells x[n, oh*sh-pt+i, ow*sw-pl+j, c], 0<=i<ph, 0<=j<pw."""
     x, ph, pw, sh, sw, pt, pl, out = _pool_setup(x, pool, strides, padding)
+    if argmax:
+        arg = np.empty(out.shape, dtype=np.int32)
+        _parallel(_max_pool2d_argmax, out.shape[0] * out.shape[1], 24.0 * out.size * ph * pw, x,
+                  out, arg, ph, pw, sh, sw, pt, pl)
+        return out, arg
     # (N, H, W, C) -> (N, OH, OW, C), one output row (n, oh) at a time
     _parallel(_max_pool2d, out.shape[0] * out.shape[1], 16.0 * out.size * ph * pw, x, out, ph,
               pw, sh, sw, pt, pl)

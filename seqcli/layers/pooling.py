@@ -55,21 +55,34 @@ class _Pooling(Layer):
         from seqcli.kernels.pooling import avg_pool2d_forward, max_pool2d_forward
 
         kernel = max_pool2d_forward if self.mode == "max" else avg_pool2d_forward
-        y = kernel(*self._geometry(x))
+        return self._unflatten(kernel(*self._geometry(x)))
+
+    def _unflatten(self, y):
+        """The 2-D kernel's (N, 1, OW, C) output as (N, OW, C) for 1-D pooling."""
         return y.reshape(y.shape[0], y.shape[2], y.shape[3]) if self.rank == 1 else y
+
+    def forward_train(self, weights, x, rng):
+        """The forward; the cache is (x, each window's argmax as max pooling routes dy)."""
+        if self.mode != "max":
+            return self.forward(weights, x), (x, None)
+        from seqcli.kernels.pooling import max_pool2d_forward
+
+        y, argmax = max_pool2d_forward(*self._geometry(x), argmax=True)
+        return self._unflatten(y), (x, argmax)
 
     def backward(self, weights, cache, dy, input_grad=True):
         from seqcli.kernels.grad_pooling import avg_pool2d_backward, max_pool2d_backward
 
         if not input_grad:
             return None, {}
-        x4, pool, strides, pads = self._geometry(cache)
+        x, argmax = cache
+        x4, pool, strides, pads = self._geometry(x)
         dy4 = dy.reshape((dy.shape[0], 1) + dy.shape[1:]) if self.rank == 1 else dy
         if self.mode == "max":
-            dx = max_pool2d_backward(x4, pool, strides, pads, dy4)
+            dx = max_pool2d_backward(x4, pool, strides, pads, dy4, argmax)
         else:
             dx = avg_pool2d_backward(x4.shape, pool, strides, pads, dy4)
-        return dx.reshape(cache.shape), {}
+        return dx.reshape(x.shape), {}
 
 
 class MaxPooling2D(_Pooling):
