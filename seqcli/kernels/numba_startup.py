@@ -127,32 +127,28 @@ def _tolerant_cache() -> None:
     except (ImportError, AttributeError):  # another numba: its own caching, unchanged
         return
 
-    def load_overload(cache, sig, target_context):
-        if not _seqcli_kernel(cache):
-            return load(cache, sig, target_context)
-        try:
-            if type(cache._cache_file) is IndexDataCacheFile:
-                cache._cache_file.__class__ = checked
-            return load(cache, sig, target_context)
-        except MemoryError:
-            raise
-        except Exception as error:  # whatever the damage, compiled instead
-            _damaged(_entry(cache._cache_path, error))
-            return None
+    def tolerant(method, trouble):
+        """numba's cache `method` (load or save) that, for a seqcli kernel, reads and writes
+        checked files and turns any failure into `trouble(folder, error)` and None."""
 
-    def save_overload(cache, sig, data):
-        if not _seqcli_kernel(cache):
-            return save(cache, sig, data)
-        try:
-            if type(cache._cache_file) is IndexDataCacheFile:
-                cache._cache_file.__class__ = checked
-            save(cache, sig, data)
-        except MemoryError:
-            raise
-        except Exception as error:  # an unwritable cache: run uncached
-            _cache_unwritable(cache._cache_path, error)
+        def wrapper(cache, *args):
+            if not _seqcli_kernel(cache):
+                return method(cache, *args)
+            try:
+                if type(cache._cache_file) is IndexDataCacheFile:
+                    cache._cache_file.__class__ = checked
+                return method(cache, *args)
+            except MemoryError:
+                raise
+            except Exception as error:  # a damaged entry is compiled; an unwritable one
+                trouble(cache._cache_path, error)  # runs uncached
+                return None
 
-    load_overload.__wrapped__, save_overload.__wrapped__ = load, save
+        wrapper.__wrapped__ = method
+        return wrapper
+
+    load_overload = tolerant(load, lambda folder, error: _damaged(_entry(folder, error)))
+    save_overload = tolerant(save, _cache_unwritable)
     Cache.load_overload, Cache.save_overload = load_overload, save_overload
 
 
