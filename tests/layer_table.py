@@ -38,6 +38,7 @@ from seqcli.kernels import pooling as k_pool
 from seqcli.kernels import recurrent as k_rec
 from seqcli.kernels import reshaping as k_resh
 from seqcli.kernels import resize as k_resize
+from seqcli.kernels import small as k_small
 
 try:
     from tests import naive, naive_grad
@@ -62,6 +63,8 @@ class Row:
 
 
 ACTIVATION = {k_act.activation_forward: naive.naive_activation}
+SMALL_DENSE = {k_small.small_dense_forward: naive.naive_dense}
+"""The numpy path a Dense layer of small work takes (no numba)."""
 ACTIVATION_GRAD = {g_act.activation_backward: naive.naive_activation}
 
 ROWS: dict[str, Row] = {
@@ -71,7 +74,7 @@ ROWS: dict[str, Row] = {
             ({"units": 5, "use_bias": False}, (3, 4), (3, 5), 20, 20),
             ({"units": 3, "activation": "softmax"}, (2, 3, 7), (2, 3, 3), 24, 24),
         ],
-        kernels={k_dense.dense_forward: naive.naive_dense, **ACTIVATION},
+        kernels={k_dense.dense_forward: naive.naive_dense, **SMALL_DENSE, **ACTIVATION},
         grads={g_dense.dense_backward: naive_grad.dense64},
         keras=("dense_activations_a", "dense_rank4_no_bias"),
     ),
@@ -327,7 +330,7 @@ ROWS: dict[str, Row] = {
     ),
     "Activation": Row(
         cases=[({"activation": "gelu"}, (3, 4), (3, 4), 0, 0)],
-        kernels=ACTIVATION,
+        kernels={**ACTIVATION, k_small.small_activation_forward: naive.naive_activation},
         grads=ACTIVATION_GRAD,
         keras=("activation_layers_a", "activation_layers_b"),
     ),
@@ -555,7 +558,7 @@ ROWS: dict[str, Row] = {
              (4, 4, 4, 2), 20, 20),
             ({"layer": {"type": "Flatten"}}, (3, 2, 2), (3, 4), 0, 0),
         ],
-        kernels={k_dense.dense_forward: naive.naive_dense,
+        kernels={k_dense.dense_forward: naive.naive_dense, **SMALL_DENSE,
                  k_conv.conv2d_forward: naive.naive_conv2d, **ACTIVATION},
         grads={g_dense.dense_backward: naive_grad.dense64,
                g_conv.conv2d_backward: naive_grad.conv2d64, **ACTIVATION_GRAD},

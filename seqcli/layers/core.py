@@ -62,11 +62,15 @@ class Dense(Layer):
         return (num_elements(input_shape) or 0) * self.units
 
     def forward(self, weights, x):
-        from seqcli.kernels.dense import dense_forward
+        from seqcli.kernels.small import small_dense_forward
 
         flat = x.reshape(-1, x.shape[-1])
-        y = dense_forward(flat, weights["kernel"], weights.get("bias"),
-                          activation_code(self.fused_activation))
+        code = activation_code(self.fused_activation)
+        y = small_dense_forward(flat, weights["kernel"], weights.get("bias"), code)
+        if y is None:
+            from seqcli.kernels.dense import dense_forward
+
+            y = dense_forward(flat, weights["kernel"], weights.get("bias"), code)
         return y.reshape(x.shape[:-1] + (self.units,))
 
     def forward_train(self, weights, x, rng):
@@ -102,9 +106,15 @@ class ActivationLayer(Layer):
     keras_build_config = False
 
     def forward(self, weights, x):
-        from seqcli.kernels.activations import activation_forward
+        from seqcli.kernels.small import small_activation_forward
 
-        return activation_forward(x, activation_code(self.fused_activation))
+        code = activation_code(self.fused_activation)
+        y = small_activation_forward(x, code)
+        if y is None:
+            from seqcli.kernels.activations import activation_forward
+
+            y = activation_forward(x, code)
+        return y
 
     def forward_train(self, weights, x, rng):
         from seqcli.kernels.activations import activation_forward

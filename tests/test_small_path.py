@@ -1,0 +1,150 @@
+"""The numpy path of small work (seqcli/kernels/small.py): the same numbers as the jitted
+kernels and the float64 references, taken only below its thresholds, and a small model's
+predict that never loads numba."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from seqcli.activations import ACTIVATIONS, activation_code
+from seqcli.kernels import activations as k_act
+from seqcli.kernels import dense as k_dense
+from seqcli.kernels import small
+
+try:
+    from tests import naive
+except ImportError:  # tests/ is not a package: pytest puts it on sys.path itself
+    import naive
+
+COMPUTED = [name for name in ACTIVATIONS if activation_code(name) in small.SUPPORTED]
+_SPECIAL = [-1e30, -100, -20, -5, -1, -1e-3, -0.0, 0, 1e-3, 1, 3, 5, 20, 88, 100, 1e30]
+
+
+def _inputs(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rows = [np.array(_SPECIAL, np.float32)]
+    rows += [(rng.standard_normal(len(_SPECIAL)) * 4).astype(np.float32) for _ in range(5)]
+    return np.stack(rows)
+
+
+def test_every_activation_but_gelu_is_computed_here():
+    assert set(ACTIVATIONS) - set(COMPUTED) == {"gelu"}
+
+
+@pytest.mark.parametrize("name", COMPUTED)
+def test_activation_equals_the_kernel_and_the_reference(name):
+    x = _inputs()
+    before = x.copy()
+    got = small.small_activation_forward(x, activation_code(name))
+    kernel = k_act.activation_forward(x, activation_code(name))
+    np.testing.assert_array_equal(x, before)
+    assert got.dtype == np.float32 and got.flags.c_contiguous and got.shape == x.shape
+    # the same float64 arithmetic rounded once: equal to the kernel's but for libm's last bit
+    np.testing.assert_allclose(got, kernel, rtol=2e-7, atol=1e-30)
+    moderate = x[:, np.abs(x[0]) <= 20]  # the references' math.exp overflows beyond
+    np.testing.assert_allclose(small.small_activation_forward(moderate, activation_code(name)),
+                               naive.naive_activation(moderate, name), rtol=1e-6, atol=1e-6)
+
+
+def test_activation_hand_values():
+    code = activation_code
+    np.testing.assert_allclose(
+        small.small_activation_forward(np.array([[0.0, math.log(3.0)]], np.float32), code("softmax")),
+        [[0.25, 0.75]], rtol=1e-7)
+    np.testing.assert_array_equal(
+        small.small_activation_forward(np.array([-2, 0, 4, 7], np.float32), code("relu6")), [0, 0, 4, 6])
+    np.testing.assert_allclose(
+        small.small_activation_forward(np.array([-5, 0, 5], np.float32), code("leaky_relu")), [-1, 0, 5])
+    np.testing.assert_allclose(
+        small.small_activation_forward(np.array([[1.0, 1.0]], np.float32), code("log_softmax")),
+        [[-math.log(2.0)] * 2], rtol=1e-7)
+    big = np.array([-1e30, 1e30], np.float32)
+    np.testing.assert_array_equal(small.small_activation_forward(big, code("sigmoid")), [0, 1])
+    nan = small.small_activation_forward(np.array([np.nan, 1.0], np.float32), code("relu"))
+    assert np.isnan(nan[0]) and nan[1] == 1
+
+
+def test_activation_shapes():
+    for shape in [(), (1,), (7,), (4, 1), (0, 3), (2, 0), (2, 3, 4)]:
+        x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+        got = small.small_activation_forward(x, activation_code("softmax"))
+        assert got.shape == shape
+        np.testing.assert_allclose(got, k_act.activation_forward(x, activation_code("softmax")),
+                                   rtol=2e-7)
+
+
+@pytest.mark.parametrize("name", COMPUTED)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_dense_equals_the_kernel_and_the_reference(name, with_bias):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 12)).astype(np.float32)
+    kernel = (rng.standard_normal((12, 7)) / 3).astype(np.float32)
+    bias = rng.standard_normal(7).astype(np.float32) if with_bias else None
+    got = small.small_dense_forward(x, kernel, bias, activation_code(name))
+    assert got.dtype == np.float32 and got.shape == (5, 7)
+    np.testing.assert_allclose(got, k_dense.dense_forward(x, kernel, bias, activation_code(name)),
+                               rtol=1e-6, atol=1e-6)
+    scale = max(1.0, float(np.abs(naive.naive_dense(x, kernel, bias, "linear")).max()))
+    reference = naive.naive_dense(x, kernel, bias, name)
+    np.testing.assert_allclose(got, reference, rtol=1e-5,
+                               atol=1e-5 * (scale if name == "exponential" else 1))
+
+
+def test_dense_hand_values():
+    got = small.small_dense_forward(np.array([[1.0, 2.0]], np.float32),
+                      np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], np.float32),
+                      np.array([0.5, 0, -3], np.float32), activation_code("relu"))
+    np.testing.assert_array_equal(got, [[1.5, 2.0, 0.0]])
+
+
+def test_big_work_other_dtypes_and_gelu_are_left_to_the_kernels():
+    relu = activation_code("relu")
+    side = int(round(small.SMALL_MACS ** (1 / 3)))
+    at = np.ones((side, side), np.float32)
+    assert small.small_dense_forward(at, np.ones((side, side), np.float32), None, relu) is not None
+    wide = np.ones((side + 1, side + 1), np.float32)
+    assert small.small_dense_forward(wide, np.ones((side + 1, side + 1), np.float32), None, relu) is None
+    assert small.small_dense_forward(np.ones((2, 3)), np.ones((3, 2), np.float32), None, relu) is None
+    assert small.small_dense_forward(np.ones((2, 3), np.float32), np.ones((3, 2), np.float32), None,
+                       activation_code("gelu")) is None
+    assert small.small_activation_forward(np.ones(small.SMALL_VALUES + 1, np.float32), relu) is None
+    assert small.small_activation_forward(np.ones(small.SMALL_VALUES, np.float32), relu) is not None
+    assert small.small_activation_forward(np.ones(3, np.float64), relu) is None
+
+
+_NO_NUMBA = """
+import json, sys
+from seqcli.cli import main
+code = main(["predict", sys.argv[1], sys.argv[2], "-o", sys.argv[3], "-q"])
+print(json.dumps({"code": code, "numba": "numba" in sys.modules}))
+"""
+
+
+def test_small_model_predicts_without_numba(tmp_path):
+    """The guide's Dense stack on a few rows: numba is never imported, and the outputs are
+    those the jitted kernels give."""
+    x = np.random.default_rng(3).standard_normal((8, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "y.npy"
+    run = subprocess.run([sys.executable, "-c", _NO_NUMBA, "configs/dense_stack.yaml",
+                          str(tmp_path / "x.npy"), str(out)],
+                         capture_output=True, text=True, check=True)
+    assert json.loads(run.stdout.splitlines()[-1]) == {"code": 0, "numba": False}
+
+    from seqcli.runtime.model import load
+
+    model = load("configs/dense_stack.yaml")
+    model.build()
+    y = x
+    for layer in model.layers:
+        weights = {name.split("/")[-1]: array for name, array in model.weights.items()
+                   if name.startswith(layer.name + "/")}
+        y = k_dense.dense_forward(y, weights["kernel"], weights.get("bias"),
+                                  activation_code(layer.activation))
+    np.testing.assert_allclose(np.load(out), y, rtol=1e-6, atol=1e-7)
