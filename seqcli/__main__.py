@@ -1,6 +1,7 @@
 """`python -m seqcli` and the `seqcli` console script."""
 
 import gc
+import os
 
 
 def run() -> None:
@@ -11,6 +12,9 @@ def run() -> None:
     as they come (some 30-40 ms), to find a few hundred to free. It is off until the command's
     work begins (`seqcli.cli.app.start_up_done`); short commands finish without it."""
     gc.disable()
+    # pydantic looks for plugins in every installed package's metadata before it validates
+    # anything: the command line uses none, and skips the search
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from seqcli.cli import run as run_cli
 
     run_cli(gc_paused=True)

@@ -13,7 +13,6 @@ import codecs
 import errno
 import io
 import os
-import secrets
 import stat
 import sys
 from collections.abc import Iterator
@@ -306,7 +305,7 @@ def _create_temp(path: Path, target: Path) -> tuple[Path, int]:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     name = target.name[:200]  # room for the affixes within the usual 255-byte name limit
     while True:
-        temp = target.parent / f".{name}.{secrets.token_hex(4)}.tmp"
+        temp = target.parent / f".{name}.{os.urandom(4).hex()}.tmp"
         try:
             return temp, os.open(temp, flags, 0o666)
         except FileExistsError:
