@@ -741,9 +741,13 @@ ROWS: dict[str, Row] = {
     ),
 }
 
-SHARED_KERNELS = {k_act.bias_activation_inplace: naive.naive_bias_activation}
+SHARED_KERNELS = {k_act.bias_activation_inplace: naive.naive_bias_activation,
+                  k_small.small_conv2d_forward: naive.naive_conv2d,
+                  k_small.small_pool2d_forward: naive.naive_max_pool2d,
+                  k_small.small_global_pool_forward: naive.naive_global_max_pool}
 """Kernels that layers reach only through other kernels (the fused bias + activation
-epilogue of dense and convolution kernels)."""
+epilogue of dense and convolution kernels), or only in a small run (the numpy path of
+convolutions and pooling, tests/test_small_path.py)."""
 
 
 def _merged(tables) -> dict:

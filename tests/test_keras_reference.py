@@ -46,3 +46,17 @@ def test_predict_equals_keras(cli, entry, tmp_path):
     scale = max(float(np.abs(expected).max()), 1e-6)
     # the contract's bar is 2e-4 of the output's scale; the kernels do much better
     assert float(np.abs(got - expected).max()) <= 2e-5 * scale
+
+
+@pytest.mark.parametrize("entry", RUNNABLE, ids=[m["stem"] for m in RUNNABLE])
+def test_kernels_equal_keras(entry):
+    """The same fixtures through the jitted kernels: `predict` above runs these small inputs
+    on the numpy path of a small run (seqcli/kernels/small.py), the Python API on kernels."""
+    from seqcli.runtime.model import load
+
+    files = entry["files"]
+    model = load(HERE / entry["model"], weights=str(HERE / files["weights"]))
+    got, expected = model.predict(np.load(HERE / files["input"])), np.load(HERE / files["output"])
+    assert got.shape == expected.shape
+    scale = max(float(np.abs(expected).max()), 1e-6)
+    assert float(np.abs(got - expected).max()) <= 2e-5 * scale

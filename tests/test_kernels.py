@@ -69,6 +69,8 @@ def _act_for(i: int) -> str:
 # Modules of seqcli.kernels that hold no kernels: what the kernels run on (CPU features, threads,
 # numba's start-up, LLVM helpers, size checks); their public functions are used elsewhere.
 NOT_KERNELS = ("cpu", "threads", "numba_startup", "intrinsics", "geometry")
+# Public functions of kernel modules that are not kernels: the switch to a small run's numpy path.
+NOT_KERNEL_FUNCTIONS = ("small_run",)
 
 
 def _public_kernel_functions():
@@ -82,7 +84,7 @@ def _public_kernel_functions():
         module = importlib.import_module(f"seqcli.kernels.{info.name}")
         for name, obj in vars(module).items():
             func = getattr(obj, "py_func", obj)  # numba dispatchers wrap a Python function
-            if name.startswith("_") or not inspect.isfunction(func):
+            if name.startswith("_") or name in NOT_KERNEL_FUNCTIONS or not inspect.isfunction(func):
                 continue
             if func.__module__ == module.__name__:
                 found.append((f"{module.__name__}.{name}", obj))

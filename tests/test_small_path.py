@@ -148,3 +148,135 @@ def test_small_model_predicts_without_numba(tmp_path):
         y = k_dense.dense_forward(y, weights["kernel"], weights.get("bias"),
                                   activation_code(layer.activation))
     np.testing.assert_allclose(np.load(out), y, rtol=1e-6, atol=1e-7)
+
+
+# ----------------------------------------------------------------------------- a small run
+
+class _Built:
+    """What `small_run` reads of a built model: each layer's multiply-accumulates."""
+
+    def __init__(self, *macs):
+        self.layers = [type("Info", (), {"macs": m})() for m in macs]
+
+
+def _in_small_run(function, *args):
+    with small.small_run(_Built(1), 1) as on:
+        assert on
+        return function(*args)
+
+
+def test_small_run_is_decided_by_the_whole_runs_work():
+    with small.small_run(_Built(small.RUN_MACS // 4, 0), 4) as on:
+        assert on
+    with small.small_run(_Built(small.RUN_MACS // 4, 1), 4) as on:
+        assert not on
+    with small.small_run(_Built(10, None), 1) as on:  # unknown work: the kernels
+        assert not on
+    x = np.ones((1, 4, 4, 1), np.float32)
+    geometry = ((1, 1), (1, 1), ((0, 0), (0, 0)))
+    kernel = np.ones((2, 2, 1, 1), np.float32)
+    assert small.small_conv2d_forward(x, kernel, None, *geometry, 1, 0) is None  # outside
+    assert small.small_pool2d_forward(x, (2, 2), (2, 2), ((0, 0), (0, 0)), "max") is None
+    assert small.small_global_pool_forward(x.reshape(1, 16, 1), "max") is None
+
+
+CONV_CASES = [  # (N, H, W, C), (KH, KW, C/groups, F), strides, dilation, padding, groups
+    ((2, 9, 8, 3), (3, 3, 3, 4), (1, 1), (1, 1), ((0, 0), (0, 0)), 1),
+    ((1, 11, 10, 2), (5, 3, 2, 6), (2, 3), (1, 1), ((2, 2), (1, 1)), 1),
+    ((3, 12, 12, 4), (3, 3, 2, 6), (1, 2), (2, 1), ((2, 3), (0, 1)), 2),
+    ((1, 1, 17, 5), (1, 4, 5, 7), (1, 3), (1, 2), ((0, 0), (3, 3)), 1),  # 1-D as 2-D
+    ((2, 6, 6, 8), (1, 1, 8, 16), (1, 1), (1, 1), ((0, 0), (0, 0)), 1),
+    ((1, 7, 7, 6), (2, 2, 1, 6), (1, 1), (3, 3), ((1, 2), (2, 1)), 6),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CONV_CASES)))
+@pytest.mark.parametrize("name", ["linear", "relu", "softmax", "tanh"])
+def test_conv2d_equals_the_kernel_and_the_reference(case, name, monkeypatch):
+    from seqcli.kernels import conv as k_conv
+
+    shape, kernel_shape, strides, dilation, padding, groups = CONV_CASES[case]
+    rng = np.random.default_rng(case)
+    x = rng.standard_normal(shape).astype(np.float32)
+    kernel = rng.standard_normal(kernel_shape).astype(np.float32)
+    bias = rng.standard_normal(kernel_shape[-1]).astype(np.float32)
+    args = (x, kernel, bias, strides, dilation, padding, groups, activation_code(name))
+    got = _in_small_run(small.small_conv2d_forward, *args)
+    np.testing.assert_allclose(got, k_conv.conv2d_forward(*args), rtol=1e-5, atol=1e-5)
+    reference = naive.naive_conv2d(x, kernel, bias, strides, dilation, padding, groups, name)
+    np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-5)
+    # im2col in slices of one output row each gives the same numbers (but for BLAS's order)
+    monkeypatch.setattr(small, "WINDOW_VALUES", 1)
+    np.testing.assert_allclose(_in_small_run(small.small_conv2d_forward, *args), got,
+                               rtol=1e-6, atol=1e-6)
+
+
+POOL_CASES = [  # (N, H, W, C), pool, strides, padding
+    ((2, 9, 9, 3), (3, 3), (3, 3), ((0, 0), (0, 0))),
+    ((1, 7, 8, 2), (2, 3), (2, 2), ((0, 1), (1, 1))),
+    ((3, 5, 5, 4), (3, 3), (1, 1), ((1, 1), (1, 1))),
+    ((1, 1, 11, 2), (1, 4), (1, 3), ((0, 0), (1, 2))),
+]
+
+
+@pytest.mark.parametrize("case", range(len(POOL_CASES)))
+@pytest.mark.parametrize("mode", ["max", "average"])
+def test_pool2d_equals_the_kernel_and_the_reference(case, mode):
+    from seqcli.kernels import pooling as k_pool
+
+    shape, pool, strides, padding = POOL_CASES[case]
+    x = np.random.default_rng(case).standard_normal(shape).astype(np.float32)
+    got = _in_small_run(small.small_pool2d_forward, x, pool, strides, padding, mode)
+    kernel = k_pool.max_pool2d_forward if mode == "max" else k_pool.avg_pool2d_forward
+    np.testing.assert_allclose(got, kernel(x, pool, strides, padding), rtol=1e-6, atol=1e-6)
+    reference = naive.naive_max_pool2d if mode == "max" else naive.naive_avg_pool2d
+    np.testing.assert_allclose(got, reference(x, pool, strides, padding), rtol=1e-6, atol=1e-6)
+    assert got.dtype == np.float32
+
+
+@pytest.mark.parametrize("mode", ["max", "average"])
+def test_global_pool_equals_the_kernel(mode):
+    from seqcli.kernels import pooling as k_pool
+
+    x = np.random.default_rng(5).standard_normal((3, 40, 6)).astype(np.float32)
+    got = _in_small_run(small.small_global_pool_forward, x, mode)
+    kernel = k_pool.global_max_pool_forward if mode == "max" else k_pool.global_avg_pool_forward
+    np.testing.assert_allclose(got, kernel(x), rtol=1e-6, atol=1e-6)
+    assert got.dtype == np.float32 and got.shape == (3, 6)
+
+
+def test_hand_computed_conv_and_pools():
+    x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    kernel = np.ones((2, 2, 1, 1), np.float32)
+    got = _in_small_run(small.small_conv2d_forward, x, kernel, np.array([-1], np.float32),
+                        (2, 2), (1, 1), ((0, 0), (0, 0)), 1, activation_code("linear"))
+    np.testing.assert_array_equal(got[0, :, :, 0], [[9, 17], [41, 49]])
+    got = _in_small_run(small.small_pool2d_forward, x, (3, 3), (2, 2), ((0, 1), (0, 1)),
+                        "average")
+    np.testing.assert_array_equal(got[0, :, :, 0], [[5, 6.5], [11, 12.5]])
+    got = _in_small_run(small.small_pool2d_forward, x, (3, 3), (2, 2), ((0, 1), (0, 1)),
+                        "max")
+    np.testing.assert_array_equal(got[0, :, :, 0], [[10, 11], [14, 15]])
+
+
+@pytest.mark.parametrize("model", ["configs/guide_convnet.yaml",
+                                   "tests/keras_reference/models/conv1d_strides.yaml"])
+def test_a_small_run_of_a_convnet_needs_no_numba(tmp_path, model):
+    """Two images through a convnet run in numpy (no numba) and give what the kernels give;
+    a run above RUN_MACS takes the kernels."""
+    from seqcli.runtime.model import load
+
+    network = load(model)
+    network.build()
+    x = (np.random.default_rng(6).random((2, *network.input_shape[1:]), dtype=np.float32) * 255)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "y.npy"
+    run = subprocess.run([sys.executable, "-c", _NO_NUMBA, model, str(tmp_path / "x.npy"),
+                          str(out)], capture_output=True, text=True, check=True)
+    assert json.loads(run.stdout.splitlines()[-1]) == {"code": 0, "numba": False}
+    expected = network.predict(x)
+    scale = float(np.abs(expected).max())
+    np.testing.assert_allclose(np.load(out), expected, rtol=1e-5, atol=1e-5 * scale)
+    rows = small.RUN_MACS // network.built_model.macs + 1
+    with small.small_run(network.built_model, rows) as on:
+        assert not on

@@ -59,6 +59,7 @@ def extract(
     from seqcli.io.atomic import check_output
     from seqcli.io.formats import array_format
     from seqcli.io.outputs import array_writer
+    from seqcli.kernels.small import small_run
     from seqcli.runtime.extract import choose_layers, extract_batches
     from seqcli.runtime.memory import check_batch_memory
     from seqcli.runtime.runner import numeric_warnings_off, prepare_run
@@ -83,7 +84,7 @@ def extract(
         part_shapes = built.part_shapes()
         shapes = {path: part_shapes[path] if path in part_shapes else built.find(path).output_shape
                   for path in paths}
-        with array_writer(output, chosen, shapes, rows) as write:
+        with array_writer(output, chosen, shapes, rows) as write, small_run(built, rows):
             for found in results:
                 write(found)
         progress.done()

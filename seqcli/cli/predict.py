@@ -73,6 +73,7 @@ def predict(
     chosen = _output_format(output, output_format, lines, labels)
     from seqcli.io.atomic import check_output
     from seqcli.io.labels import read_labels
+    from seqcli.kernels.small import small_run
     from seqcli.runtime.memory import check_batch_memory
     from seqcli.runtime.runner import numeric_warnings_off, prepare_run
 
@@ -92,14 +93,15 @@ def predict(
         results = NonFiniteCounter("<outputs>")
         batches = data.batches(batch_size, as_float32=not runner.takes_ids)
         outputs = results.check(progressing(runner.run(inputs.check(batches)), progress))
-        if lines is not None:
-            _write_lines(outputs, output, _line_text(sample, top_k, threshold, names))
-        else:
-            from seqcli.io.outputs import array_writer
+        with small_run(runner.built_model, rows):
+            if lines is not None:
+                _write_lines(outputs, output, _line_text(sample, top_k, threshold, names))
+            else:
+                from seqcli.io.outputs import array_writer
 
-            with array_writer(output, chosen, {"output": sample}, rows, names) as write:
-                for batch in outputs:
-                    write({"output": batch})
+                with array_writer(output, chosen, {"output": sample}, rows, names) as write:
+                    for batch in outputs:
+                        write({"output": batch})
         progress.done()
     warn_non_finite(inputs, results)
 

@@ -6,11 +6,21 @@ whose work is below the thresholds here runs on these functions instead of the j
 kernels, with the same arithmetic: float32 matmul (numpy's BLAS, which stays on one thread at
 this size by itself), and each activation computed in float64 and rounded once, as the
 kernels' `_act` does (softmax and log-softmax per row in float64). A model made only of such
-layers never imports numba."""
+layers never imports numba.
+
+A whole run may be small too: the guide's convnet on one image is 0.2 GMACs, some 10 ms in
+numpy where loading numba takes 0.3 s. Inside `small_run(macs)` for a run of at most
+`RUN_MACS`, convolutions and pooling run here as well (and Dense layers of any size): im2col
+windows and one float32 GEMM per group, in slices of bounded memory."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from seqcli.activations import ACTIVATION_CODES, SELU_ALPHA, SELU_SCALE
 
@@ -19,6 +29,26 @@ SMALL_MACS = 1 << 18
 small on one thread by itself (its SMP threshold is 65536 x 4)."""
 SMALL_VALUES = 1 << 16
 """Up to this many values an activation runs here."""
+RUN_MACS = 2_000_000_000
+"""A run (every row through every layer) of at most this many multiply-accumulates runs here
+whole: numpy does it in well under the 0.3 s that loading numba and its kernels takes."""
+WINDOW_VALUES = 1 << 22
+"""The most values one slice of a convolution's im2col windows holds (16 MB)."""
+
+_RUN: ContextVar[bool] = ContextVar("small_run", default=False)
+
+
+@contextmanager
+def small_run(built, rows: int) -> Iterator[bool]:
+    """Inside the block, convolutions and pooling run in numpy when `rows` samples through the
+    built model `built` (a BuiltModel) take at most RUN_MACS multiply-accumulates; yields
+    whether they do."""
+    macs = [info.macs for info in built.layers]
+    token = _RUN.set(None not in macs and rows * sum(macs) <= RUN_MACS)
+    try:
+        yield _RUN.get()
+    finally:
+        _RUN.reset(token)
 
 _LEAKY_SLOPE = 0.2  # Keras 3's default negative_slope, as the kernels
 _INV_SQRT2 = 0.7071067811865476
@@ -88,7 +118,8 @@ def small_dense_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | No
           code: int) -> np.ndarray | None:
     """act(x @ kernel + bias) for small float32 work and a computed activation, else None."""
     m, k = x.shape
-    if m * k * kernel.shape[1] > SMALL_MACS or code not in SUPPORTED or not _plain(x, kernel):
+    small = m * k * kernel.shape[1] <= SMALL_MACS or _RUN.get()
+    if not small or code not in SUPPORTED or not _plain(x, kernel):
         return None
     y = np.matmul(x, kernel)
     if bias is not None:
@@ -99,7 +130,8 @@ def small_dense_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | No
 
 def small_activation_forward(x: np.ndarray, code: int) -> np.ndarray | None:
     """act(x) as a new array for a small float32 `x` and a computed activation, else None."""
-    if x.size > SMALL_VALUES or code not in SUPPORTED or x.dtype != np.float32:
+    small = x.size <= SMALL_VALUES or _RUN.get()
+    if not small or code not in SUPPORTED or x.dtype != np.float32:
         return None
     y = np.array(x, dtype=np.float32, order="C", copy=True)
     if y.size:
@@ -111,3 +143,66 @@ def small_activation_forward(x: np.ndarray, code: int) -> np.ndarray | None:
 def _plain(*arrays: np.ndarray) -> bool:
     """True when every array is float32 (what the kernels would otherwise check and convert)."""
     return all(a.dtype == np.float32 for a in arrays)
+
+
+def small_conv2d_forward(x, kernel, bias, strides, dilation, padding, groups: int,
+                         code: int) -> np.ndarray | None:
+    """conv2d_forward's result in a small run for float32 and a computed activation, else None."""
+    if not _RUN.get() or code not in SUPPORTED or not _plain(x, kernel):
+        return None
+    (sh, sw), (dh, dw) = strides, dilation
+    (pt, pb), (pl, pr) = padding
+    kh, kw, cg, filters = kernel.shape
+    x = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    n, h, w, _ = x.shape
+    oh, ow = (h - (kh - 1) * dh - 1) // sh + 1, (w - (kw - 1) * dw - 1) // sw + 1
+    # (N, OH, OW, C, KH, KW) views of each output cell's window, then (.., KH, KW, C)
+    windows = sliding_window_view(x, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(1, 2))
+    windows = windows[:, :oh * sh:sh, :ow * sw:sw, :, ::dh, ::dw].transpose(0, 1, 2, 4, 5, 3)
+    fg = filters // groups
+    y = np.empty((n, oh, ow, filters), np.float32)
+    rows = max(1, WINDOW_VALUES // max(1, n * ow * kh * kw * cg))  # output rows a slice
+    for g in range(groups):
+        weights = kernel[..., g * fg:(g + 1) * fg].reshape(kh * kw * cg, fg)
+        for r in range(0, oh, rows):
+            part = windows[:, r:r + rows, :, :, :, g * cg:(g + 1) * cg]
+            cols = part.reshape(-1, kh * kw * cg)  # a copy: the im2col slice
+            y[:, r:r + rows, :, g * fg:(g + 1) * fg] = (cols @ weights).reshape(
+                n, part.shape[1], ow, fg)
+    flat = y.reshape(-1, filters)
+    if bias is not None:
+        flat += bias
+    _activation_inplace(flat, code)
+    return y
+
+
+def small_pool2d_forward(x, pool, strides, padding, mode: str) -> np.ndarray | None:
+    """max_pool2d_forward's or avg_pool2d_forward's result in a small run, else None."""
+    if not _RUN.get() or x.dtype != np.float32:
+        return None
+    (ph, pw), (sh, sw) = pool, strides
+    (pt, pb), (pl, pr) = padding
+    pads = ((0, 0), (pt, pb), (pl, pr), (0, 0))
+    n, h, w, c = x.shape
+    oh, ow = (h + pt + pb - ph) // sh + 1, (w + pl + pr - pw) // sw + 1
+    if mode == "max":  # padded cells never win
+        cells = np.pad(x, pads, constant_values=-np.inf)
+        return _windows(cells, ph, pw, sh, sw, oh, ow).max(axis=(4, 5))
+    total = _windows(np.pad(x, pads), ph, pw, sh, sw, oh, ow).sum(axis=(4, 5), dtype=np.float32)
+    real = np.pad(np.ones((1, h, w, 1), np.float32), pads)  # the mean of the real cells
+    count = _windows(real, ph, pw, sh, sw, oh, ow).sum(axis=(4, 5), dtype=np.float32)
+    return total / count
+
+
+def _windows(x, ph, pw, sh, sw, oh, ow) -> np.ndarray:
+    """(N, OH, OW, C, PH, PW) views of the pooling windows of (N, H, W, C)."""
+    return sliding_window_view(x, (ph, pw), axis=(1, 2))[:, :oh * sh:sh, :ow * sw:sw]
+
+
+def small_global_pool_forward(x, mode: str) -> np.ndarray | None:
+    """global_max/avg_pool_forward's result for (N, S, C) in a small run, else None."""
+    if not _RUN.get() or x.dtype != np.float32:
+        return None
+    if mode == "max":
+        return x.max(axis=1)
+    return x.mean(axis=1, dtype=np.float32)

@@ -177,12 +177,17 @@ class Conv2D(_Windowed):
         return self._conv(weights, x, self.fused_activation)
 
     def _conv(self, weights, x, activation):
-        from seqcli.kernels.conv import conv2d_forward
+        from seqcli.kernels.small import small_conv2d_forward
 
         strides, dilation, pads = self._geometry(x)
         x2, w2 = self._as_2d(x, weights)
-        y = conv2d_forward(x2, w2["kernel"], w2.get("bias"), strides, dilation, pads,
-                           self.groups, activation_code(activation))
+        args = (x2, w2["kernel"], w2.get("bias"), strides, dilation, pads, self.groups,
+                activation_code(activation))
+        y = small_conv2d_forward(*args)
+        if y is None:
+            from seqcli.kernels.conv import conv2d_forward
+
+            y = conv2d_forward(*args)
         return y.reshape(y.shape[0], y.shape[2], y.shape[3]) if self.rank == 1 else y
 
     def forward_train(self, weights, x, rng):

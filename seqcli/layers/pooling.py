@@ -52,10 +52,16 @@ class _Pooling(Layer):
                 (1,) + self.strides, ((0, 0),) + pads)
 
     def forward(self, weights, x):
-        from seqcli.kernels.pooling import avg_pool2d_forward, max_pool2d_forward
+        from seqcli.kernels.small import small_pool2d_forward
 
-        kernel = max_pool2d_forward if self.mode == "max" else avg_pool2d_forward
-        return self._unflatten(kernel(*self._geometry(x)))
+        geometry = self._geometry(x)
+        y = small_pool2d_forward(*geometry, self.mode)
+        if y is None:
+            from seqcli.kernels.pooling import avg_pool2d_forward, max_pool2d_forward
+
+            kernel = max_pool2d_forward if self.mode == "max" else avg_pool2d_forward
+            y = kernel(*geometry)
+        return self._unflatten(y)
 
     def _unflatten(self, y):
         """The 2-D kernel's (N, 1, OW, C) output as (N, OW, C) for 1-D pooling."""
@@ -148,10 +154,15 @@ class _GlobalPooling(Layer):
         return (input_shape[-1],)
 
     def forward(self, weights, x):
-        from seqcli.kernels.pooling import global_avg_pool_forward, global_max_pool_forward
+        from seqcli.kernels.small import small_global_pool_forward
 
-        kernel = global_max_pool_forward if self.mode == "max" else global_avg_pool_forward
-        y = kernel(x.reshape(x.shape[0], -1, x.shape[-1]))
+        x3 = x.reshape(x.shape[0], -1, x.shape[-1])
+        y = small_global_pool_forward(x3, self.mode)
+        if y is None:
+            from seqcli.kernels.pooling import global_avg_pool_forward, global_max_pool_forward
+
+            kernel = global_max_pool_forward if self.mode == "max" else global_avg_pool_forward
+            y = kernel(x3)
         return y.reshape((x.shape[0],) + self.output_shape(x.shape[1:]))
 
     def backward(self, weights, cache, dy, input_grad=True):
