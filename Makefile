@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 WARM := $(VENV)/.kernels-cached
 BYTECODE := $(VENV)/.bytecode
 DEMO_INPUT := $(or $(TMPDIR),/tmp)/seqcli-demo-$(shell echo $$PPID).npy
+DEMO_OUT ?= demo-output
 
-.PHONY: install demo test lint bench digits clean
+.PHONY: install demo test lint bench digits clean browser
 
 install: $(STAMP) $(BYTECODE) $(WARM)
 
@@ -35,10 +36,25 @@ demo: install
 	$(BIN)/python -c "import numpy as np; np.save('$(DEMO_INPUT)', np.random.default_rng(0).random((8, 250, 250, 3), dtype=np.float32) * 255)"
 	@echo "# the guide's convnet on 8 generated 250x250 RGB images: the 3 highest scores of each"
 	$(BIN)/seqcli predict configs/guide_convnet.yaml $(DEMO_INPUT) --top-k 3
+	mkdir -p $(DEMO_OUT)
+	$(BIN)/seqcli plot configs/transfer_learning.yaml --expand-nested --show-trainable --show-activations -o $(DEMO_OUT)/model.svg
+	$(BIN)/seqcli report configs/transfer_learning.yaml $(DEMO_INPUT) -q -o $(DEMO_OUT)/report.html
 	rm -f $(DEMO_INPUT)
+	@echo "# the transfer-learning model's diagram: $(CURDIR)/$(DEMO_OUT)/model.svg"
+	@echo "# its report (diagram, layers, weights, feature maps of the first image): $(CURDIR)/$(DEMO_OUT)/report.html"
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest
+
+# Debian's chromium, which the HTML report's browser test loads the page in: installed when it
+# is missing and apt-get can run (as root); without it that one test is skipped
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "note: no chromium and no apt-get as root: the report's browser test will be skipped"; \
+	fi
 
 digits: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" examples/digits/run.sh $(or $(WORK),digits-run)

@@ -21,7 +21,7 @@ ORDER = [
     "seqcli.config",
     "seqcli.build", "seqcli.summary",
     "seqcli.runtime",
-    "seqcli.training", "seqcli.interop", "seqcli.benchmark", "seqcli.api",
+    "seqcli.training", "seqcli.interop", "seqcli.benchmark", "seqcli.visual", "seqcli.api",
     "seqcli.warmup", "seqcli.cli", "seqcli.__main__",
 ]
 """seqcli's modules and packages in import order, lowest first."""

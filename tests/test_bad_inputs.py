@@ -3178,3 +3178,132 @@ def test_a_closed_stdin_is_named_as_missing(args):
     assert (done.returncode, done.stdout) == (2, b"")
     assert done.stderr.decode().startswith("seqcli: error: there is no standard input; ")
     assert done.stderr.count(b"\n") == 1
+
+
+# --- issue 20: plot and report ---
+
+_PICTURED = "input_shape: [4]\nlayers:\n  - {type: Dense, units: 3, activation: relu}\n"
+
+
+@pytest.fixture
+def pictured(tmp_path):
+    """A folder with a model, an input for it, and outputs that a failed run must not touch."""
+    (tmp_path / "m.yaml").write_text(_PICTURED)
+    (tmp_path / "unbuilt.yaml").write_text("layers:\n  - {type: Dense, units: 3}\n")
+    np.save(tmp_path / "x.npy", np.ones((2, 4), np.float32))
+    for name in ("old.svg", "old.png", "old.html"):
+        (tmp_path / name).write_bytes(PRECIOUS)
+    return tmp_path
+
+
+@pytest.mark.parametrize("args, code, fragments", [
+    (["m.yaml", "-o", "m.pdf"], 2, ["-o m.pdf: the diagram goes to a .svg or .png file; "
+                                    "name it m.svg"]),
+    (["missing.yaml", "-o", "old.svg"], 66, ["missing.yaml"]),
+    (["unbuilt.yaml", "-o", "old.svg"], 2, ["has no input shape yet", "--input-shape"]),
+    (["m.yaml", "-o", "old.svg", "--rankdir", "BT"], 2, ["--rankdir"]),
+    (["m.yaml", "-o", "no/such/folder/m.svg"], 73, ["folder", "does not exist"]),
+    (["m.yaml", "-o", "."], 73, ["it is a directory"]),
+    (["m.yaml", "-o", "old.svg", "--input-shape", "5"], 2, ["--input-shape (5,) differs from the model's declared input shape (4,)"]),
+])
+def test_plot_refusals(cli, pictured, monkeypatch, args, code, fragments):
+    monkeypatch.chdir(pictured)
+    before = snapshot(pictured)
+    refused(cli("plot", *args), code, *fragments)
+    unchanged(pictured, before)
+
+
+def test_plot_refuses_a_broken_model_file(cli, pictured):
+    (pictured / "bad.yaml").write_text("input_shape: [4]\nlayers:\n  - {type: Dens, units: 3}\n")
+    before = snapshot(pictured)
+    refused(cli("plot", pictured / "bad.yaml", "-o", pictured / "old.svg"), 65, "bad.yaml:3:5: unknown",
+            "Did you mean 'Dense'?")
+    unchanged(pictured, before)
+
+
+def test_png_without_pillow_names_the_extra_and_writes_nothing(cli, pictured, monkeypatch):
+    monkeypatch.setitem(sys.modules, "PIL", None)  # `import PIL` fails as if not installed
+    before = snapshot(pictured)
+    refused(cli("plot", pictured / "m.yaml", "-o", pictured / "old.png"), 1,
+            "a .png diagram needs the 'Pillow' package, which is not installed: pip install "
+            "'seqcli[images]'")
+    unchanged(pictured, before)
+
+
+def test_plot_to_a_read_only_file_leaves_it(cli, pictured):
+    (pictured / "old.svg").chmod(0o444)
+    before = snapshot(pictured)
+    refused(cli("plot", pictured / "m.yaml", "-o", pictured / "old.svg"), 73, "read-only")
+    unchanged(pictured, before)
+
+
+def _history(folder: Path, name: str, data: bytes) -> Path:
+    (folder / name).write_bytes(data)
+    return folder / name
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"", "not JSON (line 1, column 1: Expecting value)"),
+    (b"{loss: [1]}", "not JSON (line 1, column 2"),
+    (b"\xff\xfe{}", "not UTF-8 text (byte 0 is invalid)"),
+    (b"[1, 2]", "holds a list holding something other than numbers;"),
+    (b"{}", "holds an empty object"),
+    (b'"loss"', "holds a string"),
+    (b'{"loss": []}', "'loss' holds an empty list, not a list of numbers, one per epoch"),
+    (b'{"loss": [1, "2"]}', "'loss' holds a list holding something other than numbers"),
+    (b'{"loss": [true]}', "'loss' holds a list holding something other than numbers"),
+    (b'{"loss": 0.5}', "'loss' holds a number, not a list of numbers"),
+    (b'{"loss": {"a": 1}}', "'loss' holds an object"),
+    (b"[" * 100_000, "not JSON (nested too deeply)"),
+])
+def test_report_refuses_a_file_that_is_not_a_history(cli, pictured, content, fragment):
+    history = _history(pictured, "h.json", content)
+    before = snapshot(pictured)
+    refused(cli("report", pictured / "m.yaml", "--history", history, "-o",
+                pictured / "old.html"), 65, f"{history}: ", fragment,
+            "expected the JSON object seqcli fit --history writes")
+    unchanged(pictured, before)
+
+
+def test_report_refuses_a_huge_history_before_reading_it_all(cli, pictured, monkeypatch):
+    from seqcli.visual import history
+
+    monkeypatch.setattr(history, "MAX_HISTORY_BYTES", 10)
+    path = _history(pictured, "h.json", b'{"loss": [1, 2, 3]}')
+    refused(cli("report", pictured / "m.yaml", "--history", path, "-o", pictured / "r.html"),
+            65, "more than 10 bytes")
+
+
+@pytest.mark.parametrize("args, code, fragments", [
+    (["m.yaml", "-o", "r.txt"], 2, ["-o r.txt: the report (HTML) goes to a .html or .htm "
+                                    "file; name it r.html"]),
+    (["m.yaml", "--history", "nothing.json", "-o", "old.html"], 66,
+     ["nothing.json: no such file; check the --history path"]),
+    (["m.yaml", "--history", ".", "-o", "old.html"], 66, ["is a folder"]),
+    (["m.yaml", "missing.npy", "-o", "old.html"], 66, ["missing.npy"]),
+    (["m.yaml", "m.yaml", "-o", "old.html"], 65, ["m.yaml"]),
+    (["m.yaml", "wide.npy", "-o", "old.html"], 65, ["input has shape (2, 5), but the model expects (None, 4)"]),
+    (["m.yaml", "empty.npy", "-o", "old.html"], 65,
+     ["empty.npy holds no samples; a report shows the first samples' predictions"]),
+    (["m.yaml", "x.npy", "--input-shape", "4", "-o", "old.html"], 2,
+     ["--input-shape is for a report without INPUT"]),
+    (["unbuilt.yaml", "-o", "old.html"], 2, ["has no input shape yet", "--input-shape"]),
+    (["m.yaml", "-o", "old.html", "--history", "old.html"], 2, ["name the same file"]),
+    (["m.yaml", "-", "--history", "-", "-o", "old.html"], 2, ["stdin"]),
+    (["m.yaml", "x.npy", "--samples", "0", "-o", "old.html"], 2, ["--samples"]),
+    (["m.yaml", "-o", "no/such/folder/r.html"], 73, ["does not exist"]),
+])
+def test_report_refusals(cli, pictured, monkeypatch, args, code, fragments):
+    monkeypatch.chdir(pictured)
+    np.save(pictured / "wide.npy", np.ones((2, 5), np.float32))
+    np.save(pictured / "empty.npy", np.ones((0, 4), np.float32))
+    before = snapshot(pictured)
+    refused(cli("report", *args), code, *fragments)
+    unchanged(pictured, before)
+
+
+def test_report_to_a_terminal_is_refused(pictured):
+    code, err, shown = on_terminal("report", pictured / "m.yaml", "-q")
+    assert code == 2 and shown == b"", err
+    assert err == ("seqcli: error: refusing to write an HTML page to a terminal; redirect "
+                   "stdout or pass -o FILE.html\n")

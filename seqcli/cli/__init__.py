@@ -7,6 +7,7 @@ from seqcli.cli.app import app, main, run
 # isort: off
 from seqcli.cli import summary, predict, init, extract, freeze  # noqa: F401
 from seqcli.cli import bench, fit, evaluate, keras, onnx  # noqa: F401
+from seqcli.cli import plot, report  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main", "run"]
