@@ -280,3 +280,18 @@ def test_a_small_run_of_a_convnet_needs_no_numba(tmp_path, model):
     rows = small.RUN_MACS // network.built_model.macs + 1
     with small.small_run(network.built_model, rows) as on:
         assert not on
+
+
+def test_padding_beyond_the_input_is_left_to_the_kernels():
+    """A huge dilation or pool 'same'-pads far beyond the input: the kernels, which skip the
+    taps that read only padding, take it."""
+    x = np.ones((1, 8, 8, 2), np.float32)
+    kernel = np.ones((3, 3, 2, 1), np.float32)
+    huge = ((20_000, 20_000), (20_000, 20_000))
+    assert _in_small_run(small.small_conv2d_forward, x, kernel, None, (1, 1),
+                         (20_000, 20_000), huge, 1, 0) is None
+    assert _in_small_run(small.small_pool2d_forward, x, (40_001, 40_001), (1, 1), huge,
+                         "max") is None
+    same = ((1, 1), (1, 1))
+    assert _in_small_run(small.small_conv2d_forward, x, kernel, None, (1, 1), (1, 1), same,
+                         1, 0) is not None

@@ -152,6 +152,8 @@ def small_conv2d_forward(x, kernel, bias, strides, dilation, padding, groups: in
         return None
     (sh, sw), (dh, dw) = strides, dilation
     (pt, pb), (pl, pr) = padding
+    if not _modest(x, padding):
+        return None
     kh, kw, cg, filters = kernel.shape
     x = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     n, h, w, _ = x.shape
@@ -178,7 +180,7 @@ def small_conv2d_forward(x, kernel, bias, strides, dilation, padding, groups: in
 
 def small_pool2d_forward(x, pool, strides, padding, mode: str) -> np.ndarray | None:
     """max_pool2d_forward's or avg_pool2d_forward's result in a small run, else None."""
-    if not _RUN.get() or x.dtype != np.float32:
+    if not _RUN.get() or x.dtype != np.float32 or not _modest(x, padding):
         return None
     (ph, pw), (sh, sw) = pool, strides
     (pt, pb), (pl, pr) = padding
@@ -192,6 +194,16 @@ def small_pool2d_forward(x, pool, strides, padding, mode: str) -> np.ndarray | N
     real = np.pad(np.ones((1, h, w, 1), np.float32), pads)  # the mean of the real cells
     count = _windows(real, ph, pw, sh, sw, oh, ow).sum(axis=(4, 5), dtype=np.float32)
     return total / count
+
+
+def _modest(x: np.ndarray, padding) -> bool:
+    """True when (N, H, W, C) padded by ((pt, pb), (pl, pr)) stays within four times its size
+    or WINDOW_VALUES. A huge dilation or pool 'same'-pads by cells that only the kernels, which
+    skip the taps that read nothing but padding, can afford."""
+    (pt, pb), (pl, pr) = padding
+    n, h, w, c = x.shape
+    padded = n * (h + pt + pb) * (w + pl + pr) * c
+    return padded <= max(4 * x.size, WINDOW_VALUES)
 
 
 def _windows(x, ph, pw, sh, sw, oh, ow) -> np.ndarray:
