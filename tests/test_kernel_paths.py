@@ -1,7 +1,7 @@
 """The kernels' other paths, each checked against the same references: the im2col + BLAS
-convolution and the BLAS recurrent product that CPUs without AVX-512 take, and plain numpy
-matmuls (plain loops in the recurrent kernels) when BLAS is not called from the kernels'
-threads (SEQCLI_NUMBA_BLAS=0)."""
+convolution, the depthwise convolution's direct loop and the BLAS recurrent product that CPUs
+without AVX-512 take, and plain numpy matmuls (plain loops in the recurrent kernels) when BLAS
+is not called from the kernels' threads (SEQCLI_NUMBA_BLAS=0)."""
 
 from __future__ import annotations
 

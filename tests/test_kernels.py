@@ -68,7 +68,7 @@ def _act_for(i: int) -> str:
 
 # Modules of seqcli.kernels that hold no kernels: what the kernels run on (CPU features, threads,
 # numba's start-up, LLVM helpers, size checks); their public functions are used elsewhere.
-NOT_KERNELS = ("cpu", "threads", "numba_startup", "intrinsics", "geometry")
+NOT_KERNELS = ("cpu", "threads", "numba_startup", "intrinsics", "geometry", "memory")
 # Public functions of kernel modules that are not kernels: the switch to a small run's numpy path.
 NOT_KERNEL_FUNCTIONS = ("small_run",)
 
@@ -436,18 +436,21 @@ DEPTHWISE_CASES = [
 ]
 
 
-def _run_depthwise(case, name):
+def _run_depthwise(case, name, place=lambda x: x):
+    """The depthwise kernel on `case` with activation `name` against the reference; `place`
+    gives the array the kernel gets in place of x (same values)."""
     n, h, w, c, kh, kw, dm, strides, dilation, padding, with_bias = case
     rng = _rng(7)
     x = _normal(rng, (n, h, w, c))
     kernel = _normal(rng, (kh, kw, c, dm), 1.0 / math.sqrt(kh * kw))
     bias = _normal(rng, c * dm, 0.5) if with_bias else None
     got = k_conv.depthwise_conv2d_forward(
-        x, kernel, bias, strides, dilation, padding, activation_code(name)
+        place(x), kernel, bias, strides, dilation, padding, activation_code(name)
     )
     args = (x, kernel, bias, strides, dilation, padding)
     ref = naive.naive_depthwise_conv2d(*args, name)
     _check(got, ref, scale=_magnitude(naive.naive_depthwise_conv2d(*args, "linear")))
+    return got
 
 
 @pytest.mark.parametrize("i", range(len(DEPTHWISE_CASES)))
@@ -471,6 +474,166 @@ def test_depthwise_channel_order_by_hand():
     # channel c*2 + m: (c0,m0) 1*1+3*2, (c0,m1) 1*10+3*20,
     #                  (c1,m0) 2*100+4*200, (c1,m1) 2*1000+4*2000
     np.testing.assert_array_equal(got.reshape(4), [7.5, 70.25, 1000.0, 9999.0])
+
+
+def _same(size: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TensorFlow's 'same' padding of one axis: (before, after), the odd cell after."""
+    total = max((-(-size // stride) - 1) * stride + (k - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _same2(h, w, kh, kw, strides, dilation):
+    return (_same(h, kh, strides[0], dilation[0]), _same(w, kw, strides[1], dilation[1]))
+
+
+VALID = ((0, 0), (0, 0))
+
+# Each path of the register-blocked depthwise kernel (AVX-512; the direct loop elsewhere): rows
+# cut into blocks of 8 pixels (the last moved back), of 4, single pixels; edge columns whose
+# window is partly padding, rows and columns whose window is all padding (the bias alone);
+# channel blocks of 32 and 16 with whole or partial last vectors (1-3, 7, 17, 20, 33, 40
+# channels); depth multipliers (channels repeated); strides, dilations, 'same' and 'valid';
+# fused clamps (linear, relu, relu6) and the other activations after the sums.
+# (N, H, W, C, KH, KW, DM, strides, dilation, padding, bias, activation)
+DEPTHWISE_PATH_CASES = [
+    (1, 6, 19, 32, 3, 3, 1, (1, 1), (1, 1), _same2(6, 19, 3, 3, (1, 1), (1, 1)), True,
+     "relu6"),  # interior 17: two blocks of 8, the last moved back; 2 whole vectors
+    (2, 7, 13, 48, 3, 3, 1, (2, 2), (1, 1), _same2(7, 13, 3, 3, (2, 2), (1, 1)), True,
+     "relu"),  # stride 2; 32 then 16 channels
+    (1, 5, 7, 16, 3, 3, 1, (1, 1), (1, 1), _same2(5, 7, 3, 3, (1, 1), (1, 1)), True,
+     "linear"),  # interior 5: blocks of 4
+    (3, 4, 2, 17, 3, 3, 1, (1, 1), (1, 1), _same2(4, 2, 3, 3, (1, 1), (1, 1)), True,
+     "tanh"),  # width 2: edge columns only; 16 + 1 channels
+    (1, 5, 3, 3, 3, 3, 1, (1, 1), (1, 1), _same2(5, 3, 3, 3, (1, 1), (1, 1)), True,
+     "relu6"),  # width 3: one interior pixel; 3 channels
+    (2, 3, 1, 40, 3, 1, 1, (1, 1), (1, 1), ((1, 1), (0, 0)), True,
+     "sigmoid"),  # width 1; 32 + 8 channels
+    (2, 9, 14, 33, 3, 3, 1, (1, 1), (2, 2), _same2(9, 14, 3, 3, (1, 1), (2, 2)), True,
+     "gelu"),  # dilation 2 'same'; 32 + 1 channels
+    (1, 8, 12, 20, 5, 3, 1, (2, 1), (1, 3), ((2, 2), (3, 3)), True,
+     "relu"),  # strides and dilations differ per axis
+    (1, 2, 2, 5, 2, 2, 1, (1, 1), (3, 3), _same2(2, 2, 2, 2, (1, 1), (3, 3)), True,
+     "relu6"),  # row 0 and column 0 read only padding
+    (2, 6, 10, 7, 3, 3, 2, (1, 1), (1, 1), _same2(6, 10, 3, 3, (1, 1), (1, 1)), True,
+     "sigmoid"),  # depth multiplier 2: 14 channels
+    (1, 7, 9, 16, 3, 3, 4, (2, 2), (1, 1), _same2(7, 9, 3, 3, (2, 2), (1, 1)), True,
+     "relu6"),  # depth multiplier 4: two blocks of 32
+    (1, 5, 8, 1, 3, 3, 3, (1, 1), (2, 1), ((2, 2), (1, 1)), False,
+     "linear"),  # one channel, depth multiplier 3, dilated rows
+    (2, 9, 17, 64, 3, 3, 1, (1, 1), (1, 1), VALID, False,
+     "relu"),  # 'valid' without bias
+    (1, 4, 6, 24, 2, 2, 2, (1, 1), (1, 1), VALID, True,
+     "softmax"),  # an activation over the channels, after the sums
+    (2, 6, 21, 40, 3, 3, 1, (2, 2), (1, 1), _same2(6, 21, 3, 3, (2, 2), (1, 1)), True,
+     "relu6"),  # 3 taps, stride 2, blocks of 8: each input column read once; 32 + 8 channels
+    (1, 5, 20, 16, 3, 5, 1, (1, 1), (1, 1), _same2(5, 20, 3, 5, (1, 1), (1, 1)), True,
+     "relu"),  # 5 taps a row: blocks of 8 reading each pixel's window
+    (1, 4, 30, 24, 3, 3, 1, (3, 3), (1, 1), _same2(4, 30, 3, 3, (3, 3), (1, 1)), True,
+     "linear"),  # stride 3: blocks of 8 reading each pixel's window
+]
+
+
+@pytest.mark.parametrize("i", range(len(DEPTHWISE_PATH_CASES)))
+def test_depthwise_conv_paths(i):
+    *case, name = DEPTHWISE_PATH_CASES[i]
+    _run_depthwise(tuple(case), name)
+
+
+def _placed(a: np.ndarray, floats: int) -> np.ndarray:
+    """A copy of `a` whose data starts `floats` float32 past a cache line (64 bytes)."""
+    buffer = np.empty(a.size + 16, dtype=np.float32)
+    start = (floats - buffer.ctypes.data // 4) % 16
+    placed = buffer[start:start + a.size].reshape(a.shape)
+    placed[...] = a
+    return placed
+
+
+# Inputs whose data starts anywhere on a cache line (numpy's arrays start 16 bytes past one at
+# best), so that each block's vectors of channels straddle two.
+DEPTHWISE_OFF_LINE_CASES = [
+    (1, 6, 19, 32, 3, 3, 1, (1, 1), (1, 1), _same2(6, 19, 3, 3, (1, 1), (1, 1)), True,
+     "relu6"),  # 3 taps, stride 1, blocks of 8, edges
+    (2, 5, 21, 16, 3, 3, 1, (2, 2), (1, 1), _same2(5, 21, 3, 3, (2, 2), (1, 1)), True,
+     "relu"),  # 3 taps, stride 2; 16 channels: a head vector and a tail vector
+    (1, 5, 20, 48, 3, 5, 1, (1, 1), (1, 1), _same2(5, 20, 3, 5, (1, 1), (1, 1)), True,
+     "tanh"),  # 5 taps: each pixel's window; an activation after the sums
+    (1, 4, 6, 64, 3, 3, 1, (1, 1), (2, 2), _same2(4, 6, 3, 3, (1, 1), (2, 2)), False,
+     "linear"),  # dilated: single pixels
+    (1, 2, 2, 16, 2, 2, 1, (1, 1), (3, 3), _same2(2, 2, 2, 2, (1, 1), (3, 3)), True,
+     "relu6"),  # windows of padding only
+]
+
+
+@pytest.mark.parametrize("floats", [1, 4, 8, 12, 15])
+@pytest.mark.parametrize("i", range(len(DEPTHWISE_OFF_LINE_CASES)))
+def test_depthwise_conv_input_off_a_cache_line(i, floats):
+    *case, name = DEPTHWISE_OFF_LINE_CASES[i]
+    _run_depthwise(tuple(case), name, lambda x: _placed(x, floats))
+
+
+
+def _depthwise_by_taps(x, kernel, bias, strides, dilation, padding):
+    """An independent float64 depthwise convolution: one strided slice of the padded input
+    per kernel tap, times that tap's weights, summed (channels repeated DM times)."""
+    (pt, pb), (pl, pr) = padding
+    kh, kw, c, dm = kernel.shape
+    xp = np.pad(np.repeat(x.astype(np.float64), dm, axis=3), ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    (sh, sw), (dh, dw) = strides, dilation
+    out_h = (xp.shape[1] - dh * (kh - 1) - 1) // sh + 1
+    out_w = (xp.shape[2] - dw * (kw - 1) - 1) // sw + 1
+    y = np.zeros((x.shape[0], out_h, out_w, c * dm)) + bias
+    for i in range(kh):
+        for j in range(kw):
+            taps = xp[:, i * dh : i * dh + (out_h - 1) * sh + 1 : sh,
+                      j * dw : j * dw + (out_w - 1) * sw + 1 : sw]
+            y += taps * kernel[i, j].reshape(c * dm).astype(np.float64)
+    return y
+
+
+def test_depthwise_conv_threads_share_rows(monkeypatch):
+    """Rows in tiles taken by two threads (tiles straddling images, a short last one) give the
+    reference, and the same bits as one thread."""
+    from seqcli.kernels import depthwise as k_depthwise
+    from seqcli.kernels.threads import _parallel, set_threads, thread_count
+
+    def shared(kernel, items, work, *args):  # every item count worth both threads
+        _parallel(kernel, items, 1e12, *args)
+
+    monkeypatch.setattr(k_depthwise, "_parallel", shared)
+    rng = _rng(31)
+    x = _normal(rng, (3, 40, 38, 24))
+    kernel = _normal(rng, (3, 3, 24, 1), 0.4)
+    bias = _normal(rng, 24, 0.5)
+    padding = _same2(40, 38, 3, 3, (1, 1), (1, 1))
+    ref = naive.naive_activation(
+        _depthwise_by_taps(x, kernel, bias, (1, 1), (1, 1), padding), "relu6")
+    before = thread_count()
+    got = {}
+    try:
+        for threads in (1, 2):
+            set_threads(threads)
+            got[threads] = k_conv.depthwise_conv2d_forward(
+                x, kernel, bias, (1, 1), (1, 1), padding, activation_code("relu6"))
+    finally:
+        set_threads(before)
+    _check(got[2], ref, scale=6.0)
+    np.testing.assert_array_equal(got[1], got[2])
+
+
+def test_depthwise_conv_mobilenet_layers():
+    """The shapes of a MobileNet block at batch 2: 3x3 'same', stride 1 and 2, 32-128
+    channels, relu6, against the tap-by-tap reference."""
+    rng = _rng(32)
+    for h, c, stride in ((28, 32, 1), (28, 64, 2), (14, 128, 1), (7, 128, 2)):
+        x = _normal(rng, (2, h, h, c))
+        kernel = _normal(rng, (3, 3, c, 1), 0.4)
+        bias = _normal(rng, c, 0.5)
+        strides = (stride, stride)
+        padding = _same2(h, h, 3, 3, strides, (1, 1))
+        got = k_conv.depthwise_conv2d_forward(x, kernel, bias, strides, (1, 1), padding,
+                                              activation_code("relu6"))
+        ref = _depthwise_by_taps(x, kernel, bias, strides, (1, 1), padding)
+        _check(got, naive.naive_activation(ref, "relu6"), scale=_magnitude(ref))
 
 
 # ----------------------------------------------------------------------------- pooling

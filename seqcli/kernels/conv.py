@@ -3,9 +3,11 @@ of kernel. On AVX-512 the 3x3 stride-1 convolutions that Winograd suits go throu
 (winograd.py), others through the direct convolution whose sums stay in vector registers
 (conv_direct.py); grouped convolutions, and other CPUs, through a per-tile im2col and
 single-threaded BLAS GEMMs (im2col.py), or numpy's matmul without such a BLAS. 1x1 stride-1
-convolutions are a dense layer's matmul; depthwise is a direct loop (depthwise.py)."""
+convolutions are a dense layer's matmul; depthwise has its own kernels (depthwise.py)."""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -18,7 +20,7 @@ from seqcli.kernels.activations import (
 from seqcli.kernels.conv_direct import _conv_direct
 from seqcli.kernels.cpu import wide_vectors
 from seqcli.kernels.dense import _blas, dense_forward
-from seqcli.kernels.depthwise import _depthwise
+from seqcli.kernels.depthwise import _depthwise_conv
 from seqcli.kernels.geometry import UsefulWindow, _int_pair, _out_size, _padding
 from seqcli.kernels.im2col import _conv_im2col, _im2col
 from seqcli.kernels.threads import _parallel
@@ -55,20 +57,20 @@ def conv2d_forward(
     if k_h < 1 or k_w < 1:
         raise ValueError(f"kernel {kernel.shape} has an empty spatial size")
     b = _bias_or_empty(bias, f)
+    out_h = _out_size(h, pt + pb, dh * (k_h - 1) + 1, sh, "conv2d height")
+    out_w = _out_size(w, pl + pr, dw * (k_w - 1) + 1, sw, "conv2d width")
+    pointwise = k_h == k_w == 1 and sh == sw == 1 and pt == pb == pl == pr == 0
+    if pointwise and groups == 1:  # 1x1 stride 1: a plain matmul, (N*H*W, C) @ (C, F)
+        return dense_forward(x.reshape(nb * h * w, c_n), kernel.reshape(c_n, f), bias,
+                             code).reshape(nb, h, w, f)
     window = UsefulWindow((h, w), (k_h, k_w), (sh, sw), (dh, dw), ((pt, pb), (pl, pr)))
     if window.trimmed:  # without the taps that read only padding
         return conv2d_forward(window.input(x), window.kernel(kernel), bias, (sh, sw), (dh, dw),
                               window.padding, groups, code)
-    out_h = _out_size(h, pt + pb, dh * (k_h - 1) + 1, sh, "conv2d height")
-    out_w = _out_size(w, pl + pr, dw * (k_w - 1) + 1, sw, "conv2d width")
     out = np.empty((nb, out_h, out_w, f), dtype=np.float32)  # (N, OH, OW, F)
     out2d = out.reshape(nb * out_h * out_w, f)
     if out.size == 0:
         return out
-    pointwise = k_h == k_w == 1 and sh == sw == 1 and pt == pb == pl == pr == 0
-    if pointwise and groups == 1:  # 1x1 stride 1: a plain matmul, (N*H*W, C) @ (C, F)
-        return dense_forward(x.reshape(nb * h * w, c_n), kernel.reshape(c_n, f), bias,
-                             code).reshape(out.shape)
     full = _full_bias(b, f)
     if (groups == 1 and wide_vectors()
             and _winograd_fits(k_h, k_w, sh, sw, dh, dw, c_n, f, out_w)):
@@ -120,6 +122,13 @@ def _conv_numpy(x, wstack, b, out2d, k_h, k_w, sh, sw, dh, dw, pt, pl, out_h, ou
     bias_activation_inplace(out2d, b, code)
 
 
+@functools.lru_cache(maxsize=256)
+def _useful_window(spatial, kernel_spatial, strides, dilation, padding) -> UsefulWindow:
+    """The `UsefulWindow` of these settings, made once: a model asks for the same at each
+    batch, and making one costs as much as a small layer's kernel."""
+    return UsefulWindow(spatial, kernel_spatial, strides, dilation, padding)
+
+
 def depthwise_conv2d_forward(
     x, kernel, bias, strides, dilation, padding, activation: int
 ) -> np.ndarray:
@@ -137,7 +146,7 @@ def depthwise_conv2d_forward(
     dh, dw = _int_pair(dilation, "dilation", 1)
     pt, pb, pl, pr = _padding(padding)
     b = _bias_or_empty(bias, c_n * dm)
-    window = UsefulWindow((h, w), (k_h, k_w), (sh, sw), (dh, dw), ((pt, pb), (pl, pr)))
+    window = _useful_window((h, w), (k_h, k_w), (sh, sw), (dh, dw), ((pt, pb), (pl, pr)))
     if window.trimmed:  # without the taps that read only padding
         return depthwise_conv2d_forward(window.input(x), window.kernel(kernel), bias, (sh, sw),
                                         (dh, dw), window.padding, code)
@@ -146,7 +155,6 @@ def depthwise_conv2d_forward(
     out = np.empty((nb, out_h, out_w, c_n * dm), dtype=np.float32)  # (N, OH, OW, C*DM)
     if out.size == 0:
         return out
-    _parallel(_depthwise, nb * out_h, 16.0 * out.size * k_h * k_w, x,
-              kernel.reshape(k_h, k_w, c_n * dm), _full_bias(b, c_n * dm), out, sh, sw, dh, dw,
-              pt, pl, code)
+    _depthwise_conv(x, kernel.reshape(k_h, k_w, c_n * dm), _full_bias(b, c_n * dm), out,
+                    (sh, sw), (dh, dw), pt, pl, code)
     return out

@@ -1,6 +1,6 @@
-"""Dense kernel, and the GEMM that the convolutions share: numpy's own BLAS `sgemm`, called from
-the kernels' threads on tiles of rows (BLAS single-threaded inside), bias + activation fused per
-tile.
+"""Dense kernel, and the GEMM that the convolutions share: numpy's own BLAS `sgemm` (`sgemv` for a
+single row), called from the kernels' threads on tiles of rows or columns (BLAS single-threaded
+inside), bias + activation fused per tile.
 
 Where numpy's BLAS cannot be found (not an OpenBLAS, or `SEQCLI_NUMBA_BLAS=0`), `_blas()` is None
 and the kernels fall back to numpy's matmul followed by the parallel epilogue."""
@@ -37,6 +37,9 @@ _SMALL_MACS = 1 << 22
 _ONE_THREAD_MACS = 1 << 18
 # Rows of one GEMM tile: enough for BLAS to run near its peak, few enough to share out.
 _TILE_ROWS = 256
+# A single row's columns are shared out in tiles of a multiple of this many (each tile's columns
+# start on a cache line, and fill BLAS's vector blocks).
+_ROW_TILE_STEP = 64
 _ROW_CODES = (ACTIVATION_CODES["softmax"], ACTIVATION_CODES["log_softmax"])
 
 
@@ -44,12 +47,14 @@ _ROW_CODES = (ACTIVATION_CODES["softmax"], ACTIVATION_CODES["log_softmax"])
 
 
 class _Blas:
-    """numpy's OpenBLAS as numba code calls it: `cblas_sgemm`'s address and integer width, and
-    its thread count, which must be 1 while numba's threads call it."""
+    """numpy's OpenBLAS as numba code calls it: `cblas_sgemm`'s and `cblas_sgemv`'s addresses
+    and integer width, and its thread count, which must be 1 while numba's threads call it."""
 
-    def __init__(self, sgemm: int, ilp64: bool, get_threads, set_threads):
+    def __init__(self, sgemm: int, sgemv: int, ilp64: bool, get_threads, set_threads):
         self.sgemm = sgemm
         """The address of `cblas_sgemm`."""
+        self.sgemv = sgemv
+        """The address of `cblas_sgemv`."""
         self.ilp64 = ilp64
         """True when its integers are 64-bit."""
         self._get_threads = get_threads
@@ -86,6 +91,7 @@ def _find_blas() -> _Blas | None:
         for prefix, suffix in (("scipy_", "64_"), ("", "64_"), ("", "")):
             try:
                 sgemm = getattr(dynlib, f"{prefix}cblas_sgemm{suffix}")
+                sgemv = getattr(dynlib, f"{prefix}cblas_sgemv{suffix}")
                 get_threads = getattr(dynlib, f"{prefix}openblas_get_num_threads{suffix}")
                 set_threads = getattr(dynlib, f"{prefix}openblas_set_num_threads{suffix}")
             except AttributeError:
@@ -94,8 +100,9 @@ def _find_blas() -> _Blas | None:
                 "USE64BITINT") >= 0
             get_threads.restype = ctypes.c_int
             set_threads.argtypes = [ctypes.c_int]
-            address = ctypes.cast(sgemm, ctypes.c_void_p).value
-            return _Blas(address, ilp64, get_threads, set_threads)
+            return _Blas(ctypes.cast(sgemm, ctypes.c_void_p).value,
+                         ctypes.cast(sgemv, ctypes.c_void_p).value, ilp64, get_threads,
+                         set_threads)
     return None
 
 
@@ -156,10 +163,55 @@ def _sgemm(typingctx, address, ilp64, m, n, k, a, lda, b, ldb, c, ldc, beta):
     return signature, codegen
 
 
+@intrinsic
+def _sgemv(typingctx, address, ilp64, k, n, a, lda, x, y):
+    """y[:n] = x[:k] @ a[:k, :n] through the cblas_sgemv at `address` (row-major `a` with row
+    stride lda, transposed), all float32; a, x, y are arrays whose first element starts each."""
+    for array in (a, x, y):
+        if not isinstance(array, types.Array) or array.dtype != types.float32:
+            return None
+    signature = types.void(address, ilp64, k, n, a, lda, x, y)
+
+    def codegen(context, builder, sig, args):
+        f32, i32 = ir.FloatType(), ir.IntType(32)
+        pointers = {}
+        for i in (4, 6, 7):
+            data = context.make_array(sig.args[i])(context, builder, args[i]).data
+            pointers[i] = builder.bitcast(data, f32.as_pointer())
+
+        def integer(i, width):
+            value = context.cast(builder, args[i], sig.args[i], types.int64)
+            return builder.trunc(value, width) if width is i32 else value
+
+        def call(width):
+            fnty = ir.FunctionType(ir.VoidType(), [i32, i32, width, width, f32, f32.as_pointer(),
+                                                   width, f32.as_pointer(), width, f32,
+                                                   f32.as_pointer(), width])
+            address_value = context.cast(builder, args[0], sig.args[0], types.int64)
+            function = builder.inttoptr(address_value, fnty.as_pointer())
+            row_major, transposed = ir.Constant(i32, 101), ir.Constant(i32, 112)
+            one = ir.Constant(width, 1)
+            builder.call(function, [row_major, transposed, integer(2, width), integer(3, width),
+                                    ir.Constant(f32, 1.0), pointers[4], integer(5, width),
+                                    pointers[6], one, ir.Constant(f32, 0.0), pointers[7], one])
+
+        is_ilp64 = context.cast(builder, args[1], sig.args[1], types.boolean)
+        with builder.if_else(is_ilp64) as (wide, narrow):
+            with wide:
+                call(ir.IntType(64))
+            with narrow:
+                call(i32)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
 @njit(cache=True, nogil=True)
-def _gemm_bias_act(counter, address, ilp64, x, kernel, bias, out, code, tile_rows, tile_cols):
+def _gemm_bias_act(counter, address, gemv_address, ilp64, x, kernel, bias, out, code, tile_rows,
+                   tile_cols):
     # (M, K) @ (K, U) -> (M, U) in tiles of (tile_rows, tile_cols) taken in turn, each one
-    # sgemm call then act(tile + bias) while it is in cache
+    # sgemm call (sgemv for a single row: no copy of the kernel's columns) then
+    # act(tile + bias) while it is in cache
     m, k = x.shape
     units = kernel.shape[1]
     col_tiles = (units + tile_cols - 1) // tile_cols
@@ -170,8 +222,11 @@ def _gemm_bias_act(counter, address, ilp64, x, kernel, bias, out, code, tile_row
         c0 = (t % col_tiles) * tile_cols
         rows = min(tile_rows, m - r0)
         cols = min(tile_cols, units - c0)
-        _sgemm(address, ilp64, rows, cols, k, x[r0:], k, kernel[:, c0:], units,
-               out[r0:, c0:], units, np.float32(0.0))
+        if rows == 1:
+            _sgemv(gemv_address, ilp64, k, cols, kernel[:, c0:], units, x[r0], out[r0, c0:])
+        else:
+            _sgemm(address, ilp64, rows, cols, k, x[r0:], k, kernel[:, c0:], units,
+                   out[r0:, c0:], units, np.float32(0.0))
         _bias_act_inplace(out, r0, rows, c0, bias[c0:c0 + cols], code)
         t = _next_item(counter)
 
@@ -195,6 +250,9 @@ def dense_forward(x, kernel, bias, activation: int) -> np.ndarray:
     macs = m * k * units
     small = macs <= _SMALL_MACS
     found = None if k == 0 or macs <= _ONE_THREAD_MACS else _blas()
+    if m == 1 and not small and found is not None and code not in _ROW_CODES:
+        _row_forward(found, x, kernel, b, y, code)
+        return y
     if small or found is None:
         if found is None:
             np.matmul(x, kernel, out=y)  # float32 BLAS, its own threads (one when this small)
@@ -209,9 +267,23 @@ def dense_forward(x, kernel, bias, activation: int) -> np.ndarray:
     tile_rows, tile_cols = _gemm_tiles(m, units, code, thread_count())
     tiles = -(-m // tile_rows) * -(-units // tile_cols)
     with found.single_threaded():
-        _parallel(_gemm_bias_act, tiles, 2.0 * m * k * units, found.sgemm, found.ilp64, x,
-                  kernel, full, y, code, tile_rows, tile_cols)
+        _parallel(_gemm_bias_act, tiles, 2.0 * m * k * units, found.sgemm, found.sgemv,
+                  found.ilp64, x, kernel, full, y, code, tile_rows, tile_cols)
     return y
+
+
+def _row_forward(found: _Blas, x, kernel, b, y, code: int) -> None:
+    """y = act(x @ kernel + b) for a single row x (1, K) beyond the small size: a matrix-vector
+    product, bound by reading the kernel (a GEMM's tiles would copy it), its columns shared
+    out."""
+    k, units = kernel.shape
+    threads = thread_count()
+    tile_cols = -(-units // (2 * threads * _ROW_TILE_STEP)) * _ROW_TILE_STEP
+    full = b if len(b) else np.zeros(units, dtype=np.float32)
+    numba_ready()
+    with found.single_threaded():
+        _parallel(_gemm_bias_act, -(-units // tile_cols), 16.0 * k * units, found.sgemm,
+                  found.sgemv, found.ilp64, x, kernel, full, y, code, 1, tile_cols)
 
 
 def _gemm_tiles(m: int, units: int, code: int, threads: int) -> tuple[int, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,13 @@ _CACHED_ACTIVATIONS = 8 << 20
 
 
 def forward(infos: list[LayerInfo], weights: dict[str, np.ndarray], x: np.ndarray,
-            until: str | None = None, collect: Callable[[str, np.ndarray], None] | None = None):
+            until: str | None = None, collect: Callable[[str, np.ndarray], None] | None = None,
+            plan: ForwardPlan | None = None):
     """Run `x` (N, *input_shape) through the layers; stop after the layer at path `until`;
-    `collect(path, output)` sees every layer's output."""
+    `collect(path, output)` sees every layer's output. `plan`, the same layers bound once
+    (`ForwardPlan`), runs a whole batch with less Python per layer."""
+    if plan is not None and not plan.masked and until is None and collect is None:
+        return plan.run(x)
     return _forward(infos, weights, x, None, until, collect)[0]
 
 
@@ -37,6 +42,37 @@ def forward_masked(infos: list[LayerInfo], weights: dict[str, np.ndarray], x: np
     """(output, the mask Keras attaches to it or None): what `evaluate` and `fit` weigh
     their losses by."""
     return _forward(infos, weights, x, None, None, None)[:2]
+
+
+class ForwardPlan:
+    """A built model's computing layers bound once to their weights, for whole batches at
+    inference: one call per layer, with nothing looked up, walked or built on the way (the
+    same layers' `forward` on the same arrays as `_forward`, so the same numbers). A model
+    whose layers pass masks on runs through `_forward` instead (`masked`)."""
+
+    def __init__(self, built: BuiltModel, weights: ModelWeights):
+        self.built, self.weights = built, weights
+        """What the plan was made from: a model rebuilt or given new weights needs another."""
+        self.masked = any(info.masked for info in built.walk())
+        """True when some layer's output carries a mask (the plan then runs nothing)."""
+        self.steps = [] if self.masked else [
+            (info, partial(info.layer.forward, info.own_weights(weights.arrays)))
+            for info in built.leaves()]
+        """(layer, its `forward` with its own weights bound), in execution order."""
+        sample = max((num_elements(info.output_shape) or 1 for info in built.walk()), default=1)
+        self.piece_rows = max(1, _CACHED_ACTIVATIONS // (4 * sample))
+        """Rows of a piece of a batch whose every layer output stays within the CPU's cache."""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """The model's output for a batch `x` (N, *input_shape), as the model's first layer
+        takes it."""
+        for info, step in self.steps:
+            try:
+                x = step(x)
+            except MemoryError:
+                with named_out_of_memory(info, len(x)):
+                    raise
+        return x
 
 
 def _forward(infos, weights, x, mask, until, collect):
@@ -153,6 +189,7 @@ class Sequential:
         self._built: BuiltModel | None = None
         self._weights: ModelWeights | None = None
         self._override: str | None = None
+        self._plan: ForwardPlan | None = None
         for layer in layers or []:
             self.add(layer)
 
@@ -161,6 +198,14 @@ class Sequential:
         """Wrap a loaded model file; `weights` overrides the file's weights path."""
         model = cls.__new__(cls)
         model._loaded, model._built, model._weights, model._override = loaded, None, None, weights
+        model._plan = None
+        return model
+
+    def inference_copy(self) -> Sequential:
+        """This built model's layers and weights alone (no training state), sharing its arrays:
+        what another process needs to run it (`seqcli.dask` pickles it for its workers)."""
+        model = Sequential.from_loaded(self._loaded, self._override)
+        model._built, model._weights = self.built_model, self._weights
         return model
 
     # ------------------------------------------------------------------ structure
@@ -368,12 +413,22 @@ class Sequential:
     def _forward_in_pieces(self, batch: np.ndarray, until: str | None = None) -> np.ndarray:
         """`forward` of a batch, a few rows at a time when it is big, so that the activations
         between layers stay in the CPU's cache (same results, row by row)."""
-        sample = max((num_elements(info.output_shape) or 1 for info in self._built.walk()),
-                     default=1)
-        rows = max(1, _CACHED_ACTIVATIONS // (4 * sample))
-        parts = [forward(self._built.layers, self._weights.arrays, batch[start:start + rows],
-                         until) for start in range(0, max(len(batch), 1), rows)]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        plan = self._forward_plan()
+        rows = plan.piece_rows
+        layers, weights = self._built.layers, self._weights.arrays
+        if len(batch) <= rows:
+            return forward(layers, weights, batch, until, plan=plan)
+        parts = [forward(layers, weights, batch[start:start + rows], until, plan=plan)
+                 for start in range(0, len(batch), rows)]
+        return np.concatenate(parts)
+
+    def _forward_plan(self) -> ForwardPlan:
+        """The model's layers bound to its weights (made on first use, and again once the
+        model is rebuilt or given other weights)."""
+        plan = self._plan
+        if plan is None or plan.built is not self._built or plan.weights is not self._weights:
+            plan = self._plan = ForwardPlan(self._built, self._weights)
+        return plan
 
 
 def load(path: str | Path, weights: str | None = None, *, allow_outside: bool = False):
