@@ -75,12 +75,17 @@ def example_input(model, example, rng):
 
 def warm_up() -> None:
     """Compile every kernel: run every registered layer type's examples, forward and one
-    training step (their examples reach every kernel code path)."""
+    training step (their examples reach every kernel code path), and one update of every
+    optimizer."""
     import numpy as np
+
+    from seqcli.training.optimizers import OPTIMIZERS
 
     rng = np.random.default_rng(0)
     for _, example, model in example_models():
         run_example(model, example, rng)
+    for optimizer in OPTIMIZERS.values():  # each one's update kernel
+        optimizer().apply({"w": np.zeros(2, np.float32)}, {"w": np.ones(2, np.float32)})
 
 
 def _train_once(network, x, y, rng) -> None:

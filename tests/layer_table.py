@@ -39,6 +39,7 @@ from seqcli.kernels import recurrent as k_rec
 from seqcli.kernels import reshaping as k_resh
 from seqcli.kernels import resize as k_resize
 from seqcli.kernels import small as k_small
+from seqcli.kernels import updates as k_upd
 
 try:
     from tests import naive, naive_grad
@@ -744,10 +745,14 @@ ROWS: dict[str, Row] = {
 SHARED_KERNELS = {k_act.bias_activation_inplace: naive.naive_bias_activation,
                   k_small.small_conv2d_forward: naive.naive_conv2d,
                   k_small.small_pool2d_forward: naive.naive_max_pool2d,
-                  k_small.small_global_pool_forward: naive.naive_global_max_pool}
+                  k_small.small_global_pool_forward: naive.naive_global_max_pool,
+                  k_upd.sgd_update: naive.naive_sgd_update,
+                  k_upd.adam_update: naive.naive_adam_update,
+                  k_upd.rmsprop_update: naive.naive_rmsprop_update}
 """Kernels that layers reach only through other kernels (the fused bias + activation
-epilogue of dense and convolution kernels), or only in a small run (the numpy path of
-convolutions and pooling, tests/test_small_path.py)."""
+epilogue of dense and convolution kernels), only in a small run (the numpy path of
+convolutions and pooling, tests/test_small_path.py), or only through `fit` (the optimizers'
+updates, tests/test_losses_optimizers.py)."""
 
 
 def _merged(tables) -> dict:

@@ -351,3 +351,36 @@ def naive_affine_transform(x, transforms, interpolation, fill_mode, fill_value):
                         y[n, i, j] += weight * x[n, _jax_fixed_index(r, h, mode),
                                                  _jax_fixed_index(c, w, mode)]
     return y
+
+
+# The optimizers' updates: Keras 3's element-wise float32 ops, one numpy op at a time (their
+# roundings are the contract, so these stay in float32).
+
+
+def naive_sgd_update(variable, gradient, momentum, learning_rate, factor, nesterov):
+    lr = np.float32(learning_rate)
+    if momentum is None:
+        variable -= gradient * lr
+        return
+    factor = np.float32(factor)
+    momentum[...] = momentum * factor - gradient * lr
+    if nesterov:
+        variable += momentum * factor - gradient * lr
+    else:
+        variable += momentum
+
+
+def naive_adam_update(variable, gradient, m, v, alpha, beta_1, beta_2, epsilon):
+    m += (gradient - m) * np.float32(1 - beta_1)
+    v += (np.square(gradient) - v) * np.float32(1 - beta_2)
+    variable -= (m * np.float32(alpha)) / (np.sqrt(v) + np.float32(epsilon))
+
+
+def naive_rmsprop_update(variable, gradient, v, momentum, learning_rate, rho, epsilon, factor):
+    v[...] = v * np.float32(rho) + np.float32(1 - rho) * np.square(gradient)
+    step = (np.float32(learning_rate) * gradient) / np.sqrt(v + np.float32(epsilon))
+    if momentum is None:
+        variable -= step
+    else:
+        momentum[...] = momentum * np.float32(factor) + step
+        variable -= momentum

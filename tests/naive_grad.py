@@ -65,6 +65,33 @@ def conv2d64(x, kernel, bias, strides, dilation, padding, groups):
     return y + np.asarray(bias, np.float64)
 
 
+def conv2d64_vjp(x, kernel, strides, dilation, padding, groups, dy):
+    """(dx, dkernel, dbias) of `conv2d64` for the output gradient dy, in float64: conv2d64 is
+    linear in x and in kernel, so these are its adjoints (the windows' einsum transposed, and
+    each window's input gradient added back where the window reads)."""
+    xp = _pad(x, padding)
+    kernel = np.asarray(kernel, np.float64)
+    dy = np.asarray(dy, np.float64)
+    kh, kw, cg, f = kernel.shape
+    out = dy.shape[1:3]
+    win = _windows(xp, (kh, kw), strides, dilation, out).reshape(
+        *dy.shape[:3], kh, kw, groups, cg)
+    dyg = dy.reshape(*dy.shape[:3], groups, f // groups)
+    dkernel = np.einsum("nhwpqgc,nhwgf->pqcgf", win, dyg).reshape(kh, kw, cg, f)
+    dwin = np.einsum("nhwgf,pqcgf->nhwpqgc", dyg, kernel.reshape(kh, kw, cg, groups, f // groups))
+    dxp = np.zeros_like(xp)
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * dilation[0], i * dilation[0] + (out[0] - 1) * strides[0] + 1,
+                         strides[0])
+            cols = slice(j * dilation[1], j * dilation[1] + (out[1] - 1) * strides[1] + 1,
+                         strides[1])
+            dxp[:, rows, cols, :] += dwin[:, :, :, i, j].reshape(*dy.shape[:3], groups * cg)
+    (pt, _), (pl, _) = padding
+    dx = dxp[:, pt:pt + np.shape(x)[1], pl:pl + np.shape(x)[2], :]
+    return dx, dkernel, dy.sum(axis=(0, 1, 2))
+
+
 def depthwise_conv2d64(x, kernel, bias, strides, dilation, padding):
     """Depthwise conv in float64: output channel c*DM + m."""
     xp = _pad(x, padding)

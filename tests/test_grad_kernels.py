@@ -23,12 +23,14 @@ from seqcli.kernels import grad_augmentation as g_aug
 from seqcli.kernels import grad_conv as g_conv
 from seqcli.kernels import grad_conv3d as g_conv3d
 from seqcli.kernels import grad_dense as g_dense
+from seqcli.kernels import grad_gemm as g_gemm
 from seqcli.kernels import grad_normalization as g_norm
 from seqcli.kernels import grad_normalization_more as g_norm_more
 from seqcli.kernels import grad_pooling as g_pool
 from seqcli.kernels import grad_recurrent as g_rec
 from seqcli.kernels import grad_reshaping as g_resh
 from seqcli.kernels import pooling as k_pool
+from seqcli.kernels import threads as k_threads
 from seqcli.shapes import paddings
 
 try:
@@ -308,8 +310,9 @@ def _conv_problem(case, salt=5):
 @pytest.mark.parametrize("chunk_bytes", [None, 600])
 @pytest.mark.parametrize("i", range(len(CONV_CASES)))
 def test_conv2d_backward_fd(i, chunk_bytes, monkeypatch):
-    if chunk_bytes is not None:  # many small im2col chunks, the last one partial
+    if chunk_bytes is not None:  # many small im2col and col2im chunks, the last one partial
         monkeypatch.setattr(g_conv, "_CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr(g_conv, "_TILE_BYTES", chunk_bytes)
     _, _, _, _, _, _, _, strides, dilation, padding, groups = CONV_CASES[i]
     x, kernel, bias, dy = _conv_problem(CONV_CASES[i])
     dx, dkernel, dbias = g_conv.conv2d_backward(x, kernel, strides, dilation, padding, groups, dy)
@@ -365,6 +368,93 @@ def test_conv2d_backward_hand_values():
     with pytest.raises(ValueError):  # dy of the wrong shape
         g_conv.conv2d_backward(x, np.ones((3, 3, 1, 1)), (1, 1), (1, 1), ((0, 0), (0, 0)), 1,
                                np.ones((1, 2, 2, 1)))
+
+
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def kernel_threads(request, monkeypatch):
+    """The kernels' threads for one test: one, or two, shared out even for small work (tiles
+    taken in turn, partial sums added up)."""
+    before = k_threads.thread_count()
+    k_threads.set_threads(request.param)
+    monkeypatch.setattr(k_threads, "_WORK_PER_THREAD", 1)
+    yield request.param
+    k_threads.set_threads(before)
+
+
+@pytest.mark.parametrize("i", range(len(CONV_CASES)))
+def test_conv2d_vjp_reference_matches_finite_differences(i):
+    strides, dilation, padding, groups = CONV_CASES[i][7:]
+    x, kernel, bias, dy = _conv_problem(CONV_CASES[i])
+    exact = naive_grad.conv2d64_vjp(x, kernel, strides, dilation, padding, groups, dy)
+    args = [x, kernel, bias, strides, dilation, padding, groups]
+    for got, wrt in zip(exact, (0, 1, 2)):
+        np.testing.assert_allclose(got, _fd(naive_grad.conv2d64, args, wrt, dy), rtol=1e-6,
+                                   atol=1e-6)
+
+
+# Bigger geometries for the paths of conv2d_backward, against the float64 adjoints: the direct
+# kernel gradient (runs of kernel rows in blocks of 12, 4, 3 and 1; 32 and 16 filters; a
+# padded band; dilation; several tiles an image), the input gradient as a mirrored forward
+# convolution (stride 1) or by col2im (strides, a padding wider than the kernel), and grouped
+# convolutions through im2col.
+CONV_PATH_CASES = [
+    (2, 9, 7, 5, 3, 3, 48, (1, 1), (1, 1), ((1, 1), (1, 1)), 1),  # 32+16 filters, padded
+    (1, 42, 18, 2, 3, 3, 35, (1, 1), (1, 1), ((0, 0), (0, 0)), 1),  # 3 tiles, run 6, 35 -> 48
+    (2, 11, 12, 3, 3, 3, 16, (1, 1), (2, 2), ((2, 2), (2, 2)), 1),  # dilated: runs of C
+    (2, 12, 11, 8, 3, 3, 32, (2, 2), (1, 1), ((1, 1), (0, 1)), 1),  # stride 2: dx by col2im
+    (3, 10, 10, 4, 1, 1, 20, (1, 1), (1, 1), ((1, 1), (1, 1)), 1),  # padding > kernel extent
+    (2, 8, 8, 6, 3, 3, 12, (1, 1), (1, 1), ((0, 0), (0, 0)), 3),  # grouped
+    (1, 6, 30, 1, 1, 5, 16, (1, 1), (1, 1), ((0, 0), (2, 2)), 1),  # one channel, run 5
+    (1, 29, 29, 1, 3, 3, 17, (1, 1), (1, 1), ((0, 0), (0, 0)), 1),  # one channel, runs of 3
+    (2, 10, 9, 5, 3, 3, 16, (1, 1), (1, 1), ((0, 0), (0, 0)), 1),  # run 15 = 12 + 3
+]
+
+
+def _check_conv_paths(case, input_grad=True):
+    strides, dilation, padding, groups = case[7:]
+    x, kernel, _, dy = _conv_problem(case, salt=11)
+    got = g_conv.conv2d_backward(x, kernel, strides, dilation, padding, groups, dy,
+                                 input_grad=input_grad)
+    want = naive_grad.conv2d64_vjp(x, kernel, strides, dilation, padding, groups, dy)
+    if input_grad:
+        _check(got[0], want[0])
+    else:
+        assert got[0] is None
+    _check(got[1], want[1])
+    _check(got[2], want[2])
+
+
+@pytest.mark.parametrize("case", CONV_PATH_CASES, ids=str)
+def test_conv2d_backward_paths(case, kernel_threads):
+    _check_conv_paths(case)
+    _check_conv_paths(case, input_grad=False)
+
+
+@pytest.mark.parametrize("case", CONV_PATH_CASES, ids=str)
+def test_conv2d_backward_without_avx512_or_numba_blas(case, kernel_threads, monkeypatch):
+    monkeypatch.setattr(g_conv, "wide_vectors", lambda: False)  # kernel gradient by im2col
+    monkeypatch.setattr(g_conv, "_TILE_BYTES", 3000)  # several tiles and col2im chunks
+    monkeypatch.setattr(g_conv, "_MIRRORED_WASTE", 0.5)  # every input gradient by col2im
+    _check_conv_paths(case)
+    monkeypatch.setattr(g_conv, "_blas", lambda: None)  # products by numpy's matmul
+    monkeypatch.setattr(g_gemm, "_blas", lambda: None)
+    _check_conv_paths(case)
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("m, n, k", [(300, 70, 90), (40, 260, 33), (1, 1, 1)])
+def test_products_in_tiles(m, n, k, trans_a, trans_b, kernel_threads, monkeypatch):
+    monkeypatch.setattr(g_gemm, "_ONE_CALL_MACS", 0)  # tiles even for small products
+    rng = _rng(13)
+    a = _normal(rng, (k, m) if trans_a else (m, k))
+    b = _normal(rng, (n, k) if trans_b else (k, n))
+    want = ((a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b))
+    _check(g_gemm._product(a, b, trans_a, trans_b), want)
+    out = np.ones((m, n), F32)  # added into
+    _check(g_gemm._product(a, b, trans_a, trans_b, out=out), want + 1)
+    monkeypatch.setattr(g_gemm, "_ONE_CALL_MACS", 1 << 40)  # one BLAS call
+    _check(g_gemm._product(a, b, trans_a, trans_b), want)
 
 
 # ----------------------------------------------------------------------------- depthwise

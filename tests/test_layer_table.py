@@ -52,15 +52,23 @@ def test_every_layer_type_is_found_in_its_module_before_it_is_imported():
     assert layer_modules() == defined
 
 
+# Kernel modules no layer calls: the optimizers' updates (fit's optimizer step runs them) and
+# the allocator's setting.
+NOT_LAYER_KERNELS = ("updates", "memory")
+
+
 def _public_kernels():
-    """(module, name, function) of every public function of seqcli.kernels."""
+    """(module, name, function) of every public function of seqcli.kernels that layers may
+    call (the modules of NOT_LAYER_KERNELS left out)."""
     found = []
     for info in pkgutil.iter_modules(seqcli.kernels.__path__):
+        if info.name in NOT_LAYER_KERNELS:
+            continue
         module = importlib.import_module(f"seqcli.kernels.{info.name}")
         for name, obj in vars(module).items():
             func = getattr(obj, "py_func", obj)
-            if not name.startswith("_") and inspect.isfunction(func) \
-                    and func.__module__ == module.__name__:
+            if not name.startswith("_") and name != "small_run" and inspect.isfunction(func) \
+                    and func.__module__ == module.__name__:  # small_run: a switch, no kernel
                 found.append((module, name, obj))
     return found
 
@@ -190,10 +198,11 @@ def test_examples_run_forward_and_train(type_name):
 
 # Kernels only CPUs with AVX-512 reach: the direct and Winograd convolutions and their
 # helpers, the recurrent product's micro-kernel (elsewhere both go through BLAS), the
-# register-blocked depthwise convolution.
+# register-blocked depthwise convolution, the direct kernel gradient of Conv2D.
 AVX512_ONLY = {"_conv_direct", "_conv_row_blocks", "_fill_band", "_conv_winograd",
                "_fill_band_channels", "_tiles_gemm", "_winograd_block", "_bias_act_rows",
-               "_rows_product", "_depthwise_rows", "_depthwise_row", "_repeat_rows"}
+               "_rows_product", "_depthwise_rows", "_depthwise_row", "_repeat_rows",
+               "_conv_kernel_grad", "_kernel_grad_run"}
 # Kernels only CPUs without AVX-512 reach: the depthwise convolution's direct loop.
 OTHER_CPUS_ONLY = {"_depthwise_loop"}
 

@@ -52,10 +52,8 @@ def bench(
     """
     from seqcli.benchmark import format_result, run_benchmark
     from seqcli.io.atomic import STDOUT, check_output, write_stdout
-    from seqcli.runtime.compiled import keep_freed_memory
 
     check_output(STDOUT, binary=False, option=None)
-    keep_freed_memory()  # as predict does
     start_up_done()  # timed runs see the garbage collector on, as predict's batches do
     result = run_benchmark(model, batch_size=batch_size, threads=threads,
                            input_shape=parse_shape(input_shape), weights=weights,

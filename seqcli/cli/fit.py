@@ -89,7 +89,7 @@ def fit(
     from seqcli.io.atomic import all_or_none, atomic_output, check_distinct, check_output
     from seqcli.io.formats import check_extension
     from seqcli.io.weights import weights_format, write_weights
-    from seqcli.runtime.compiled import keep_freed_memory, set_threads
+    from seqcli.runtime.compiled import set_threads
     from seqcli.runtime.memory import check_batch_memory
     from seqcli.runtime.model import Sequential
     from seqcli.runtime.runner import numeric_warnings_off
@@ -117,7 +117,6 @@ def fit(
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     set_threads(threads)
-    keep_freed_memory()
     loaded = load(model, allow_outside, base_dir)
     inputs, targets = read_training_arrays(x, y)
     check_finite(inputs, x)

@@ -1,1 +1,8 @@
-"""Numba kernels for seqcli's layers; import the submodule you need (each one compiles lazily)."""
+"""Numba kernels for seqcli's layers; import the submodule you need (each one compiles lazily).
+
+Importing any of them first sets the C allocator up for the arrays they make
+(`memory.keep_freed_memory`): whoever runs a model, the command line or the Python API."""
+
+from seqcli.kernels.memory import keep_freed_memory
+
+keep_freed_memory()

@@ -1,5 +1,5 @@
 """Conv3D gradients: chunked 3-D im2col + BLAS for the kernel gradient, col2im of
-dy_pre @ kernel^T for the input gradient (as `grad_conv.conv2d_backward`, one axis more).
+dy_pre @ kernel^T for the input gradient, the products on the kernels' threads (grad_gemm.py).
 
 dy_pre is the gradient w.r.t. the pre-activation output; db = sum of dy_pre over (N, OD, OH,
 OW); dx is None when `input_grad` is false (first layer). The transposed convolutions train
@@ -13,6 +13,8 @@ import numpy as np
 from seqcli.kernels.activations import _as_f32
 from seqcli.kernels.conv3d import _col2im3d, _geometry3d, _im2col3d, _pads3
 from seqcli.kernels.geometry import UsefulWindow
+from seqcli.kernels.grad_dense import _bias_grad
+from seqcli.kernels.grad_gemm import _product
 
 # Upper bound on the im2col buffer of one chunk of output rows (bytes).
 _CHUNK_BYTES = 4 << 20
@@ -45,11 +47,11 @@ def conv3d_backward(
         return window.input_grad(dx, x.shape), window.kernel_grad(dkernel, kernel.shape), dbias
     total = nb * out_d * out_h * out_w
     dy2d = dy.reshape(total, f)  # (N*OD*OH*OW, F)
-    dbias = dy2d.sum(axis=0, dtype=np.float64).astype(np.float32)
+    dbias = _bias_grad(dy2d)
     fg = f // groups
     width = k_d * k_h * k_w * cg
     # (KD, KH, KW, Cg, F) -> (G, KD*KH*KW*Cg, F/G), rows in the im2col column order
-    wstack = kernel.reshape(width, groups, fg).transpose(1, 0, 2)
+    wstack = np.ascontiguousarray(kernel.reshape(width, groups, fg).transpose(1, 0, 2))
     dstack = np.zeros((groups, width, fg), dtype=np.float32)
     dx = np.zeros_like(x) if input_grad else None
     chunk = max(1, min(total, _CHUNK_BYTES // max(1, 4 * width * groups)))
@@ -57,11 +59,13 @@ def conv3d_backward(
     for r0 in range(0, total, chunk):
         rows = min(chunk, total - r0)
         _im2col3d(x, cols, r0, rows, geometry)
-        dyg = dy2d[r0 : r0 + rows].reshape(rows, groups, fg).transpose(1, 0, 2)  # (G, rows, F/G)
-        dstack += np.matmul(cols[:, :rows].transpose(0, 2, 1), dyg)  # (G, width, F/G)
+        for g in range(groups):
+            dyg = np.ascontiguousarray(dy2d[r0 : r0 + rows, g * fg : (g + 1) * fg])  # (rows, F/G)
+            _product(cols[g, :rows], dyg, trans_a=True, out=dstack[g])  # (width, F/G)
+            if input_grad:  # (rows, width), over this group's columns
+                cols[g, :rows] = _product(dyg, wstack[g], trans_b=True)
         if input_grad:
-            dcols = np.ascontiguousarray(np.matmul(dyg, wstack.transpose(0, 2, 1)))
-            _col2im3d(dcols, dx, r0, rows, geometry)
+            _col2im3d(cols, dx, r0, rows, geometry)
     # (G, KD*KH*KW*Cg, F/G) -> (KD, KH, KW, Cg, F), filter g*F/G + j
     dkernel = np.ascontiguousarray(dstack.transpose(1, 0, 2)).reshape(k_d, k_h, k_w, cg, f)
     return dx, dkernel, dbias

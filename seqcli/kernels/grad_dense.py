@@ -1,4 +1,5 @@
-"""Dense gradients: the fused activation's gradient, then two BLAS matmuls and a column sum.
+"""Dense gradients: the fused activation's gradient, then two BLAS products on the kernels'
+threads (grad_gemm.py) and a column sum.
 
 `dense_backward(x, kernel, z, y, dy, activation)`: z = x @ kernel + bias and y = act(z) are the
 forward's (M, U) pre- and post-activation; pass what was kept, None for the other (the rules of
@@ -9,9 +10,38 @@ activations z, linear neither). dx is None when `input_grad` is false (the first
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from seqcli.kernels.activations import _as_f32, _check_code
 from seqcli.kernels.grad_activations import activation_backward
+from seqcli.kernels.grad_gemm import _product
+from seqcli.kernels.numba_startup import numba_ready
+from seqcli.kernels.threads import _next_item, _parallel, thread_count
+
+numba_ready()  # every kernel here runs in numba
+
+
+@njit(cache=True, nogil=True)
+def _column_sums(counter, rows, partial):
+    # partial (B, F) float64: item b adds its share of the rows of rows (R, F) into partial[b]
+    total, f = rows.shape
+    n_blocks = partial.shape[0]
+    b = _next_item(counter)
+    while b < n_blocks:
+        sums = partial[b]
+        for r in range(b * total // n_blocks, (b + 1) * total // n_blocks):
+            for c in range(f):
+                sums[c] += rows[r, c]
+        b = _next_item(counter)
+
+
+def _bias_grad(dz: np.ndarray) -> np.ndarray:
+    """The bias gradient, sum over the rows of dz (R, F), accumulated in float64 on the
+    kernels' threads (a block of rows each)."""
+    blocks = max(1, min(dz.shape[0], thread_count()))
+    partial = np.zeros((blocks, dz.shape[1]), dtype=np.float64)
+    _parallel(_column_sums, blocks, 2.0 * dz.size, dz, partial)
+    return partial.sum(axis=0).astype(np.float32)
 
 
 def dense_backward(
@@ -28,7 +58,7 @@ def dense_backward(
             f"x {x.shape}, kernel {kernel.shape} and dy {dy.shape} do not fit (M, K) @ (K, U)"
         )
     dz = activation_backward(z, y, dy, code)  # (M, U)
-    dkernel = np.ascontiguousarray(x.T @ dz)  # (K, M) @ (M, U) -> (K, U)
-    dbias = dz.sum(axis=0, dtype=np.float64).astype(np.float32)  # (U,)
-    dx = np.ascontiguousarray(dz @ kernel.T) if input_grad else None  # (M, U) @ (U, K)
+    dkernel = _product(x, dz, trans_a=True)  # (K, M) @ (M, U) -> (K, U)
+    dbias = _bias_grad(dz)  # (U,)
+    dx = _product(dz, kernel, trans_b=True) if input_grad else None  # (M, U) @ (U, K)
     return dx, dkernel, dbias

@@ -18,6 +18,7 @@ from numba import njit
 
 from seqcli.kernels.activations import _LINEAR, _RELU, _SIGMOID, _TANH, _as_f32
 from seqcli.kernels.grad_activations import _act_grad
+from seqcli.kernels.grad_gemm import _product
 from seqcli.kernels.recurrent import _GRU, _LSTM, _SIMPLE, RecurrentCache, _mm, _run
 from seqcli.kernels.threads import _next_item
 
@@ -263,15 +264,15 @@ def _kernel_grad(hprev, dz, rdrop, gates: int) -> np.ndarray:
     """dU (u, G*u) = sum over steps of (h_prev * rdrop[g])^T @ dz_g, one GEMM per gate with
     rdrop, one in all without."""
     n, steps, units = hprev.shape
-    rows = hprev.reshape(n * steps, units)
-    dz2 = dz.reshape(n * steps, gates * units)
+    rows = np.ascontiguousarray(hprev).reshape(n * steps, units)
+    dz2 = np.ascontiguousarray(dz).reshape(n * steps, gates * units)
     if rdrop.shape[0] == 0:
-        return np.ascontiguousarray(rows.T @ dz2)
+        return _product(rows, dz2, trans_a=True)
     out = np.empty((units, gates * units), dtype=np.float32)
     for g in range(gates):
         dropped = (hprev * rdrop[g][:, None, :]).reshape(n * steps, units)
-        np.matmul(dropped.T, dz2[:, g * units:(g + 1) * units],
-                  out=out[:, g * units:(g + 1) * units])
+        out[:, g * units:(g + 1) * units] = _product(
+            dropped, np.ascontiguousarray(dz2[:, g * units:(g + 1) * units]), trans_a=True)
     return out
 
 
@@ -330,6 +331,7 @@ def gru_backward(cache, recurrent_kernel, dy):
     hh = cache.hprev * cache.post[:, :, units:2 * units]
     if cache.rdrop.shape[0]:
         hh *= cache.rdrop[2][:, None, :]
-    np.matmul(hh.reshape(-1, units).T, drec[:, :, 2 * units:].reshape(-1, units),
-              out=dkernel[:, 2 * units:])
+    dkernel[:, 2 * units:] = _product(
+        hh.reshape(-1, units), np.ascontiguousarray(drec[:, :, 2 * units:]).reshape(-1, units),
+        trans_a=True)
     return dx, dkernel, None

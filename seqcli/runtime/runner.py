@@ -62,12 +62,11 @@ class Runner:
 def prepare_run(model: str, weights: str | None = None, threads: int | None = None, *,
                 allow_outside: bool = False, base_dir: Path | None = None) -> Runner:
     """The model file `model` loaded as a Runner (not built yet), with `threads` set for the
-    kernels and BLAS and freed memory kept for the next batch. A model read from stdin (`-`)
-    resolves its paths against `base_dir`, by default the working directory."""
-    from seqcli.runtime.compiled import keep_freed_memory, set_threads
+    kernels and BLAS. A model read from stdin (`-`) resolves its paths against `base_dir`, by
+    default the working directory."""
+    from seqcli.runtime.compiled import set_threads
 
     set_threads(threads)
-    keep_freed_memory()
     return Runner(load_model(model, allow_outside=allow_outside, base_dir=base_dir), weights)
 
 

@@ -1,7 +1,8 @@
 """Keras 3's SGD, Adam and RMSprop update rules, with Keras's default hyperparameters.
 
 An optimizer updates float32 weights in place from their gradients, keeping its own state
-per weight key (momenta, velocities) and its step count, as Keras's `update_step` does.
+per weight key (momenta, velocities) and its step count, as Keras's `update_step` does; each
+update is one pass over the weight (seqcli.kernels.updates), with Keras's float32 roundings.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ class Optimizer:
 
     def _slots(self, key: str, like: np.ndarray, *names: str) -> list[np.ndarray]:
         slots = self.state.setdefault(key, {})
-        return [slots.setdefault(name, np.zeros_like(like)) for name in names]
+        for name in names:
+            if name not in slots:
+                slots[name] = np.zeros(like.shape, dtype=np.float32)
+        return [slots[name] for name in names]
 
     def apply(self, weights: dict[str, np.ndarray], gradients: dict[str, np.ndarray]) -> None:
         """One step over every (key, gradient) pair; then the step count advances."""
@@ -51,17 +55,10 @@ class SGD(Optimizer):
         self.momentum, self.nesterov = momentum, nesterov
 
     def update(self, key, variable, gradient):
-        lr = np.float32(self.learning_rate)
-        if self.momentum == 0:
-            variable -= gradient * lr
-            return
-        (m,) = self._slots(key, variable, "momentum")
-        momentum = np.float32(self.momentum)
-        m[...] = m * momentum - gradient * lr
-        if self.nesterov:
-            variable += m * momentum - gradient * lr
-        else:
-            variable += m
+        from seqcli.kernels.updates import sgd_update
+
+        m = self._slots(key, variable, "momentum")[0] if self.momentum else None
+        sgd_update(variable, gradient, m, self.learning_rate, self.momentum, self.nesterov)
 
 
 class Adam(Optimizer):
@@ -74,15 +71,15 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
     def update(self, key, variable, gradient):
+        from seqcli.kernels.updates import adam_update
+
         m, v = self._slots(key, variable, "momentum", "velocity")
         step = np.float32(self.iterations + 1)
         one = np.float32(1)
         # in float32, as Keras computes it
         alpha = (np.float32(self.learning_rate) * np.sqrt(one - np.float32(self.beta_2) ** step)
                  / (one - np.float32(self.beta_1) ** step))
-        m += (gradient - m) * np.float32(1 - self.beta_1)
-        v += (np.square(gradient) - v) * np.float32(1 - self.beta_2)
-        variable -= (m * alpha) / (np.sqrt(v) + np.float32(self.epsilon))
+        adam_update(variable, gradient, m, v, alpha, self.beta_1, self.beta_2, self.epsilon)
 
 
 class RMSprop(Optimizer):
@@ -97,16 +94,12 @@ class RMSprop(Optimizer):
         self.rho, self.momentum, self.epsilon = rho, momentum, epsilon
 
     def update(self, key, variable, gradient):
+        from seqcli.kernels.updates import rmsprop_update
+
         (v,) = self._slots(key, variable, "velocity")
-        rho = np.float32(self.rho)
-        v[...] = v * rho + np.float32(1 - self.rho) * np.square(gradient)
-        step = (np.float32(self.learning_rate) * gradient) / np.sqrt(v + np.float32(self.epsilon))
-        if self.momentum > 0:
-            (m,) = self._slots(key, variable, "momentum")
-            m[...] = m * np.float32(self.momentum) + step
-            variable -= m
-        else:
-            variable -= step
+        m = self._slots(key, variable, "momentum")[0] if self.momentum > 0 else None
+        rmsprop_update(variable, gradient, v, m, self.learning_rate, self.rho, self.epsilon,
+                       self.momentum)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
