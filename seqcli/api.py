@@ -171,6 +171,7 @@ class Sequential(runtime.Sequential):
         Returns:
             That layer's outputs for a name; {path: outputs} for a list.
         """
+        from seqcli.kernels.small import small_run
         from seqcli.runtime.extract import choose_layers, extract_batches
 
         x = self._checked(x)
@@ -179,7 +180,7 @@ class Sequential(runtime.Sequential):
                               every_top_level=False)
         batches = (x[start:start + batch_size] for start in range(0, len(x), batch_size))
         found: dict[str, list[np.ndarray]] = {path: [] for path in paths}
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), small_run(built, len(x)):
             for outputs in extract_batches(built, self.weight_arrays, paths, batches):
                 for path, output in outputs.items():
                     found[path].append(output)

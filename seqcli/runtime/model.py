@@ -12,6 +12,7 @@ import numpy as np
 from seqcli.build import BuiltModel, LayerInfo, build
 from seqcli.config.load import LoadedModel, load_model
 from seqcli.errors import InputDataError, SeqcliError, UsageError
+from seqcli.kernels.small import small_run
 from seqcli.layers.base import Layer
 from seqcli.layers.sequential import Sequential as NestedSequential
 from seqcli.runtime.weights import ModelWeights, load_model_weights
@@ -391,14 +392,18 @@ class Sequential:
 
     def __call__(self, x) -> np.ndarray:
         """The model's output for a batch, as one array."""
-        return self._forward_in_pieces(self._prepare(x))
+        x = self._prepare(x)
+        with small_run(self._built, len(x)):
+            return self._forward_in_pieces(x)
 
     def predict(self, x, batch_size: int = 32) -> np.ndarray:
-        """The outputs for all rows of `x`, computed `batch_size` rows at a time."""
+        """The outputs for all rows of `x`, computed `batch_size` rows at a time (a small run in
+        numpy, as `seqcli predict` does: seqcli/kernels/small.py)."""
         x = self._checked(x)
-        outputs = [self._forward_in_pieces(model_input(self._built, x[start:start + batch_size],
-                                                       start))
-                   for start in range(0, len(x), batch_size)]
+        with small_run(self._built, len(x)):
+            outputs = [self._forward_in_pieces(model_input(self._built,
+                                                           x[start:start + batch_size], start))
+                       for start in range(0, len(x), batch_size)]
         if not outputs:
             return np.empty((0, *self._built.output_shape), np.float32)
         return np.concatenate(outputs)
