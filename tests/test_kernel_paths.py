@@ -47,14 +47,16 @@ def test_cached_kernels_load_without_numba_compiler_refresh(tmp_path):
     """With a warm cache, running a model loads its kernels with only numba's runtime linked in:
     numba's linear-algebra and array-math implementations (imported by its compiler refresh,
     0.1-0.2 s) stay unloaded, the runtime itself comes from its cached object code, and the
-    outputs equal those of kernels compiled afresh. A damaged runtime copy is compiled again."""
+    outputs equal those of kernels compiled afresh. A damaged runtime copy is compiled again.
+    (The batch is fed through `predict_batches`, which takes the kernels: `model(x)` this
+    small would run in numpy.)"""
     script = (
         "import sys, numpy as np\n"
         "from seqcli.runtime.model import load\n"
         "from seqcli.kernels import numba_startup\n"
         "model = load(sys.argv[1]); model.build()\n"
         "x = np.linspace(-1, 1, 2 * 28 * 28, dtype=np.float32).reshape(2, 28, 28, 1)\n"
-        "print(repr(model(x).tolist()), 'numba.np.linalg' in sys.modules,"
+        "print(repr(next(model.predict_batches(iter([x]))).tolist()), 'numba.np.linalg' in sys.modules,"
         " 'numba.np.arraymath' in sys.modules, numba_startup.runtime_from_cache(),"
         " 'numpy.ma' in sys.modules)\n")
     model = str(HERE.parent / "bench" / "models" / "small_convnet.yaml")
@@ -94,7 +96,7 @@ _PATCHES_PROBE = (
     "from seqcli.runtime.model import load\n"
     "model = load(sys.argv[1]); model.build()\n"
     "x = np.linspace(-1, 1, 2 * 28 * 28, dtype=np.float32).reshape(2, 28, 28, 1)\n"
-    "print(repr(model(x).tolist()), inspect.unwrap(FunctionCache.load_overload).__module__,"
+    "print(repr(next(model.predict_batches(iter([x]))).tolist()), inspect.unwrap(FunctionCache.load_overload).__module__,"
     " typeof_impl.registry[np.ndarray].__module__, numba_startup.runtime_from_cache())\n")
 
 
