@@ -143,7 +143,7 @@ class Sequential(runtime.Sequential):
         """`x` and `y` as arrays of the same number of rows, at least one, `x` fitting the
         model (built from it if need be), `y` its loss's targets, both free of NaN and Inf:
         what `command` (fit or evaluate) takes, as the command line checks it."""
-        from seqcli.training.data import check_finite, check_targets
+        from seqcli.training.data import check_finite, check_targets, output_shape_for
 
         x, y = self._checked(x), np.asarray(y)
         if y.ndim == 0 or len(x) != len(y):
@@ -153,7 +153,7 @@ class Sequential(runtime.Sequential):
         if not len(x):
             raise InputDataError(f"x has no rows to {'train on' if command == 'fit' else command}")
         loss, _ = self._compiled()
-        y = check_targets(y, len(x), self.built_model.output_shape, loss, "y")
+        y = check_targets(y, len(x), output_shape_for(self.built_model, x.shape[1:]), loss, "y")
         check_finite(x, "x", command)
         check_finite(y, "y", command)
         return x, y

@@ -59,7 +59,12 @@ def evaluate(
     from seqcli.io.atomic import STDOUT, check_output, write_stdout
     from seqcli.runtime.memory import check_batch_memory
     from seqcli.runtime.runner import numeric_warnings_off, prepare_run
-    from seqcli.training.data import check_finite, check_targets, read_training_arrays
+    from seqcli.training.data import (
+        check_finite,
+        check_targets,
+        output_shape_for,
+        read_training_arrays,
+    )
     from seqcli.training.fit import evaluate as run_evaluate
     from seqcli.training.fit import make_metrics
     from seqcli.training.losses import get_loss
@@ -77,8 +82,9 @@ def evaluate(
     check_finite(targets, y, command="evaluate")
     runner.build(inputs.shape)
     built = runner.built_model
-    targets = check_targets(targets, len(inputs), built.output_shape, chosen_loss, y)
-    make_metrics(built, targets, chosen_loss, names)  # targets a metric cannot take: 65, now
+    output_shape = output_shape_for(built, inputs.shape[1:])
+    targets = check_targets(targets, len(inputs), output_shape, chosen_loss, y)
+    make_metrics(output_shape, targets, chosen_loss, names)  # targets a metric cannot take: 65, now
     check_batch_memory(built, min(batch_size, len(inputs)))
     announce(runner, quiet)
     progress = Progress("evaluate", len(inputs), enabled=not quiet)

@@ -96,6 +96,7 @@ def fit(
     from seqcli.training.data import (
         check_finite,
         check_targets,
+        output_shape_for,
         read_training_arrays,
         split_validation,
     )
@@ -128,7 +129,8 @@ def fit(
     network.build(loaded.input_shape or inputs.shape[1:])
     network.check_input_shape(inputs.shape)
     built = network.built_model
-    targets = check_targets(targets, len(inputs), built.output_shape, chosen_loss, y)
+    targets = check_targets(targets, len(inputs), output_shape_for(built, inputs.shape[1:]),
+                            chosen_loss, y)
     check_batch_memory(built, min(batch_size, len(inputs)), training=True)
     validation = None
     if validation_data:
@@ -136,9 +138,9 @@ def fit(
         check_finite(validation[0], validation_data[0])
         check_finite(validation[1], validation_data[1])
         network.check_input_shape(validation[0].shape)
-        validation = (validation[0], check_targets(validation[1], len(validation[0]),
-                                                   built.output_shape, chosen_loss,
-                                                   validation_data[1]))
+        shape = output_shape_for(built, validation[0].shape[1:])
+        validation = (validation[0], check_targets(validation[1], len(validation[0]), shape,
+                                                   chosen_loss, validation_data[1]))
     elif validation_split:
         inputs, targets, validation = split_validation(inputs, targets, validation_split)
     if not built.trainable_keys:

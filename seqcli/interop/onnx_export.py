@@ -103,16 +103,67 @@ def convert_model_file(model_path: str, weights: str | None = None, input_shape=
     opset = _check_opset(onnx, DEFAULT_OPSET if opset is None else opset)
     loaded = load_model(str(model_path), allow_outside=allow_outside, base_dir=base_dir)
     built = build(loaded, tuple(input_shape) if input_shape is not None else None)
-    if any(d is None for d in built.input_shape):
-        raise UsageError(
-            f"export-onnx needs every input dimension but the batch known; model "
-            f"'{built.name}' has input shape {format_shape(built.input_shape)}: pass "
-            f"--input-shape with them all, e.g. --input-shape {_example_shape(built.input_shape)}")
+    check_length_free(built)
     model_weights = load_model_weights(loaded, built, weights)
     proto = to_onnx(built, model_weights.arrays, opset)
-    return OnnxExport(model=proto, input_shape=tuple(built.input_shape),
+    return OnnxExport(model=proto, input_shape=tuple(symbolic_dims(built.input_shape)),
                       output_shape=tuple(built.output_shape), opset=opset, ids=built.takes_ids,
                       weights_note=model_weights.initial_values_note(loaded.source))
+
+
+LENGTH_FREE = (L.Dense, L.Dropout, L.ReLU, L.LeakyReLU, L.ELU, L.Softmax, L.ActivationLayer,
+               L.Embedding, L.Masking, L.Rescaling, L.BatchNormalization,
+               L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
+               L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
+               L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.SpatialDropout1D)
+"""Layers whose ONNX nodes hold no length of a variable (None) axis."""
+WINDOWED = (L.Conv1D, L.Conv2D, L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D,
+            L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D)
+"""Layers whose padding holds no length unless it is 'same' with strides above 1."""
+RECURRENT = (L.SimpleRNN, L.LSTM, L.GRU)
+"""Layers whose ONNX op runs over any number of steps unless a mask is compacted."""
+
+
+def symbolic_dims(shape) -> list:
+    """`shape` with its unknown (None) axes named as ONNX symbolic dimensions: `steps`,
+    then `steps_2`, `steps_3`..."""
+    names, count = [], 0
+    for dim in shape:
+        if dim is None:
+            count += 1
+            dim = "steps" if count == 1 else f"steps_{count}"
+        names.append(dim)
+    return names
+
+
+def check_length_free(built: BuiltModel) -> None:
+    """A UsageError naming the first layer whose graph would need the length of a variable
+    (None) input axis: the graph runs on any length, or --input-shape must fix it."""
+    masked = False
+    for info in built.leaves():
+        problem = _length_problem(info, masked) if None in info.input_shape else None
+        masked = info.masked
+        if problem:
+            raise UsageError(
+                f"export-onnx cannot make a graph for any length through layer '{info.path}' "
+                f"({info.layer.type}): {problem}; pass --input-shape to fix the lengths of "
+                f"{format_shape(built.input_shape)}, e.g. --input-shape "
+                f"{_example_shape(built.input_shape)}")
+
+
+def _length_problem(info: LayerInfo, masked: bool) -> str | None:
+    """Why `info`'s ONNX nodes would need the length of a None axis of its input (`masked`:
+    whether that input carries a mask), or None."""
+    layer = info.layer
+    if isinstance(layer, LENGTH_FREE):
+        return None
+    if isinstance(layer, WINDOWED):
+        if layer.padding == "same" and any(s != 1 for s in layer.strides):
+            return "'same' padding with strides above 1 depends on the length"
+        return None
+    if isinstance(layer, RECURRENT):
+        return "a mask over steps of any length" if masked else None
+    return "its ONNX nodes hold the length of a variable axis"
 
 
 def _example_shape(shape) -> str:
@@ -166,11 +217,14 @@ def to_onnx(built: BuiltModel, weights: dict[str, np.ndarray], opset: int = DEFA
     def value_info(name, shape, element_type=TensorProto.FLOAT):
         return helper.make_tensor_value_info(name, element_type, [BATCH_DIM, *shape])
 
+    output_shape = [f"output_{dim}" if isinstance(dim, str) else dim
+                    for dim in symbolic_dims(built.output_shape)]
+
     input_type = TensorProto.INT64 if built.takes_ids else TensorProto.FLOAT
     body = helper.make_graph(
         graph.nodes, built.name,
-        [value_info(INPUT_NAME, built.input_shape, input_type)],
-        [value_info(OUTPUT_NAME, built.output_shape)],
+        [value_info(INPUT_NAME, symbolic_dims(built.input_shape), input_type)],
+        [value_info(OUTPUT_NAME, output_shape)],
         initializer=graph.initializers,
         doc_string=f"seqcli model '{built.name}': input and output channels last, batch first"
                    + (" (the input: int64 ids)" if built.takes_ids else ""),
@@ -273,8 +327,8 @@ def _conv_node(graph: Graph, info: LayerInfo, x: Tensor, prefix: str, kernel: np
     """A Conv with explicit (TensorFlow 'same' / causal: asymmetric) pads, then `activation`."""
     layer = info.layer
     x = graph.channels_first(x, prefix)
-    pads = paddings(info.input_shape[:-1], layer.kernel_size, layer.strides, layer.padding,
-                    layer.dilation_rate)
+    pads = paddings(_lengths(info.input_shape[:-1]), layer.kernel_size, layer.strides,
+                    layer.padding, layer.dilation_rate)
     inputs = [x.name, graph.constant(prefix + "kernel", kernel)]
     if bias is not None:
         inputs.append(graph.constant(prefix + "bias", bias))
@@ -284,14 +338,20 @@ def _conv_node(graph: Graph, info: LayerInfo, x: Tensor, prefix: str, kernel: np
     return lower_activation(graph, activation, Tensor(y, x.rank, True), prefix)
 
 
+def _lengths(spatial: tuple) -> tuple:
+    """Spatial lengths for `paddings`, a variable (None) one as 1: only 'same' padding with
+    strides above 1 reads them, which `check_length_free` refuses over a None axis."""
+    return tuple(1 if n is None else n for n in spatial)
+
+
 @exports(L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D,
          L.AveragePooling2D, L.AveragePooling3D)
 def _pooling(graph: Graph, info: LayerInfo, weights: dict, x: Tensor, prefix: str):
     """MaxPool (pads never win) or AveragePool over real cells only (count_include_pad=0)."""
     layer = info.layer
     x = graph.channels_first(x, prefix)
-    pads = paddings(info.input_shape[:-1], layer.pool_size, layer.strides, layer.padding,
-                    (1,) * len(layer.pool_size))
+    pads = paddings(_lengths(info.input_shape[:-1]), layer.pool_size, layer.strides,
+                    layer.padding, (1,) * len(layer.pool_size))
     attributes = dict(kernel_shape=list(layer.pool_size), strides=list(layer.strides),
                       pads=onnx_pads(pads))
     if layer.mode == "max":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from seqcli.errors import InputDataError
-from seqcli.shapes import empty_axis_problem
+from seqcli.shapes import ShapeError, empty_axis_problem, format_shape
 from seqcli.training.losses import Loss
 
 
@@ -45,6 +45,24 @@ def _check_memory(x_path: str, y_path: str, size: int, command: str) -> None:
         raise SeqcliError(f"{x_path} and {y_path} hold {readable_size(size)} of {what}, "
                           f"more than the {readable_size(available)} of memory this machine "
                           f"has available; {command} reads them whole")
+
+
+def output_shape_for(built, sample_shape: tuple) -> tuple:
+    """The per-sample output shape of `built` for inputs of per-sample shape `sample_shape`:
+    its output shape, whose variable-length (None) axes are inferred from these inputs
+    through every layer. An InputDataError when the inputs fit no layer (shorter than a
+    kernel, say)."""
+    shape = tuple(built.output_shape)
+    if None not in shape:
+        return shape
+    current = tuple(sample_shape)
+    for info in built.leaves():
+        try:
+            current = tuple(info.layer.output_shape(current))
+        except ShapeError as exc:
+            raise InputDataError(f"inputs of shape {format_shape(sample_shape)} do not fit "
+                                 f"layer '{info.path}' ({info.layer.type}): {exc}") from None
+    return current
 
 
 def check_targets(targets: np.ndarray, rows: int, output_shape: tuple, loss: Loss,

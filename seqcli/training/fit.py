@@ -13,6 +13,7 @@ import numpy as np
 from seqcli.build import BuiltModel
 from seqcli.errors import DivergedError
 from seqcli.runtime.model import model_input, named_out_of_memory, run_layer
+from seqcli.training.data import output_shape_for
 from seqcli.training.losses import Loss
 from seqcli.training.metrics import Metric, get_metric
 from seqcli.training.optimizers import Optimizer
@@ -97,7 +98,7 @@ def evaluate(built: BuiltModel, weights: dict[str, np.ndarray], x, y, loss: Loss
     of each batch, averaged weighted by the batches' sizes, then each metric accumulated over
     the whole set (`metrics`: Keras's names; default `default_metrics(loss)`).
     `on_batch(rows)` after each batch. ValueError for an unknown metric name."""
-    trackers = make_metrics(built, y, loss, metrics)
+    trackers = make_metrics(output_shape_for(built, np.shape(x)[1:]), y, loss, metrics)
     total = 0.0
     for start in range(0, len(x), batch_size):
         xb = model_input(built, x[start:start + batch_size], start)
@@ -113,11 +114,13 @@ def evaluate(built: BuiltModel, weights: dict[str, np.ndarray], x, y, loss: Loss
     return results
 
 
-def make_metrics(built: BuiltModel, y, loss: Loss, names: list[str] | None) -> list[Metric]:
-    """Fresh metrics of `names` (default: `default_metrics(loss)`) for the targets `y`: a
-    ValueError for an unknown name, an InputDataError for targets a metric cannot take."""
+def make_metrics(output_shape: tuple, y, loss: Loss,
+                 names: list[str] | None) -> list[Metric]:
+    """Fresh metrics of `names` (default: `default_metrics(loss)`) for the targets `y` of
+    outputs of per-sample shape `output_shape` (see `output_shape_for`): a ValueError for an
+    unknown name, an InputDataError for targets a metric cannot take."""
     names = default_metrics(loss) if names is None else names
-    return [get_metric(name, y, built.output_shape) for name in names]
+    return [get_metric(name, y, output_shape) for name in names]
 
 
 def fit(built: BuiltModel, weights: dict[str, np.ndarray], x, y, *, loss: Loss,
@@ -138,10 +141,11 @@ def fit(built: BuiltModel, weights: dict[str, np.ndarray], x, y, *, loss: Loss,
     rng = np.random.default_rng(seed)
     history = History()
     rows = len(x)
+    output_shape = output_shape_for(built, np.shape(x)[1:])
     for epoch in range(epochs):
         start_time = time.monotonic()
         order = rng.permutation(rows) if shuffle else np.arange(rows)
-        total, trackers = 0.0, make_metrics(built, y, loss, metrics)
+        total, trackers = 0.0, make_metrics(output_shape, y, loss, metrics)
         for start in range(0, rows, batch_size):
             index = order[start:start + batch_size]
             xb = model_input(built, x[index], index)
