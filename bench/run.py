@@ -1,11 +1,19 @@
 """`make bench`: seqcli beside its peers, measured side by side in one run, written as Markdown
-to bench/RESULTS.md (and printed). Peers: onnxruntime on the graph `seqcli export-onnx` writes,
-and plain numpy (the MLP as an `x @ W + b` chain). A peer that is not installed is skipped with
-a note. The machine is shared and noisy: every figure that matters is a ratio against a peer
-measured in the same run, interleaved with it (rounds of seqcli, peer, peer, ...), medians.
+to bench/RESULTS.md (and printed), with issue 18's table of goals and whether each holds; a
+run of every section (not --quick) also rewrites the README's tables of figures
+(bench/readme.py).
+Peers: onnxruntime on the graph `seqcli export-onnx` writes (in process, and as a Python
+script for whole-process runs), plain numpy (the MLP as an `x @ W + b` chain), and for
+training Keras 3 on JAX and PyTorch, each in a process of its own (bench/training.py). A peer
+that is not installed is skipped with a note. The machine is shared and noisy: every figure
+that matters is a ratio against a peer measured in the same run, interleaved with it (rounds
+of seqcli, peer, peer, ...), medians.
 
-    make bench                 # = env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/run.py
-    .venv/bin/python bench/run.py [--quick] [--output FILE] [--skip-big]
+OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (which pin OpenBLAS to an older kernel) are dropped:
+when the caller's environment sets them, the script runs itself again without them and says so.
+
+    make bench                 # installs the training peers (the bench extra), then this
+    .venv/bin/python bench/run.py [--quick] [--sections throughput,training] [--output FILE]
 """
 
 from __future__ import annotations
@@ -26,6 +34,27 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 MODELS = REPO / "bench" / "models"
+
+from bench.goals import SMALL_PREDICT, SUMMARY, goals_markdown, issue_goals  # noqa: E402
+from bench.readme import throughput_lines, update_readme  # noqa: E402
+from bench.training import CASES, measure_training, training_markdown  # noqa: E402
+
+OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+DROPPED = "SEQCLI_BENCH_DROPPED"
+"""Where the first run hands the settings it dropped to the second."""
+
+
+def drop_openblas_overrides() -> None:
+    """Run this script again without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (OpenBLAS reads them
+    once, when it loads), telling the new run which were set; the process is replaced."""
+    found = [f"{name}={os.environ[name]}" for name in OPENBLAS_OVERRIDES if name in os.environ]
+    if found:
+        env = {name: value for name, value in os.environ.items()
+               if name not in OPENBLAS_OVERRIDES}
+        env[DROPPED] = " ".join(found)
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
 CONVNET = REPO / "configs" / "guide_convnet.yaml"
 SEQCLI = [sys.executable, "-m", "seqcli"]
 
@@ -215,23 +244,25 @@ def throughput(rows: list, model_file: Path, cases, folder: Path, seconds: float
               flush=True)
 
 
-def end_to_end(folder: Path, ort: str | None, repeats: int) -> dict:
-    """`seqcli predict` of 256 images against a Python script running onnxruntime on the same
-    .npy, both whole processes, interleaved; medians."""
-    data = folder / "convnet256.npy"
+def end_to_end(folder: Path, ort: str | None, repeats: int, images: int) -> dict:
+    """`seqcli predict` of `images` images of the guide's convnet against a Python script
+    running onnxruntime on the same .npy (its start-up included), both whole processes on
+    every core, interleaved; medians."""
+    data = folder / f"convnet{images}.npy"
     rng = np.random.default_rng(0)
-    np.save(data, (rng.random((256, 250, 250, 3), dtype=np.float32) * 255))
+    np.save(data, (rng.random((images, 250, 250, 3), dtype=np.float32) * 255))
     ours = [*SEQCLI, "predict", str(CONVNET), str(data), "-o", str(folder / "ours.npy"), "-q"]
-    result = {"images": 256}
+    result = {"images": images}
     run_process(ours)  # warm the kernel cache and the page cache
     peer = None
     if ort is None:
         script = folder / "ort_predict.py"
         script.write_text(ORT_SCRIPT)
         onnx_file = folder / "guide_convnet_e2e.onnx"
-        from seqcli.interop.onnx_export import export_onnx
+        if not onnx_file.exists():
+            from seqcli.interop.onnx_export import export_onnx
 
-        export_onnx(str(CONVNET), str(onnx_file))
+            export_onnx(str(CONVNET), str(onnx_file))
         peer = [sys.executable, str(script), str(onnx_file), str(data), str(folder / "ort.npy")]
         run_process(peer)
     times = {"seqcli": [], "onnxruntime": []}
@@ -263,8 +294,8 @@ def startup(folder: Path, runs: int, cold_runs: int) -> list[tuple[str, float]]:
     out = str(folder / "y.npy")
     commands = [
         ("python -c pass (peer)", [sys.executable, "-c", "pass"]),
-        ("seqcli summary configs/guide_convnet.yaml", [*SEQCLI, "summary", str(CONVNET)]),
-        ("seqcli predict Dense stack (8x4), warm cache",
+        (SUMMARY, [*SEQCLI, "summary", str(CONVNET)]),
+        (SMALL_PREDICT,
          [*SEQCLI, "predict", "configs/dense_stack.yaml", str(x_dense), "-o", out, "-q"]),
         ("seqcli predict small convnet (8x28x28x1), warm cache",
          [*SEQCLI, "predict", str(MODELS / "small_convnet.yaml"), str(x_conv), "-o", out, "-q"]),
@@ -313,16 +344,18 @@ def big_predict(folder: Path, gigabytes: float) -> dict:
 
 
 def environment() -> list[str]:
+    """The machine, the versions, numpy's BLAS, and the float32 FMA peak and GEMM rates
+    measured here (the scale `seqcli bench` reports shares of)."""
     import numba
     from threadpoolctl import threadpool_info
 
-    from seqcli.benchmark import blas_description, gemm_rate
+    from seqcli.benchmark import blas_description, fma_peak, gemm_rate
 
-    versions = [f"numpy {np.__version__}", f"numba {numba.__version__}"]
+    found = [f"numpy {np.__version__}", f"numba {numba.__version__}"]
     if have("onnxruntime"):
         import onnxruntime
 
-        versions.append(f"onnxruntime {onnxruntime.__version__}")
+        found.append(f"onnxruntime {onnxruntime.__version__}")
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -331,36 +364,94 @@ def environment() -> list[str]:
                 break
     except OSError:
         pass
-    overrides = [name for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if name in os.environ]
     blas_threads = max((lib.get("num_threads", 0) for lib in threadpool_info()), default=0)
     gemm = {threads: gemm_rate(threads, seconds=0.5) for threads in (1, 2)}
-    lines = [
+    peak = {threads: fma_peak(threads, seconds=0.5) for threads in (1, 2)}
+    return [
         f"- Machine: {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
-        + ", ".join(versions) + ".",
+        + ", ".join(found) + ".",
         f"- numpy's BLAS: {blas_description()}, {blas_threads} threads by default; "
-        + ("OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset for this run (as `make bench` does)."
-           if not overrides else f"{' and '.join(overrides)} set in this run "
-           "(they pin OpenBLAS to an older kernel: numpy and seqcli's GEMMs slow down alike)."),
-        f"- float32 numpy GEMM (1024^3), measured here: {gemm[1]:.0f} GFLOP/s on 1 thread, "
-        f"{gemm[2]:.0f} GFLOP/s on 2.",
+        + openblas_note(os.environ.get(DROPPED, "")),
+        f"- float32 FMA peak, measured as `seqcli bench` does (a jitted loop of independent "
+        f"multiply-adds, the best of short runs on one thread, times the threads): "
+        f"{peak[1]:.0f} GFLOP/s on 1 thread, {peak[2]:.0f} GFLOP/s on 2.",
+        f"- float32 numpy GEMM (1024^3), measured here: {gemm[1]:.0f} GFLOP/s on 1 thread "
+        f"({100 * gemm[1] / peak[1]:.0f}% of the peak), {gemm[2]:.0f} GFLOP/s on 2.",
     ]
-    return lines
 
 
-def report(env_lines, rows, e2e, start_rows, big, notes, elapsed) -> str:
+def openblas_note(dropped: str) -> str:
+    """What the run did about the OpenBLAS overrides: `dropped` lists those the caller's
+    environment set (NAME=VALUE, space-separated), empty when it set none."""
+    if not dropped:
+        return "OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE not set."
+    return (f"the caller's environment set {', '.join(dropped.split())}, dropped for this run "
+            "(they pin OpenBLAS to an older kernel that halves numpy's float32 GEMM here).")
+
+
+def peer_versions(versions: dict[str, str]) -> list[str]:
+    """The training peers' versions, as their workers reported them."""
+    found = [version for name, version in sorted(versions.items()) if name != "seqcli"]
+    return [f"- Training peers: {', '.join(found)}."] if found else []
+
+
+def report(env_lines, goals, rows, e2e, e2e_one, start_rows, big, fit, notes, elapsed) -> str:
+    """RESULTS.md: the goals first, then each section that was measured."""
     out = ["# seqcli benchmarks", "",
            f"Written by `make bench` ({time.strftime('%Y-%m-%d %H:%M')}, {elapsed:.0f} s). "
            "Ratios are seqcli's time over the peer's, measured side by side in this run "
            "(< 1: seqcli is faster). The machine is shared: absolute figures vary from run to "
            "run, ratios much less.", "", *env_lines, ""]
-    for note in notes:
-        out.append(f"- Note: {note}")
-    if notes:
-        out.append("")
-    out += ["## Throughput (in process, steady state, median time per batch)", "",
-            "| model | batch | threads | seqcli samples/s | ms/batch | GFLOP/s | onnxruntime "
-            "samples/s | ratio vs ORT | numpy samples/s | ratio vs numpy |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out += [f"- Note: {note}" for note in notes] + ([""] if notes else [])
+    out += ["## Goals (issue table)", "",
+            "Issue 18's goals, each from this run's measurements below; whole processes on "
+            "every core, in-process rows at 2 threads, training at 1 thread pinned to one CPU "
+            "(and at 2 threads beside one busy process: seqcli's slowdown over Keras's).", "",
+            *goals_markdown(goals), ""]
+    if rows:
+        out += throughput_markdown(rows)
+    if e2e:
+        out += ["## The guide's convnet end to end (whole processes, median)", "",
+                *end_to_end_markdown([e2e, e2e_one]), ""]
+    if start_rows:
+        out += ["## Start-up (whole process, median)", "",
+                "| command | seconds | × python -c pass |", "|---|---:|---:|"]
+        base = start_rows[0][1]
+        out += [f"| {name} | {seconds:.3f} | {seconds / base:.1f} |"
+                for name, seconds in start_rows] + [""]
+    if big:
+        out += [f"## predict over a {big['bytes'] / 2**30:.1f} GiB input", "",
+                f"`seqcli predict bench/models/mlp.yaml big.npy -o out.npy --batch-size 256` on "
+                f"{big['rows']:,} rows of 784 float32: {big['seconds']:.1f} s "
+                f"({big['bytes'] / big['seconds'] / 2**20:.0f} MB/s, "
+                f"{big['rows'] / big['seconds']:,.0f} rows/s), peak resident memory "
+                f"{big['rss'] / 2**20:.0f} MB.", ""]
+    if fit:
+        out += ["## Training (`fit`, whole epochs, median of the steady ones)", "",
+                "Each framework in a process of its own on the same fixed random dataset "
+                "(adam, categorical_crossentropy, batches of 128, accuracy tracked), "
+                "interleaved rounds; each process's first epoch (compiling, or loading "
+                "kernels) is dropped. One thread: seqcli `--threads 1`, Keras with "
+                "XLA_FLAGS=\"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1\", "
+                "PyTorch `torch.set_num_threads(1)`, each pinned to CPU 0 with taskset.", "",
+                *training_markdown(fit), ""]
+    other = other_targets(rows, start_rows, big)
+    if other:
+        out += ["## Other targets", "", *other, ""]
+    out += ["## Reproduce", "",
+            "    make bench            # about 6 minutes on a quiet machine; writes this file",
+            "    .venv/bin/python bench/run.py --sections training --output /tmp/training.md",
+            "    .venv/bin/seqcli bench configs/guide_convnet.yaml --batch-size 32 --per-layer",
+            ""]
+    return "\n".join(out)
+
+
+def throughput_markdown(rows: list[dict]) -> list[str]:
+    """The in-process throughput table."""
+    out = ["## Throughput (in process, steady state, median time per batch)", "",
+           "| model | batch | threads | seqcli samples/s | ms/batch | GFLOP/s | onnxruntime "
+           "samples/s | ratio vs ORT | numpy samples/s | ratio vs numpy |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def cell(row, key, fmt):
         return format(row[key], fmt) if key in row else "—"
@@ -371,47 +462,66 @@ def report(env_lines, rows, e2e, start_rows, big, notes, elapsed) -> str:
                    f"{cell(row, 'onnxruntime_ips', ',.1f')} | "
                    f"{cell(row, 'onnxruntime_ratio', '.2f')} | {cell(row, 'numpy_ips', ',.1f')}"
                    f" | {cell(row, 'numpy_ratio', '.2f')} |")
-    out += ["", "## The guide's convnet end to end (256 images, whole processes, median)", ""]
-    if "onnxruntime_s" in e2e:
-        out += ["| command | seconds | images/s | peak RSS | ratio |", "|---|---:|---:|---:|---:|",
-                f"| `seqcli predict configs/guide_convnet.yaml x.npy -o y.npy` | "
-                f"{e2e['seqcli_s']:.2f} | {256 / e2e['seqcli_s']:.0f} | "
-                f"{e2e['seqcli_rss'] / 2**20:.0f} MB | "
-                f"{e2e['seqcli_s'] / e2e['onnxruntime_s']:.2f} |",
-                f"| python script: onnxruntime on the exported graph, same file, batches of 32 | "
-                f"{e2e['onnxruntime_s']:.2f} | {256 / e2e['onnxruntime_s']:.0f} | "
-                f"{e2e['onnxruntime_rss'] / 2**20:.0f} MB | 1.00 |", "",
-                f"Largest difference between the two outputs: {e2e['agree']:.2g}."]
-    else:
-        out.append(f"seqcli: {e2e['seqcli_s']:.2f} s (onnxruntime peer skipped, see notes).")
-    out += ["", "## Start-up (whole process, median)", "",
-            "| command | seconds | × python -c pass |", "|---|---:|---:|"]
-    base = start_rows[0][1]
-    for name, seconds in start_rows:
-        out.append(f"| {name} | {seconds:.3f} | {seconds / base:.1f} |")
-    if big:
-        out += ["", f"## predict over a {big['bytes'] / 2**30:.1f} GiB input", "",
-                f"`seqcli predict bench/models/mlp.yaml big.npy -o out.npy --batch-size 256` on "
-                f"{big['rows']:,} rows of 784 float32: {big['seconds']:.1f} s "
-                f"({big['bytes'] / big['seconds'] / 2**20:.0f} MB/s, "
-                f"{big['rows'] / big['seconds']:,.0f} rows/s), peak resident memory "
-                f"{big['rss'] / 2**20:.0f} MB."]
-    out += ["", "## Targets", ""] + targets(rows, e2e, start_rows, big)
-    out += ["", "## Reproduce", "", "    make bench            # about 2 minutes; writes this "
-            "file", "    .venv/bin/seqcli bench configs/guide_convnet.yaml --batch-size 32 "
-            "--per-layer", ""]
-    return "\n".join(out)
+    return out + [""]
 
 
-def targets(rows, e2e, start_rows, big) -> list[str]:
+def end_to_end_markdown(results: list[dict]) -> list[str]:
+    """One pair of rows (seqcli, the onnxruntime script) per measured image count."""
+    out = ["| images | command | seconds | images/s | peak RSS | ratio |",
+           "|---:|---|---:|---:|---:|---:|"]
+    agree = []
+    for result in results:
+        if not result:
+            continue
+        images = result["images"]
+        runs = [("`seqcli predict configs/guide_convnet.yaml x.npy -o y.npy`", "seqcli")]
+        if "onnxruntime_s" in result:
+            runs.append(("python script: onnxruntime on the exported graph, same file, "
+                         "batches of 32", "onnxruntime"))
+            agree.append(f"{result['agree']:.2g} ({images} image{'s' if images > 1 else ''})")
+        for command, name in runs:
+            ratio = (f"{result[f'{name}_s'] / result['onnxruntime_s']:.2f}"
+                     if "onnxruntime_s" in result else "—")
+            out.append(f"| {images} | {command} | {result[f'{name}_s']:.3f} | "
+                       f"{images / result[f'{name}_s']:.0f} | "
+                       f"{result[f'{name}_rss'] / 2**20:.0f} MB | {ratio} |")
+    if agree:
+        out += ["", f"Largest difference between the two outputs: {', '.join(agree)}."]
+    return out
+
+
+def processes_lines(start_rows: list[tuple[str, float]], e2e: dict | None,
+                    e2e_one: dict | None) -> list[str]:
+    """The README's table of whole processes: start-up, and the guide's convnet on a file."""
+    names = {SUMMARY: "`seqcli summary` (guide convnet)",
+             SMALL_PREDICT: "`seqcli predict`, small Dense model, warm kernel cache",
+             "seqcli predict small convnet (8x28x28x1), warm cache":
+                 "`seqcli predict`, small convnet, warm kernel cache",
+             "seqcli predict small convnet (8x28x28x1), cold cache (empty NUMBA_CACHE_DIR)":
+                 "`seqcli predict`, small convnet, first run ever (compiling kernels)"}
+    lines = ["| command | seconds | peer |", "|---|---:|---|"]
+    times = dict(start_rows)
+    base = times.get("python -c pass (peer)")
+    for name, shown in names.items():
+        if name in times:
+            peer = f"{times[name] / base:.0f}× `python -c pass`" if base else ""
+            lines.append(f"| {shown} | {times[name]:.2f} | {peer} |")
+    for result in (e2e, e2e_one):
+        if result and "onnxruntime_s" in result:
+            images = result["images"]
+            lines.append(f"| the guide convnet on {images} image{'s' if images > 1 else ''}, "
+                         f"file to file (onnxruntime script: {result['onnxruntime_s']:.2f} s) | "
+                         f"{result['seqcli_s']:.2f} | "
+                         f"{result['seqcli_s'] / result['onnxruntime_s']:.2f}× onnxruntime |")
+    return lines
+
+
+def other_targets(rows, start_rows, big) -> list[str]:
+    """Targets of earlier issues that the goals table does not cover."""
     def mark(ok):
         return "holds" if ok else "**misses**"
 
     lines = []
-    if "onnxruntime_s" in e2e:
-        ratio = e2e["seqcli_s"] / e2e["onnxruntime_s"]
-        lines.append(f"- Convnet, 256 images end to end: {ratio:.2f}× onnxruntime's time "
-                     f"(target ≤ 1.25×): {mark(ratio <= 1.25)}.")
     for batch, limit in ((4096, 1.1), (1, 2.0)):
         found = [r for r in rows if r["model"] == "mlp" and r["batch"] == batch
                  and "numpy_ratio" in r]
@@ -427,9 +537,7 @@ def targets(rows, e2e, start_rows, big) -> list[str]:
             lines.append(f"- {model} at batch 32, {row['threads']} thread(s): {ratio:.2f}× "
                          f"onnxruntime's time (target ≤ 1.0×): {mark(ratio <= 1.0)}.")
     times = dict(start_rows)
-    checks = [("seqcli summary configs/guide_convnet.yaml", 0.3),
-              ("seqcli predict Dense stack (8x4), warm cache", 0.8),
-              ("seqcli predict small convnet (8x28x28x1), warm cache", 0.8),
+    checks = [("seqcli predict small convnet (8x28x28x1), warm cache", 0.8),
               ("seqcli predict small convnet (8x28x28x1), cold cache (empty NUMBA_CACHE_DIR)", 15)]
     for name, limit in checks:
         if name in times:
@@ -442,52 +550,110 @@ def targets(rows, e2e, start_rows, big) -> list[str]:
     return lines
 
 
+# ----------------------------------------------------------------------------- main
+
+SECTIONS = ("throughput", "e2e", "startup", "big", "training")
+
+
+def parse_sections(text: str) -> tuple[str, ...]:
+    """The comma-separated section names of --sections, checked."""
+    chosen = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in chosen if name not in SECTIONS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"unknown section(s) {', '.join(unknown) or '(none)'}:"
+                                         f" choose among {', '.join(SECTIONS)}")
+    return chosen
+
+
+def missing_reasons(sections: tuple[str, ...], ort: str | None) -> dict[str, str]:
+    """Why a section has no figures for the goals: skipped, or its peer is missing."""
+    reasons = {name: "not measured: section skipped (--sections)" for name in SECTIONS
+               if name not in sections}
+    if ort:
+        for name in ("throughput", "e2e"):
+            reasons.setdefault(name, f"peer not installed: {ort}")
+    return reasons
+
+
+def inference(sections, folder: Path, ort: str | None, quick: bool) -> dict:
+    """The in-process throughput rows, the whole-process runs and the big predict."""
+    seconds, rounds = (0.3, 1) if quick else (1.5, 3)
+    measured: dict = {"rows": [], "e2e": None, "e2e_one": None, "start": [], "big": None}
+    if "throughput" in sections:
+        print("throughput", flush=True)
+        rows = measured["rows"]
+        for model_file, cases, with_numpy in (
+                (CONVNET, [(b, t) for t in (1, 2) for b in (1, 8, 32)], False),
+                (MODELS / "mlp.yaml", [(1, 2), (64, 2), (4096, 2)], True),
+                (MODELS / "mobilenet_style.yaml", [(1, 2), (32, 2)], False),
+                (MODELS / "conv1d_text.yaml", [(1, 2), (32, 2)], False),
+                (MODELS / "lstm_text.yaml", [(32, 1), (32, 2)], False),
+                (MODELS / "gru_series.yaml", [(1, 1), (32, 2)], False),
+                (MODELS / "dcgan_generator.yaml", [(1, 1), (32, 2)], False)):
+            throughput(rows, model_file, cases, folder, seconds, rounds, ort, with_numpy)
+    if "e2e" in sections:
+        print("end to end", flush=True)
+        for key, images in (("e2e", 256), ("e2e_one", 1)):
+            measured[key] = end_to_end(folder, ort, 1 if quick else 7, images)
+            print(f"  {measured[key]}", flush=True)
+    if "startup" in sections:
+        print("start-up", flush=True)
+        measured["start"] = startup(folder, 3 if quick else 7, 1 if quick else 2)
+    if "big" in sections:
+        print("big predict", flush=True)
+        measured["big"] = big_predict(folder, 0.25 if quick else 4.0)
+        print(f"  {measured['big']}", flush=True)
+    return measured
+
+
 def main() -> None:
+    drop_openblas_overrides()
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", default=str(REPO / "bench" / "RESULTS.md"))
+    parser.add_argument("--output", help="where to write the report (default: "
+                        "bench/RESULTS.md for a run of every section; a run of some sections "
+                        "only prints it)")
     parser.add_argument("--quick", action="store_true", help="shorter timings (a smoke run)")
-    parser.add_argument("--skip-big", action="store_true", help="no 4 GiB predict")
+    parser.add_argument("--sections", type=parse_sections, default=SECTIONS,
+                        help=f"comma-separated, among {','.join(SECTIONS)} (default: all)")
+    parser.add_argument("--peer-python", default=sys.executable,
+                        help="the Python that runs Keras and PyTorch (default: this one)")
     args = parser.parse_args()
-    seconds, rounds = (0.3, 1) if args.quick else (1.5, 3)
+    output = args.output or (str(REPO / "bench" / "RESULTS.md")
+                             if set(args.sections) == set(SECTIONS) else None)
     began = time.perf_counter()
-    from seqcli.runtime.compiled import keep_freed_memory
-
-    keep_freed_memory()  # the allocator setting `seqcli predict` runs with (peers share it)
-    notes = []
+    if os.environ.get(DROPPED):
+        print(f"note: {openblas_note(os.environ[DROPPED])}", flush=True)
     ort = ort_note()
-    if ort:
-        notes.append(f"onnxruntime peer skipped: {ort}.")
+    notes = [f"onnxruntime peer skipped: {ort}."] if ort else []
     print("environment", flush=True)
     env_lines = environment()
-    rows: list = []
     with tempfile.TemporaryDirectory(prefix="seqcli-bench-") as name:
         folder = Path(name)
-        print("throughput", flush=True)
-        throughput(rows, CONVNET, [(b, t) for t in (1, 2) for b in (1, 8, 32)], folder,
-                   seconds, rounds, ort)
-        throughput(rows, MODELS / "mlp.yaml", [(1, 2), (64, 2), (4096, 2)], folder, seconds,
-                   rounds, ort, with_numpy=True)
-        throughput(rows, MODELS / "mobilenet_style.yaml", [(1, 2), (32, 2)], folder, seconds,
-                   rounds, ort)
-        throughput(rows, MODELS / "lstm_text.yaml", [(32, 1), (32, 2)], folder, seconds,
-                   rounds, ort)
-        throughput(rows, MODELS / "gru_series.yaml", [(1, 1), (32, 2)], folder, seconds,
-                   rounds, ort)
-        throughput(rows, MODELS / "dcgan_generator.yaml", [(1, 1), (32, 2)], folder, seconds,
-                   rounds, ort)
-        print("end to end", flush=True)
-        e2e = end_to_end(folder, ort, 1 if args.quick else 7)
-        print(f"  {e2e}", flush=True)
-        print("start-up", flush=True)
-        start_rows = startup(folder, 3 if args.quick else 7, 1 if args.quick else 2)
-        big = None
-        if not args.skip_big:
-            print("big predict", flush=True)
-            big = big_predict(folder, 0.25 if args.quick else 4.0)
-            print(f"  {big}", flush=True)
-    text = report(env_lines, rows, e2e, start_rows, big, notes, time.perf_counter() - began)
-    Path(args.output).write_text(text)
+        measured = inference(args.sections, folder, ort, args.quick)
+        fit, versions = {}, {}
+        if "training" in args.sections:
+            print("training", flush=True)
+            fit, versions = measure_training(folder, args.peer_python, 1 if args.quick else 2,
+                                             args.quick, CASES)
+    env_lines += peer_versions(versions)
+    goals = issue_goals(measured["rows"], measured["e2e"], measured["e2e_one"],
+                        dict(measured["start"]), fit, missing_reasons(args.sections, ort))
+    text = report(env_lines, goals, measured["rows"], measured["e2e"], measured["e2e_one"],
+                  measured["start"], measured["big"], fit, notes, time.perf_counter() - began)
+    if output:
+        Path(output).write_text(text)
+    if output and not args.output and not args.quick:  # a full run: the README's too
+        missing = update_readme(REPO / "README.md", {
+            "goals": [f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}:", "",
+                      *goals_markdown(goals)],
+            "throughput": throughput_lines(measured["rows"]),
+            "processes": processes_lines(measured["start"], measured["e2e"],
+                                         measured["e2e_one"]),
+            "training": training_markdown(fit)})
+        if missing:
+            print(f"note: README.md has no block for {', '.join(missing)}; not rewritten",
+                  flush=True)
     print()
     print(text)
 

@@ -1,14 +1,17 @@
-"""Throughput, latency and FLOP/s of a model on this machine (`seqcli bench`), beside the rate of
-a plain float32 GEMM measured in the same process on the same number of threads."""
+"""Throughput, latency and FLOP/s of a model on this machine (`seqcli bench`), beside two rates
+measured in the same process on the same number of threads: the CPU's float32 FMA peak (a
+jitted loop of independent multiply-adds, no memory traffic) and a plain float32 GEMM."""
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 from seqcli.runtime.model import Sequential
 
@@ -28,6 +31,8 @@ class LayerTiming:
     """2 x MACs x batch / time."""
     gemm_share: float
     """gflops / the machine's GEMM rate."""
+    peak_share: float
+    """gflops / the machine's measured FMA peak."""
     time_share: float
     """This layer's part of the summed layer times."""
 
@@ -57,6 +62,9 @@ class BenchResult:
     gemm_gflops: float
     """float32 numpy GEMM (1024^3) on the same threads, same process."""
     gemm_share: float
+    peak_gflops: float
+    """The float32 FMA peak of the same threads, measured (`fma_peak`)."""
+    peak_share: float
     layers: list[LayerTiming] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -85,16 +93,63 @@ def gemm_rate(threads: int, size: int = 1024, seconds: float = 0.3) -> float:
     return 2.0 * size**3 / best / 1e9
 
 
+FMA_CHAINS = 256
+"""Independent float32 accumulators of the peak loop: 16 of AVX-512's 32 vector registers, more
+chains than the FMA units' latency times their count, so that none waits for a result (a CPU
+with 16 vector registers of 8 lanes spills some, and reads below its peak)."""
+
+
+@njit(fastmath=True, cache=True)
+def _fma_loop(rounds):
+    """`rounds` passes of acc = acc * 0.999 + 0.001 over FMA_CHAINS accumulators (2 FLOP each)."""
+    acc = np.zeros(FMA_CHAINS, np.float32)
+    for _ in range(rounds):
+        for chain in range(FMA_CHAINS):
+            acc[chain] = acc[chain] * np.float32(0.999) + np.float32(0.001)
+    return acc[0]
+
+
+def fma_peak(threads: int, seconds: float = 0.3, run_seconds: float = 0.005) -> float:
+    """The float32 FMA peak of `threads` threads, GFLOP/s: the best rate of the jitted loop
+    (the compiler keeps its accumulators in vector registers: one FMA per 16 lanes on AVX-512)
+    over repeated runs of about `run_seconds` on one thread, for `seconds` in all (the best,
+    since other processes can only slow a run down), times the threads, up to the CPUs this
+    process may run on (each core has its own FMA units)."""
+    _fma_loop(1)  # compiled, or loaded from numba's cache
+    start = time.perf_counter()
+    _fma_loop(1000)
+    rounds = max(1000, int(1000 * run_seconds / max(time.perf_counter() - start, 1e-9)))
+    best = math.inf
+    end = time.perf_counter() + seconds
+    runs = 0
+    while runs < 3 or time.perf_counter() < end:
+        start = time.perf_counter()
+        _fma_loop(rounds)
+        best = min(best, time.perf_counter() - start)
+        runs += 1
+    return 2.0 * FMA_CHAINS * rounds / best * min(threads, _usable_cpus()) / 1e9
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def blas_description() -> str:
-    """numpy's BLAS as threadpoolctl sees it: `openblas 0.3.x (SkylakeX)`."""
+    """numpy's BLAS as threadpoolctl sees it: `openblas 0.3.x (SkylakeX)` (another library's,
+    such as scipy's, only when numpy's is not found)."""
     from threadpoolctl import threadpool_info
 
-    for library in threadpool_info():
-        if library.get("user_api") == "blas":
-            architecture = library.get("architecture")
-            text = f"{library.get('internal_api')} {library.get('version') or ''}".strip()
-            return f"{text} ({architecture})" if architecture else text
-    return "unknown"
+    found = [library for library in threadpool_info() if library.get("user_api") == "blas"]
+    if not found:
+        return "unknown"
+    library = min(found, key=lambda library: "numpy" not in str(library.get("filepath", "")))
+    architecture = library.get("architecture")
+    text = f"{library.get('internal_api')} {library.get('version') or ''}".strip()
+    return f"{text} ({architecture})" if architecture else text
 
 
 class _CompileCounter:
@@ -137,7 +192,8 @@ def timed_runs(run, seconds: float, min_runs: int) -> list[float]:
     return times
 
 
-def _layer_timings(model: Sequential, x: np.ndarray, seconds: float, gemm: float):
+def _layer_timings(model: Sequential, x: np.ndarray, seconds: float, gemm: float,
+                   peak: float):
     """Each layer timed alone on its real input (the previous layer's output)."""
     weights = model.weight_arrays
     batch = x.shape[0]
@@ -151,7 +207,8 @@ def _layer_timings(model: Sequential, x: np.ndarray, seconds: float, gemm: float
         macs = int(info.macs or 0)
         gflops = 2.0 * macs * batch / median / 1e9 if median > 0 else 0.0
         rows.append(LayerTiming(info.path, info.layer.type, [None, *info.output_shape], macs,
-                                median * 1e3, gflops, gflops / gemm if gemm else 0.0, 0.0))
+                                median * 1e3, gflops, _share(gflops, gemm),
+                                _share(gflops, peak), 0.0))
         x = output
     total = sum(row.ms for row in rows) or 1.0
     for row in rows:
@@ -212,6 +269,7 @@ def _run(model_path, batch_size, threads, input_shape, weights, per_layer, secon
     model(x)  # caches and thread pools settled
     times = timed_runs(lambda: model(x), seconds, 5)
     gemm = gemm_rate(threads)
+    peak = fma_peak(threads, seconds=min(0.3, max(0.05, seconds / 4)))
     mean = float(np.mean(times))
     macs = int(built.macs or 0)
     gflops = 2.0 * macs * batch_size / mean / 1e9
@@ -223,10 +281,16 @@ def _run(model_path, batch_size, threads, input_shape, weights, per_layer, secon
         latency_ms={"p50": float(np.percentile(times, 50)) * 1e3,
                     "p90": float(np.percentile(times, 90)) * 1e3,
                     "p99": float(np.percentile(times, 99)) * 1e3, "mean": mean * 1e3},
-        gflops=gflops, gemm_gflops=gemm, gemm_share=gflops / gemm if gemm else 0.0)
+        gflops=gflops, gemm_gflops=gemm, gemm_share=_share(gflops, gemm), peak_gflops=peak,
+        peak_share=_share(gflops, peak))
     if per_layer:
-        result.layers = _layer_timings(model, x, max(0.05, seconds / 10), gemm)
+        result.layers = _layer_timings(model, x, max(0.05, seconds / 10), gemm, peak)
     return result
+
+
+def _share(rate: float, whole: float) -> float:
+    """rate / whole, 0 when the whole is unknown."""
+    return rate / whole if whole else 0.0
 
 
 def _time_initial_weights(loaded) -> None:
@@ -255,18 +319,20 @@ def format_result(result: BenchResult) -> str:
         f"steady     {result.images_per_s:,.1f} images/s over {result.runs} batches; latency "
         f"per batch p50 {lat['p50']:.3f} ms, p90 {lat['p90']:.3f} ms, p99 {lat['p99']:.3f} ms",
         f"compute    {2 * result.macs_per_sample / 1e6:,.1f} MFLOP/image, "
-        f"{result.gflops:,.1f} GFLOP/s = {100 * result.gemm_share:.0f}% of this machine's "
-        f"float32 GEMM ({result.gemm_gflops:,.0f} GFLOP/s on {result.threads} threads)",
+        f"{result.gflops:,.1f} GFLOP/s = {100 * result.peak_share:.0f}% of this machine's "
+        f"float32 FMA peak ({result.peak_gflops:,.0f} GFLOP/s on {result.threads} threads, "
+        f"measured), {100 * result.gemm_share:.0f}% of its float32 GEMM "
+        f"({result.gemm_gflops:,.0f} GFLOP/s)",
     ]
     if result.layers:
         width = max(len("layer"), *(len(row.path) for row in result.layers))
         lines.append("")
         lines.append(f"{'layer':<{width}}  {'type':<22} {'MFLOP/img':>10} {'ms/batch':>9} "
-                     f"{'GFLOP/s':>8} {'%GEMM':>6} {'%time':>6}")
+                     f"{'GFLOP/s':>8} {'%peak':>6} {'%GEMM':>6} {'%time':>6}")
         for row in result.layers:
             lines.append(f"{row.path:<{width}}  {row.type:<22} {2 * row.macs / 1e6:>10.2f} "
-                         f"{row.ms:>9.3f} {row.gflops:>8.1f} {100 * row.gemm_share:>6.0f} "
-                         f"{100 * row.time_share:>6.1f}")
+                         f"{row.ms:>9.3f} {row.gflops:>8.1f} {100 * row.peak_share:>6.0f} "
+                         f"{100 * row.gemm_share:>6.0f} {100 * row.time_share:>6.1f}")
     return "\n".join(lines) + "\n"
 
 
