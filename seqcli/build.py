@@ -215,6 +215,7 @@ def _build_layer(layer: Layer, shape: Shape, prefix: str, errors: list[str], mas
         _check_size("its output", output)
         for key, weight_shape in weights.items():
             _check_size(f"its weight {key.rsplit('/', 1)[1]}", weight_shape)
+        _check_constraint_axes(layer, weights, path)
     except ShapeError as exc:
         errors.append(_where(layer) + f"layer '{path}' ({layer.type}): {exc}")
         return None
@@ -224,6 +225,19 @@ def _build_layer(layer: Layer, shape: Shape, prefix: str, errors: list[str], mas
     return LayerInfo(layer=layer, path=path, input_shape=shape, output_shape=output,
                      weights=weights, trainable_keys=trainable,
                      macs=_macs(layer, shape, output), masked=mask.source is not None)
+
+
+def _check_constraint_axes(layer: Layer, weights: dict[str, Shape], path: str) -> None:
+    """A ShapeError when a weight constraint's axis is not one of its weight's axes."""
+    from seqcli.layers.regularizers import check_axis
+
+    for name, constraint in layer.weight_constraints().items():
+        shape = weights.get(f"{path}/{name}")
+        if shape is not None:
+            try:
+                check_axis(constraint, len(shape), f"the constraint of its weight {name}")
+            except ValueError as exc:
+                raise ShapeError(str(exc)) from None
 
 
 def _build_nested(layer: Sequential, shape: Shape, path: str, errors: list[str], mask: _Mask):

@@ -3308,3 +3308,50 @@ def test_report_to_a_terminal_is_refused(pictured):
     assert code == 2 and shown == b"", err
     assert err == ("seqcli: error: refusing to write an HTML page to a terminal; redirect "
                    "stdout or pass -o FILE.html\n")
+
+
+# --- issue 21: regularizers and constraints ---
+
+@pytest.mark.parametrize("keys, fragments", [
+    ("kernel_regularizer: {type: Orthogonal, factor: 0.1}",
+     ["3:49: Dense kernel_regularizer: unknown regularizer 'Orthogonal'", "L1, L2, L1L2"]),
+    ("kernel_regularizer: {l3: 0.1}", ["expected a regularizer such as {l2: 0.01}"]),
+    ("kernel_regularizer: {l2: -0.1}", ["factor l2 must be a finite number, at least 0",
+                                        "l2=-0.1"]),
+    ("bias_regularizer: {l1: .nan}", ["factor l1 must be a finite number", "l1=nan"]),
+    ("activity_regularizer: {type: L2, l1: 0.1}", ["the L2 regularizer takes l2 only"]),
+    ("kernel_constraint: {type: Clip}",
+     ["unknown constraint 'Clip'", "MaxNorm, NonNeg, UnitNorm, MinMaxNorm"]),
+    ("kernel_constraint: {type: MaxNorm, max_value: -1}",
+     ["the MaxNorm constraint's max_value must be a finite number, at least 0"]),
+    ("kernel_constraint: {type: MinMaxNorm, min_value: 2, max_value: 1}",
+     ["min_value (2.0) is above its max_value (1.0)"]),
+    ("kernel_constraint: {type: UnitNorm, axis: first}", ["axis is an int or a list of ints"]),
+    ("use_bias: false, bias_constraint: NonNeg",
+     ["bias_constraint applies to the bias, which use_bias: false removes"]),
+    ("use_bias: false, bias_regularizer: {l2: 0.1}",
+     ["bias_regularizer applies to the bias"]),
+    ("kernel_constraint: {type: MaxNorm, max_value: 2, axis: 3}",
+     ["the constraint of its weight kernel: MaxNorm's axis 3 is out of range for a weight of "
+      "2 axes; use an axis in [-2, 1]"]),
+    ("kernel_constraint: {type: UnitNorm, axis: [0, -3]}", ["UnitNorm's axis -3 is out of range"]),
+])
+def test_bad_regularizers_and_constraints_are_refused(cli, tmp_path, keys, fragments):
+    model = tmp_path / "m.yaml"
+    model.write_text(f"input_shape: [3]\nlayers:\n  - {{type: Dense, units: 2, {keys}}}\n")
+    refused(cli("validate", model), 65, *fragments)
+
+
+@pytest.mark.parametrize("layer, fragments", [
+    ("{type: Flatten, kernel_constraint: NonNeg}",
+     ["unknown key 'kernel_constraint' for Flatten"]),
+    ("{type: BatchNormalization, center: false, beta_regularizer: {l2: 0.1}}",
+     ["beta_regularizer applies to the beta, which center: false removes"]),
+    ("{type: Bidirectional, layer: {type: LSTM, units: 2, kernel_constraint: NonNeg}}",
+     ["Bidirectional does not train its wrapped layer's regularizers or constraints"]),
+])
+def test_regularizers_and_constraints_on_a_layer_without_that_weight(cli, tmp_path, layer,
+                                                                     fragments):
+    model = tmp_path / "m.yaml"
+    model.write_text(f"input_shape: [3, 2]\nlayers:\n  - {layer}\n")
+    refused(cli("validate", model), 65, *fragments)

@@ -76,3 +76,66 @@ def test_the_api_fits_a_variable_length_model_with_validation_of_another_length(
     history = model.fit(x, y, epochs=1, validation_data=(xv, yv), verbose=0)
     assert set(history.history) == {"loss", "val_loss"}
     assert np.isfinite(history.history["val_loss"]).all()
+
+
+PENALIZED = [case for case in PLAN["steps"]
+             if Path(case["model"]).stem.endswith(("_regularized", "_constrained"))]
+
+
+def _penalty_keys(path: Path) -> list[dict]:
+    """Each layer's regularizers and constraints, in the form a layer keeps them."""
+    import yaml
+
+    from seqcli.layers.regularizers import check_constraint, check_regularizer
+
+    layers = yaml.safe_load(path.read_text())["layers"]
+    return [{key: (check_regularizer if key.endswith("_regularizer") else check_constraint)(
+        value) for key, value in layer.items() if key.endswith(("_regularizer", "_constraint"))}
+        for layer in layers]
+
+
+@pytest.mark.parametrize("case", PENALIZED, ids=[Path(c["model"]).stem for c in PENALIZED])
+def test_export_keras_then_import_keeps_regularizers_and_constraints(cli, case, tmp_path):
+    model = TRAINING / case["model"]
+    assert cli("export-keras", model, "-o", tmp_path / "m.keras", "-q").code == 0
+    result = cli("import-keras", tmp_path / "m.keras", "-o", tmp_path / "m.yaml")
+    assert result.code == 0, result
+    assert "note:" not in result.err
+    assert _penalty_keys(tmp_path / "m.yaml") == _penalty_keys(model)
+
+
+def test_onnx_export_ignores_regularizers_and_constraints(cli, tmp_path):
+    model = TRAINING / PENALIZED[0]["model"]
+    result = cli("export-onnx", model, "-o", tmp_path / "m.onnx", "-q")
+    assert result.code == 0, result
+
+
+def test_evaluate_counts_the_weight_penalties_in_the_loss(cli, tmp_path):
+    case = PENALIZED[0]
+    key = case["key"]
+    np.save(tmp_path / "x.npy", KERAS[f"{key}/x"])
+    np.save(tmp_path / "y.npy", KERAS[f"{key}/y"])
+    np.savez(tmp_path / "w.npz", **_prefixed(f"{key}/before/"))
+    losses = []
+    for model in (TRAINING / case["model"], tmp_path / "plain.yaml"):
+        if model.name == "plain.yaml":
+            import yaml
+
+            doc = yaml.safe_load((TRAINING / case["model"]).read_text())
+            for layer in doc["layers"]:
+                for name in [k for k in layer if k.endswith("_regularizer")]:
+                    del layer[name]
+            model.write_text(yaml.safe_dump(doc))
+        result = cli("evaluate", model, tmp_path / "x.npy", tmp_path / "y.npy", "--weights",
+                     tmp_path / "w.npz", "--loss", case["loss"], "--json", "-q")
+        assert result.code == 0, result
+        losses.append(json.loads(result.out)["loss"])
+    weights = _prefixed(f"{key}/before/")
+    expected = (0.05 * np.square(weights["dense/kernel"]).sum()
+                + 0.02 * np.abs(weights["dense/bias"]).sum()
+                + 0.01 * np.abs(weights["dense_1/kernel"]).sum()
+                + 0.03 * np.square(weights["dense_1/kernel"]).sum()
+                + 0.1 * np.square(weights["dense_1/bias"]).sum())
+    hidden = np.maximum(KERAS[f"{key}/x"] @ weights["dense/kernel"] + weights["dense/bias"], 0)
+    expected += (0.01 * np.abs(hidden).sum() + 0.02 * np.square(hidden).sum()) / len(hidden)
+    np.testing.assert_allclose(losses[0] - losses[1], expected, rtol=1e-4)

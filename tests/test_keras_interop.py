@@ -157,16 +157,16 @@ def test_import_counts_params_as_keras(cli, tmp_path, entry):
         entry["params"], entry["trainable_params"])
 
 
-def test_import_notes_dropped_training_options(cli, tmp_path):
+def test_import_keeps_regularizers_and_constraints_and_notes_dropped_options(cli, tmp_path):
     result = _import(cli, FILES / "image_stack.keras", tmp_path / "m.yaml")
     notes = [line for line in result.err.splitlines() if "note:" in line]
-    assert len(notes) == 3
-    assert "layer 'stem' (Conv2D): kernel_regularizer (L2) dropped" in notes[0]
-    assert "bias_constraint (NonNeg) dropped" in notes[1]
-    assert "kernel_initializer RandomNormal dropped" in notes[2]
+    assert len(notes) == 1
+    assert "kernel_initializer RandomNormal dropped" in notes[0]
     layers = yaml.safe_load((tmp_path / "m.yaml").read_text())["layers"]
     assert layers[2] == {"type": "Conv2D", "name": "stem", "filters": 8, "kernel_size": 3,
-                         "strides": 2, "activation": "relu"}
+                         "strides": 2, "activation": "relu", "kernel_regularizer": {"l2": 0.01}}
+    assert [layer.get("bias_constraint") for layer in layers
+            if layer["type"] == "SeparableConv2D"] == [{"type": "NonNeg"}]
     assert layers[1]["padding"] == [[1, 0], [2, 1]]
     assert layers[5]["activation"] == "silu"  # Keras's swish, by its canonical name
     quiet = cli("import-keras", FILES / "image_stack.keras", "-o", tmp_path / "q.yaml", "-q")
@@ -460,9 +460,10 @@ def _edit_layer(config: dict, index: int, **changes) -> dict:
 
 
 @pytest.mark.parametrize("edit, words", [
-    (lambda c: _edit_layer(c, 2, activity_regularizer={"module": "keras.regularizers",
-                                                       "class_name": "L1", "config": {}}),
-     ["layer 'dense_4' (Dense)", "activity regularizer"]),
+    (lambda c: _edit_layer(c, 2, activity_regularizer={
+        "module": "keras.regularizers", "class_name": "OrthogonalRegularizer",
+        "config": {"factor": 0.01, "mode": "rows"}}),
+     ["layer 'dense_4' (Dense)", "unknown regularizer 'OrthogonalRegularizer'"]),
     (lambda c: _edit_layer(c, 2, dtype={"module": "keras", "class_name": "DTypePolicy",
                                         "config": {"name": "mixed_float16"}}),
      ["dtype policy 'mixed_float16'"]),

@@ -169,4 +169,4 @@ def test_summary_imports_only_the_layer_modules_it_uses():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == str([f"seqcli.layers.{name}" for name in (
-        "base", "conv", "core", "pooling", "sequential")])
+        "base", "conv", "core", "pooling", "regularizers", "sequential")])

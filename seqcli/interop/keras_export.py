@@ -23,8 +23,10 @@ from seqcli.interop.keras_format import (
     FORMAT_KERAS_VERSION,
     METADATA_MEMBER,
     WEIGHTS_MEMBER,
+    constraint_config,
     initializer_config,
     keras_weight_shape,
+    regularizer_config,
     saved_groups,
 )
 
@@ -42,9 +44,16 @@ def layer_options(layer) -> dict:
                                "trainable": value.trainable, "dtype": "float32",
                                **layer_options(value)},
                     "registered_name": None}
+        if value is None:
+            return None
+        if name.endswith("_regularizer"):
+            return regularizer_config(value)
+        if name.endswith("_constraint"):
+            return constraint_config(value)
         return initializer_config(value) if name.endswith("_initializer") else value
 
-    return {name: keras_value(name, value) for name, value in layer.keras_options().items()}
+    return {name: keras_value(name, value) for name, value in layer.keras_options().items()
+            if value is not None or not name.endswith(("_regularizer", "_constraint"))}
 
 
 class _InputNames:

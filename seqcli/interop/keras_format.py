@@ -62,6 +62,22 @@ def initializer_config(name: str) -> dict:
             "registered_name": None}
 
 
+def regularizer_config(regularizer: dict) -> dict:
+    """A regularizer as a seqcli layer keeps it ({l2: 0.01}) as Keras serialises it."""
+    from seqcli.layers.regularizers import regularizer_class
+
+    return {"module": "keras.regularizers", "class_name": regularizer_class(regularizer),
+            "config": dict(regularizer), "registered_name": None}
+
+
+def constraint_config(constraint: dict) -> dict:
+    """A constraint as a seqcli layer keeps it ({type: MaxNorm, ...}) as Keras serialises
+    it."""
+    config = {key: value for key, value in constraint.items() if key != "type"}
+    return {"module": "keras.constraints", "class_name": constraint["type"], "config": config,
+            "registered_name": None}
+
+
 def from_keras(entry: dict) -> bool:
     """True if a serialised object's `module` is Keras itself, or absent (older files); a
     class defined in a user's script is saved with `module: null`."""

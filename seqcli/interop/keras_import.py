@@ -41,8 +41,8 @@ from seqcli.layers.sequential import LAYER_TYPES
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 LAYER_CLASSES = {name: cls for name, cls in LAYER_TYPES.items()
                  if name not in ("Input", "Sequential")}
-TRAINING_ONLY_SUFFIXES = ("_regularizer", "_constraint")
-"""Options that only shape training (dropped with a note); activity_regularizer excepted."""
+TRAINING_SUFFIXES = ("_regularizer", "_constraint")
+"""Options that only shape training: kept where seqcli's layer has them, else refused."""
 FIRST_OPTIONS = ("units", "filters")
 """Written first, as Keras users write them (then seqcli's field order)."""
 ALLOWED_CALL_ARGUMENTS = {"mask": (None,), "training": (None, False)}
@@ -363,15 +363,9 @@ class _ConfigReader:
                     value = [None, *value]
                 shape = self._shape_of(value, where)
                 hint = shape if first else hint
-            elif key == "activity_regularizer":
+            elif key.endswith(TRAINING_SUFFIXES):
                 if value is not None:
-                    self.refuse(where, "it has an activity regularizer, which seqcli does not "
-                                "have; remove it (or set it to None) and save again")
-            elif key.endswith(TRAINING_ONLY_SUFFIXES):
-                if value is not None:
-                    self.notes.append(f"{where}: {key} ({self._class_of(value)}) dropped: "
-                                      "seqcli has no regularizers or constraints (they only "
-                                      "shape training)")
+                    options[key] = self._training_option(class_name, key, value, where)
             elif key in cls.keras_only_options:
                 if value != cls.keras_only_options[key]:
                     self.refuse(where, f"{key}={value!r} is not supported by seqcli (only "
@@ -402,6 +396,24 @@ class _ConfigReader:
             if options["layer"]["name"] == snake_case(options["layer"]["type"]):
                 del options["layer"]["name"]
         return options, hint
+
+    def _training_option(self, class_name: str, key: str, value, where: str):
+        """A regularizer or constraint in a model file's form ({l2: 0.01},
+        {type: MaxNorm, ...}); refused where seqcli's layer lacks the key or the class."""
+        from seqcli.layers.regularizers import check_constraint, check_regularizer
+
+        if key not in LAYER_CLASSES[class_name].model_fields:
+            self.refuse(where, f"{key} ({self._class_of(value)}): seqcli applies regularizers "
+                        "and constraints to the weights of Dense, convolution, Embedding and "
+                        "recurrent layers only; remove it (or set it to None) and save again")
+        if isinstance(value, dict) and not from_keras(value):
+            self.refuse(where, f"{key} is a custom class ({self._class_of(value)}); seqcli "
+                        "has Keras's L1, L2, L1L2 and MaxNorm, NonNeg, UnitNorm, MinMaxNorm")
+        check = check_regularizer if key.endswith("_regularizer") else check_constraint
+        try:
+            return check(value)
+        except ValueError as error:
+            self.refuse(where, f"{key}: {error}")
 
     def _wrapped(self, value, where: str) -> dict:
         """A wrapped layer's config (Bidirectional's `layer`) as a model-file mapping."""

@@ -113,6 +113,15 @@ def _check_data_format(value):
     return "channels_last"
 
 
+WEIGHT_OPTIONS = {"kernel": "kernel", "recurrent": "recurrent_kernel", "depthwise":
+                  "depthwise_kernel", "pointwise": "pointwise_kernel", "bias": "bias",
+                  "embeddings": "embeddings", "gamma": "gamma", "beta": "beta"}
+"""The prefix of a `*_regularizer` / `*_constraint` key and the weight it applies to (a
+layer's `weight_options`, by default)."""
+OPTIONAL_WEIGHTS = {"bias": "use_bias", "gamma": "scale", "beta": "center"}
+"""Weights that a layer's flag may remove, and that flag."""
+
+
 MAX_SIZE = 2**31 - 1
 """The largest size, stride, count or dimension a model file may give (TensorFlow's int32
 limit): larger values are typos or hostile, and would overflow the kernels' integers."""
@@ -324,6 +333,8 @@ class Layer(BaseModel):
     activation_layer: ClassVar[bool] = False
     """True for the activation layers (ReLU, LeakyReLU, PReLU, ELU, Softmax), which may also
     stand as another layer's `activation`."""
+    weight_options: ClassVar[dict[str, str]] = WEIGHT_OPTIONS
+    """The prefix of each `*_regularizer` / `*_constraint` key and the weight it applies to."""
 
     # where the layer was written: (file, line, column), set by the loader
     _origin: tuple[str, int, int] | None = PrivateAttr(default=None)
@@ -406,9 +417,51 @@ class Layer(BaseModel):
         return self.forward(weights, x), x
 
     def output_penalty(self, y) -> float:
-        """What the layer adds to the training loss for its output `y` of a batch (Keras's
-        activity regularizer, as ActivityRegularization has); 0.0 for most layers."""
-        return 0.0
+        """What the layer adds to the training loss for its output `y` of a batch: Keras's
+        activity regularizer on the output, divided by the batch size; 0.0 without one."""
+        from seqcli.layers.regularizers import penalty
+
+        regularizer = getattr(self, "activity_regularizer", None)
+        if regularizer is None or not len(y):
+            return 0.0
+        return penalty(regularizer, y) / len(y)
+
+    def output_penalty_gradient(self, y):
+        """The gradient of `output_penalty` with respect to `y`, which `fit` adds to the
+        gradient reaching the layer's output; None without an activity regularizer."""
+        from seqcli.layers.regularizers import penalty_gradient
+
+        regularizer = getattr(self, "activity_regularizer", None)
+        if regularizer is None or not len(y):
+            return None
+        return penalty_gradient(regularizer, y) / len(y)
+
+    def weight_regularizers(self) -> dict[str, dict]:
+        """{weight name: its regularizer} for the layer's `*_regularizer` keys that are set."""
+        return self._weight_options("_regularizer")
+
+    def weight_constraints(self) -> dict[str, dict]:
+        """{weight name: its constraint} for the layer's `*_constraint` keys that are set."""
+        return self._weight_options("_constraint")
+
+    def _weight_options(self, suffix: str) -> dict[str, dict]:
+        found = {}
+        for prefix, weight in self.weight_options.items():
+            value = getattr(self, prefix + suffix, None)
+            if value is not None:
+                found[weight] = value
+        return found
+
+    @model_validator(mode="after")
+    def _options_need_their_weight(self):
+        for weight, flag in OPTIONAL_WEIGHTS.items():
+            if getattr(self, flag, True):
+                continue
+            for suffix in ("_regularizer", "_constraint"):
+                if getattr(self, weight + suffix, None) is not None:
+                    raise ValueError(f"{weight}{suffix} applies to the {weight}, which {flag}: "
+                                     f"false removes; drop {weight}{suffix} or set {flag}: true")
+        return self
 
     def backward(self, weights: dict, cache, dy, input_grad: bool = True):
         """(dx, {weight name: gradient}) for the upstream gradient `dy`; dx is None when

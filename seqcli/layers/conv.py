@@ -21,6 +21,7 @@ from seqcli.layers.base import (
     require_known,
     require_rank,
 )
+from seqcli.layers.regularizers import Constraint, Regularizer
 from seqcli.shapes import Shape, ShapeError, conv_output_length, format_shape, paddings
 
 
@@ -106,6 +107,11 @@ class Conv2D(_Windowed):
     use_bias: bool = True
     kernel_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+    kernel_regularizer: Regularizer = None
+    bias_regularizer: Regularizer = None
+    activity_regularizer: Regularizer = None
+    kernel_constraint: Constraint = None
+    bias_constraint: Constraint = None
 
     examples = (
         # every activation fused into the epilogue
@@ -243,6 +249,13 @@ class DepthwiseConv2D(_Windowed):
     use_bias: bool = True
     depthwise_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+    depthwise_regularizer: Regularizer = None
+    bias_regularizer: Regularizer = None
+    activity_regularizer: Regularizer = None
+    depthwise_constraint: Constraint = None
+    bias_constraint: Constraint = None
+
+    weight_options = {"depthwise": "kernel", "bias": "bias"}
 
     examples = (
         Example({"kernel_size": 3, "depth_multiplier": 2}, (12, 12, 2)),
@@ -307,6 +320,13 @@ class SeparableConv2D(_Windowed):
     depthwise_initializer: Initializer = "glorot_uniform"
     pointwise_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+    depthwise_regularizer: Regularizer = None
+    pointwise_regularizer: Regularizer = None
+    bias_regularizer: Regularizer = None
+    activity_regularizer: Regularizer = None
+    depthwise_constraint: Constraint = None
+    pointwise_constraint: Constraint = None
+    bias_constraint: Constraint = None
 
     examples = (
         Example({"filters": 4, "kernel_size": 3}, (12, 12, 2)),

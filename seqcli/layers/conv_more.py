@@ -26,6 +26,7 @@ from seqcli.layers.base import (
     require_rank,
 )
 from seqcli.layers.conv import Conv2D, DepthwiseConv2D, SeparableConv2D, _Windowed
+from seqcli.layers.regularizers import Constraint, Regularizer
 from seqcli.shapes import Shape, ShapeError, effective_kernel, format_shape, paddings
 
 _SPATIAL = {1: "inputs of shape (steps, channels)",
@@ -125,6 +126,11 @@ class _ConvTranspose(_Windowed):
     use_bias: bool = True
     kernel_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+    kernel_regularizer: Regularizer = None
+    bias_regularizer: Regularizer = None
+    activity_regularizer: Regularizer = None
+    kernel_constraint: Constraint = None
+    bias_constraint: Constraint = None
 
     @model_validator(mode="after")
     def _keras_rules(self):

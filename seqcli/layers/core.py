@@ -19,6 +19,7 @@ from seqcli.layers.base import (
     post_activation,
     require_known,
 )
+from seqcli.layers.regularizers import Constraint, Regularizer
 from seqcli.shapes import Shape, ShapeError, format_shape, num_elements
 
 
@@ -33,6 +34,11 @@ class Dense(Layer):
     use_bias: bool = True
     kernel_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+    kernel_regularizer: Regularizer = None
+    bias_regularizer: Regularizer = None
+    activity_regularizer: Regularizer = None
+    kernel_constraint: Constraint = None
+    bias_constraint: Constraint = None
 
     examples = (
         Example({"units": 3}, (4,)),

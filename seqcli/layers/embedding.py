@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from seqcli.layers.base import Count, Example, Initializer, Layer
+from seqcli.layers.regularizers import Constraint, Regularizer
 from seqcli.shapes import Shape, ShapeError, format_shape
 
 
@@ -18,6 +19,9 @@ class Embedding(Layer):
     output_dim: Count
     """The size of each vector."""
     embeddings_initializer: Initializer = "random_uniform"
+    embeddings_regularizer: Regularizer = None
+    activity_regularizer: Regularizer = None
+    embeddings_constraint: Constraint = None
     mask_zero: bool = False
     input_length: int | None = None
     """Keras 2's sequence length; accepted and ignored, as Keras 3 does (give the input

@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import field_validator
 
 from seqcli.layers.base import Example, Initializer, Layer, require_known
+from seqcli.layers.regularizers import Constraint, Regularizer
 from seqcli.shapes import Shape, ShapeError, format_shape
 
 
@@ -56,6 +57,10 @@ class BatchNormalization(Layer):
     gamma_initializer: Initializer = "ones"
     moving_mean_initializer: Initializer = "zeros"
     moving_variance_initializer: Initializer = "ones"
+    beta_regularizer: Regularizer = None
+    gamma_regularizer: Regularizer = None
+    beta_constraint: Constraint = None
+    gamma_constraint: Constraint = None
 
     non_trainable_weights: ClassVar[tuple[str, ...]] = ("moving_mean", "moving_variance")
     examples = (

@@ -20,6 +20,7 @@ from seqcli.layers.base import (
     require_known,
     require_rank,
 )
+from seqcli.layers.regularizers import Constraint, Regularizer
 from seqcli.shapes import Shape
 
 
@@ -44,6 +45,13 @@ class _Recurrent(Layer):
     kernel_initializer: Initializer = "glorot_uniform"
     recurrent_initializer: Initializer = "orthogonal"
     bias_initializer: Initializer = "zeros"
+    kernel_regularizer: Regularizer = None
+    recurrent_regularizer: Regularizer = None
+    bias_regularizer: Regularizer = None
+    activity_regularizer: Regularizer = None
+    kernel_constraint: Constraint = None
+    recurrent_constraint: Constraint = None
+    bias_constraint: Constraint = None
     dropout: Rate = 0.0
     """Dropout of the inputs, in `fit` only (one mask per sequence, as Keras)."""
     recurrent_dropout: Rate = 0.0

@@ -41,6 +41,19 @@ def _part_groups(names: list[str], parts) -> list[tuple[str, list[str]]]:
 class _Wrapper(Layer):
     """What both wrappers share: the sublayers' weights and their trainability."""
 
+    @model_validator(mode="after")
+    def _no_penalties_inside(self):
+        for key in ("layer", "backward_layer"):
+            part = getattr(self, key, None)
+            if part is None:
+                continue
+            if part.weight_regularizers() or part.weight_constraints() or getattr(
+                    part, "activity_regularizer", None) is not None:
+                raise ValueError(f"seqcli's {self.type} does not train its wrapped layer's "
+                                 f"regularizers or constraints; remove them from {key} (or "
+                                 f"use the layer unwrapped)")
+        return self
+
     def parts(self) -> list[Layer]:
         """The wrapped layers (each named), whose weights the wrapper holds."""
         raise NotImplementedError

@@ -12,6 +12,7 @@ import numpy as np
 
 from seqcli.build import BuiltModel
 from seqcli.errors import DivergedError
+from seqcli.layers import regularizers
 from seqcli.runtime.model import model_input, named_out_of_memory, run_layer
 from seqcli.training.data import output_shape_for
 from seqcli.training.losses import Loss
@@ -36,9 +37,9 @@ def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray,
     """One batch: forward in training mode, loss, backward, update. Returns (loss, the
     batch's outputs, their mask or None); frozen weights are never written."""
     leaves = built.leaves()
-    caches = []
+    caches, output_grads = [], []
     h, mask = x, None
-    penalty = 0.0  # Keras adds every layer's activity penalty to the loss
+    penalty = weight_penalty(built, weights)  # Keras adds model.losses to the loss
     for info in leaves:
         layer = info.layer
         own = info.own_weights(weights)
@@ -51,6 +52,7 @@ def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray,
         h = out
         caches.append(cache)
         penalty += layer.output_penalty(out)
+        output_grads.append(layer.output_penalty_gradient(out))
     value = loss.value(y, h, mask) + penalty
     # a layer needs its input gradient only if some layer before it has trainable weights
     trainable_before = [False] * len(leaves)
@@ -64,6 +66,8 @@ def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray,
         info = leaves[index]
         if not trainable_before[index] and not info.trainable_keys:
             break  # nothing at or before this layer learns
+        if output_grads[index] is not None:
+            grad = grad + output_grads[index]
         with named_out_of_memory(info, len(x)):
             grad, layer_grads = info.layer.backward(info.own_weights(weights), caches[index],
                                                     grad, input_grad=trainable_before[index])
@@ -71,15 +75,42 @@ def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray,
         for name, value_grad in layer_grads.items():
             if prefix + name in info.trainable_keys:
                 gradients[prefix + name] = value_grad
+        for name, regularizer in info.layer.weight_regularizers().items():
+            if prefix + name in gradients:
+                gradients[prefix + name] = gradients[prefix + name] + regularizers.penalty_gradient(
+                    regularizer, weights[prefix + name])
     ordered = {key: gradients[key] for key in built.weight_shapes if key in gradients}
     optimizer.apply(weights, ordered)
+    apply_constraints(built, weights)
     return value, h, mask
 
 
+def weight_penalty(built: BuiltModel, weights: dict[str, np.ndarray]) -> float:
+    """The regularizers' penalties on the trainable weights, as Keras's `Layer.losses`
+    counts them (a frozen weight's regularizer adds nothing)."""
+    total = 0.0
+    for info in built.leaves():
+        for name, regularizer in info.layer.weight_regularizers().items():
+            key = f"{info.path}/{name}"
+            if key in info.trainable_keys:
+                total += regularizers.penalty(regularizer, weights[key])
+    return total
+
+
+def apply_constraints(built: BuiltModel, weights: dict[str, np.ndarray]) -> None:
+    """Project each trainable weight that has a constraint, in place, as Keras's optimizer
+    does after every update."""
+    for info in built.leaves():
+        for name, constraint in info.layer.weight_constraints().items():
+            key = f"{info.path}/{name}"
+            if key in info.trainable_keys:
+                regularizers.constrain(constraint, weights[key])
+
+
 def _forward_with_penalty(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray):
-    """(output, its mask, the layers' activity penalties) at inference, as Keras's
-    `test_step` counts them in the loss."""
-    h, mask, penalty = x, None, 0.0
+    """(output, its mask, the layers' activity and weight penalties) at inference, as
+    Keras's `test_step` counts them in the loss."""
+    h, mask, penalty = x, None, weight_penalty(built, weights)
     for info in built.leaves():
         h, mask = run_layer(info, weights, h, mask)
         penalty += info.layer.output_penalty(h)
