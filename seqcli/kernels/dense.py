@@ -118,39 +118,33 @@ def _openblas_config(dynlib, prefix: str, suffix: str) -> str:
 # ----------------------------------------------------------------------------- jitted kernels
 
 
-@intrinsic
-def _sgemm(typingctx, address, ilp64, m, n, k, a, lda, b, ldb, c, ldc, beta):
-    """c = a @ b + beta * c through the cblas_sgemm at `address`, all row-major float32; a, b, c
-    are arrays whose first element starts each matrix, lda/ldb/ldc their row strides."""
-    for array in (a, b, c):
-        if not isinstance(array, types.Array) or array.dtype != types.float32:
-            return None
-    signature = types.void(address, ilp64, m, n, k, a, lda, b, ldb, c, ldc, beta)
+def _cblas_codegen(parameters, arguments):
+    """The codegen of a call to the cblas function whose address is the intrinsic's first
+    argument, with 64-bit integers where its second is true: `parameters(width)` gives its LLVM
+    parameter types and `arguments(operand, width)` the values passed, `operand(i, kind)`
+    reading the intrinsic's argument i as a float32 pointer ("pointer", of an array's first
+    element), an integer of `width` ("integer"), a float32 ("float") or a CBLAS transpose flag
+    ("transpose")."""
 
     def codegen(context, builder, sig, args):
         f32, i32 = ir.FloatType(), ir.IntType(32)
-        pointers = {}
-        for i in (5, 7, 9):
-            data = context.make_array(sig.args[i])(context, builder, args[i]).data
-            pointers[i] = builder.bitcast(data, f32.as_pointer())
-        beta_value = context.cast(builder, args[11], sig.args[11], types.float32)
-
-        def integer(i, width):
-            value = context.cast(builder, args[i], sig.args[i], types.int64)
-            return builder.trunc(value, width) if width is i32 else value
 
         def call(width):
-            fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, width, width, width, f32,
-                                                   f32.as_pointer(), width, f32.as_pointer(),
-                                                   width, f32, f32.as_pointer(), width])
-            address_value = context.cast(builder, args[0], sig.args[0], types.int64)
-            function = builder.inttoptr(address_value, fnty.as_pointer())
-            row_major, no_trans = ir.Constant(i32, 101), ir.Constant(i32, 111)
-            builder.call(function, [row_major, no_trans, no_trans, integer(2, width),
-                                    integer(3, width), integer(4, width), ir.Constant(f32, 1.0),
-                                    pointers[5], integer(6, width), pointers[7],
-                                    integer(8, width), beta_value, pointers[9],
-                                    integer(10, width)])
+            def operand(i, kind):
+                if kind == "pointer":
+                    data = context.make_array(sig.args[i])(context, builder, args[i]).data
+                    return builder.bitcast(data, f32.as_pointer())
+                if kind == "float":
+                    return context.cast(builder, args[i], sig.args[i], types.float32)
+                if kind == "transpose":  # CblasTrans (112) where true, else CblasNoTrans (111)
+                    flag = context.cast(builder, args[i], sig.args[i], types.boolean)
+                    return builder.select(flag, ir.Constant(i32, 112), ir.Constant(i32, 111))
+                value = context.cast(builder, args[i], sig.args[i], types.int64)
+                return builder.trunc(value, width) if width is i32 else value
+
+            fnty = ir.FunctionType(ir.VoidType(), parameters(width))
+            address = context.cast(builder, args[0], sig.args[0], types.int64)
+            builder.call(builder.inttoptr(address, fnty.as_pointer()), arguments(operand, width))
 
         is_ilp64 = context.cast(builder, args[1], sig.args[1], types.boolean)
         with builder.if_else(is_ilp64) as (wide, narrow):
@@ -160,7 +154,36 @@ def _sgemm(typingctx, address, ilp64, m, n, k, a, lda, b, ldb, c, ldc, beta):
                 call(i32)
         return context.get_dummy_value()
 
-    return signature, codegen
+    return codegen
+
+
+def _gemm_parameters(width):
+    """cblas_sgemm's parameter types, its integers `width` wide."""
+    f32, i32 = ir.FloatType(), ir.IntType(32)
+    return [i32, i32, i32, width, width, width, f32, f32.as_pointer(), width, f32.as_pointer(),
+            width, f32, f32.as_pointer(), width]
+
+
+_ROW_MAJOR, _NO_TRANSPOSE = ir.Constant(ir.IntType(32), 101), ir.Constant(ir.IntType(32), 111)
+_ONE = ir.Constant(ir.FloatType(), 1.0)
+
+
+@intrinsic
+def _sgemm(typingctx, address, ilp64, m, n, k, a, lda, b, ldb, c, ldc, beta):
+    """c = a @ b + beta * c through the cblas_sgemm at `address`, all row-major float32; a, b, c
+    are arrays whose first element starts each matrix, lda/ldb/ldc their row strides."""
+    for array in (a, b, c):
+        if not isinstance(array, types.Array) or array.dtype != types.float32:
+            return None
+    signature = types.void(address, ilp64, m, n, k, a, lda, b, ldb, c, ldc, beta)
+
+    def arguments(operand, width):
+        integer = [operand(i, "integer") for i in (2, 3, 4, 6, 8, 10)]
+        return [_ROW_MAJOR, _NO_TRANSPOSE, _NO_TRANSPOSE, *integer[:3], _ONE,
+                operand(5, "pointer"), integer[3], operand(7, "pointer"), integer[4],
+                operand(11, "float"), operand(9, "pointer"), integer[5]]
+
+    return signature, _cblas_codegen(_gemm_parameters, arguments)
 
 
 @intrinsic
@@ -172,38 +195,18 @@ def _sgemv(typingctx, address, ilp64, k, n, a, lda, x, y):
             return None
     signature = types.void(address, ilp64, k, n, a, lda, x, y)
 
-    def codegen(context, builder, sig, args):
+    def parameters(width):
         f32, i32 = ir.FloatType(), ir.IntType(32)
-        pointers = {}
-        for i in (4, 6, 7):
-            data = context.make_array(sig.args[i])(context, builder, args[i]).data
-            pointers[i] = builder.bitcast(data, f32.as_pointer())
+        return [i32, i32, width, width, f32, f32.as_pointer(), width, f32.as_pointer(), width,
+                f32, f32.as_pointer(), width]
 
-        def integer(i, width):
-            value = context.cast(builder, args[i], sig.args[i], types.int64)
-            return builder.trunc(value, width) if width is i32 else value
+    def arguments(operand, width):
+        one, transposed = ir.Constant(width, 1), ir.Constant(ir.IntType(32), 112)
+        return [_ROW_MAJOR, transposed, operand(2, "integer"), operand(3, "integer"), _ONE,
+                operand(4, "pointer"), operand(5, "integer"), operand(6, "pointer"), one,
+                ir.Constant(ir.FloatType(), 0.0), operand(7, "pointer"), one]
 
-        def call(width):
-            fnty = ir.FunctionType(ir.VoidType(), [i32, i32, width, width, f32, f32.as_pointer(),
-                                                   width, f32.as_pointer(), width, f32,
-                                                   f32.as_pointer(), width])
-            address_value = context.cast(builder, args[0], sig.args[0], types.int64)
-            function = builder.inttoptr(address_value, fnty.as_pointer())
-            row_major, transposed = ir.Constant(i32, 101), ir.Constant(i32, 112)
-            one = ir.Constant(width, 1)
-            builder.call(function, [row_major, transposed, integer(2, width), integer(3, width),
-                                    ir.Constant(f32, 1.0), pointers[4], integer(5, width),
-                                    pointers[6], one, ir.Constant(f32, 0.0), pointers[7], one])
-
-        is_ilp64 = context.cast(builder, args[1], sig.args[1], types.boolean)
-        with builder.if_else(is_ilp64) as (wide, narrow):
-            with wide:
-                call(ir.IntType(64))
-            with narrow:
-                call(i32)
-        return context.get_dummy_value()
-
-    return signature, codegen
+    return signature, _cblas_codegen(parameters, arguments)
 
 
 @njit(cache=True, nogil=True)

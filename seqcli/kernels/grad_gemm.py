@@ -10,11 +10,10 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from seqcli.kernels.dense import _blas
+from seqcli.kernels.dense import _ONE, _ROW_MAJOR, _blas, _cblas_codegen, _gemm_parameters
 from seqcli.kernels.numba_startup import numba_ready
 from seqcli.kernels.threads import _next_item, _parallel, thread_count
 
@@ -39,44 +38,13 @@ def _sgemm_op(typingctx, address, ilp64, trans_a, trans_b, m, n, k, a, lda, b, l
     signature = types.void(address, ilp64, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc,
                            beta)
 
-    def codegen(context, builder, sig, args):
-        f32, i32 = ir.FloatType(), ir.IntType(32)
-        pointers = {}
-        for i in (7, 9, 11):
-            data = context.make_array(sig.args[i])(context, builder, args[i]).data
-            pointers[i] = builder.bitcast(data, f32.as_pointer())
-        beta_value = context.cast(builder, args[13], sig.args[13], types.float32)
+    def arguments(operand, width):
+        integer = [operand(i, "integer") for i in (4, 5, 6, 8, 10, 12)]
+        return [_ROW_MAJOR, operand(2, "transpose"), operand(3, "transpose"), *integer[:3],
+                _ONE, operand(7, "pointer"), integer[3], operand(9, "pointer"), integer[4],
+                operand(13, "float"), operand(11, "pointer"), integer[5]]
 
-        def integer(i, width):
-            value = context.cast(builder, args[i], sig.args[i], types.int64)
-            return builder.trunc(value, width) if width is i32 else value
-
-        def transpose(i):
-            flag = context.cast(builder, args[i], sig.args[i], types.boolean)
-            return builder.select(flag, ir.Constant(i32, 112), ir.Constant(i32, 111))
-
-        def call(width):
-            fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, width, width, width, f32,
-                                                   f32.as_pointer(), width, f32.as_pointer(),
-                                                   width, f32, f32.as_pointer(), width])
-            address_value = context.cast(builder, args[0], sig.args[0], types.int64)
-            function = builder.inttoptr(address_value, fnty.as_pointer())
-            row_major = ir.Constant(i32, 101)
-            builder.call(function, [row_major, transpose(2), transpose(3), integer(4, width),
-                                    integer(5, width), integer(6, width),
-                                    ir.Constant(f32, 1.0), pointers[7], integer(8, width),
-                                    pointers[9], integer(10, width), beta_value, pointers[11],
-                                    integer(12, width)])
-
-        is_ilp64 = context.cast(builder, args[1], sig.args[1], types.boolean)
-        with builder.if_else(is_ilp64) as (wide, narrow):
-            with wide:
-                call(ir.IntType(64))
-            with narrow:
-                call(i32)
-        return context.get_dummy_value()
-
-    return signature, codegen
+    return signature, _cblas_codegen(_gemm_parameters, arguments)
 
 
 @njit(cache=True, nogil=True)
