@@ -16,7 +16,7 @@ install: $(STAMP) $(BYTECODE) $(WARM)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,dask]'
 	touch $(STAMP)
 
 # seqcli's own bytecode, written even where PYTHONDONTWRITEBYTECODE is set (pip writes it
@@ -67,7 +67,7 @@ lint: install
 # the training peers `make bench` runs (Keras on JAX), each in a process of its own; `make test`
 # never needs them
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,dask,bench]'
 	touch $(BENCH_STAMP)
 
 # Side by side with onnxruntime, numpy, Keras on JAX (and PyTorch where installed), written to
@@ -75,7 +75,6 @@ $(BENCH_STAMP): $(STAMP)
 # workplace may set (an older CPU kernel) are dropped for this run only, and reported.
 bench: install $(BENCH_STAMP)
 	$(BIN)/python bench/run.py
-
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -552,7 +552,7 @@ def other_targets(rows, start_rows, big) -> list[str]:
 
 # ----------------------------------------------------------------------------- main
 
-SECTIONS = ("throughput", "e2e", "startup", "big", "training")
+SECTIONS = ("throughput", "e2e", "startup", "big", "training", "dask")
 
 
 def parse_sections(text: str) -> tuple[str, ...]:
@@ -636,11 +636,20 @@ def main() -> None:
             print("training", flush=True)
             fit, versions = measure_training(folder, args.peer_python, 1 if args.quick else 2,
                                              args.quick, CASES)
+        cluster = None
+        if "dask" in args.sections:  # issue 19: --dask local:2 beside one process
+            from bench.dask_bench import dask_figures, dask_markdown
+
+            print("dask", flush=True)
+            cluster = dask_markdown(dask_figures(folder, 256 if args.quick else 1024,
+                                                 2 if args.quick else 5))
     env_lines += peer_versions(versions)
     goals = issue_goals(measured["rows"], measured["e2e"], measured["e2e_one"],
                         dict(measured["start"]), fit, missing_reasons(args.sections, ort))
     text = report(env_lines, goals, measured["rows"], measured["e2e"], measured["e2e_one"],
                   measured["start"], measured["big"], fit, notes, time.perf_counter() - began)
+    if cluster:
+        text += "\n" + cluster
     if output:
         Path(output).write_text(text)
     if output and not args.output and not args.quick:  # a full run: the README's too

@@ -22,6 +22,7 @@ ORDER = [
     "seqcli.build", "seqcli.summary",
     "seqcli.runtime",
     "seqcli.training", "seqcli.interop", "seqcli.benchmark", "seqcli.visual", "seqcli.api",
+    "seqcli.dask",
     "seqcli.warmup", "seqcli.cli", "seqcli.__main__",
 ]
 """seqcli's modules and packages in import order, lowest first."""

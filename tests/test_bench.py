@@ -181,7 +181,7 @@ def test_a_goal_holds_at_its_limit_and_misses_past_it():
 
 def test_goals_say_why_a_section_has_no_figure():
     reasons = bench_run.missing_reasons(("throughput", "training"), None)
-    assert set(reasons) == {"e2e", "startup", "big"}
+    assert set(reasons) == {"e2e", "startup", "big", "dask"}
     assert "skipped" in reasons["e2e"]
     found = _goals(rows=[], e2e=None, e2e_one=None, start={}, fit={}, missing=reasons)
     assert all(goal.verdict == "not measured" for goal in found)

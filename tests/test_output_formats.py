@@ -147,7 +147,7 @@ WRONG_EXTENSIONS = {  # arguments ({w}: the work folder) -> what the message say
         ["--format npy holds one array", "--format npz"]),
     "predict to .txt": (
         "predict {w}/m.yaml {w}/x.npy -o {w}/preds.txt",
-        ["predict writes .npy, .npz, .csv or .jsonl", "preds.npy", "--format"]),
+        ["predict writes .npy, .npz, .csv, .jsonl or .zarr", "preds.npy", "--format"]),
     "predict to .safetensors": (
         "predict {w}/m.yaml {w}/x.npy -o {w}/preds.safetensors", ["preds.npy"]),
     "extension and --format disagree": (

@@ -20,6 +20,7 @@ from seqcli.cli.app import (
     WeightsOpt,
     app,
 )
+from seqcli.cli.cluster import DaskOpt
 
 
 @app.command()
@@ -34,12 +35,14 @@ def extract(
     output: Annotated[str, typer.Option(
         "-o", "--output", metavar="FILE",
         help="Output file, by its extension: .npy (one layer), .npz (keyed by layer path), "
-        ".csv (one layer), .jsonl (keyed by layer path); - for stdout (.npy for one layer, "
-        ".npz for several).")] = "-",
+        ".csv (one layer), .jsonl (keyed by layer path), .zarr (a Zarr store: one array, or "
+        "a group keyed by layer path); - for stdout (.npy for one layer, .npz for "
+        "several).")] = "-",
     output_format: FormatOpt = None,
     weights: WeightsOpt = None,
     batch_size: BatchSizeOpt = 32,
     threads: ThreadsOpt = None,
+    dask: DaskOpt = None,
     quiet: QuietOpt = False,
     strict: StrictOpt = False,
     allow_outside: AllowOutsideOpt = False,
@@ -48,17 +51,22 @@ def extract(
     """Write the outputs of intermediate layers.
 
     Write intermediate layers' outputs: one layer as .npy, several as .npz keyed by path;
-    or as text, by the -o extension or --format: .csv (one layer) or .jsonl.
+    or as text, by the -o extension or --format: .csv (one layer) or .jsonl; or as a Zarr
+    store (.zarr). INPUT may also be a Zarr array or a glob of .npy shards; with --dask, the
+    batches run on a Dask cluster.
 
     Examples:
       seqcli extract model.yaml images.npy --layer conv2d -o features.npy
       seqcli extract configs/transfer_learning.yaml images.npy --all -o all.npz
+      seqcli extract model.yaml images.zarr --layer conv2d -o maps.zarr --dask local
     """
+    from seqcli.cli.cluster import check_cluster_input, in_place, results_in_order, write_in_place
     from seqcli.cli.progress import Progress, announce, progressing, warn_non_finite
-    from seqcli.io.arrays import NonFiniteCounter, open_input
-    from seqcli.io.atomic import check_output
+    from seqcli.io.arrays import NonFiniteCounter
+    from seqcli.io.chunked import open_rows, output_layout
     from seqcli.io.formats import array_format
     from seqcli.io.outputs import array_writer
+    from seqcli.io.stores import check_array_output
     from seqcli.kernels.small import small_run
     from seqcli.runtime.extract import choose_layers, extract_batches
     from seqcli.runtime.memory import check_batch_memory
@@ -66,10 +74,12 @@ def extract(
 
     chosen = array_format(output, output_format, command="extract",
                           several=_several(layer or [], all_layers))
-    check_output(output, binary=chosen.binary)
+    check_array_output(output, chosen)
+    if dask is not None:
+        check_cluster_input(input)
     runner = prepare_run(model, weights, threads, allow_outside=allow_outside,
                          base_dir=base_dir)
-    with open_input(input) as data, numeric_warnings_off():
+    with open_rows(input) as data, numeric_warnings_off():
         runner.build(data.shape)
         check_batch_memory(runner.built_model, min(batch_size, data.shape[0]))
         built = runner.built_model
@@ -78,15 +88,26 @@ def extract(
         rows = data.shape[0]
         progress = Progress("extract", rows, enabled=not quiet, output=output)
         inputs = NonFiniteCounter(data.source, strict=strict)
-        batches = data.batches(batch_size, as_float32=not runner.takes_ids)
-        results = extract_batches(built, runner.weights, paths,
-                                  progressing(inputs.check(batches), progress))
         part_shapes = built.part_shapes()
         shapes = {path: part_shapes[path] if path in part_shapes else built.find(path).output_shape
                   for path in paths}
-        with array_writer(output, chosen, shapes, rows) as write, small_run(built, rows):
-            for found in results:
-                write(found)
+        cluster = {"paths": paths, "batch_size": batch_size, "threads": threads,
+                   "strict": strict, "progress": progress, "inputs": inputs,
+                   "outputs": NonFiniteCounter("<outputs>")}
+        if dask is not None and in_place(output, chosen):
+            write_in_place(dask, runner, data, output, chosen, shapes, **cluster)
+        else:
+            if dask is not None:
+                results = results_in_order(dask, runner, data, **cluster)
+            else:
+                batches = data.batches(batch_size, as_float32=not runner.takes_ids)
+                results = extract_batches(built, runner.weights, paths,
+                                          progressing(inputs.check(batches), progress))
+            with array_writer(output, chosen, shapes, rows,
+                              layout=output_layout(data, batch_size)) as write, \
+                    small_run(built, rows):
+                for found in results:
+                    write(found)
         progress.done()
     warn_non_finite(inputs)
 

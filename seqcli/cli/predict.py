@@ -23,6 +23,7 @@ from seqcli.cli.app import (
     finite,
     stdin_once,
 )
+from seqcli.cli.cluster import DaskOpt
 from seqcli.errors import UsageError
 from seqcli.io.formats import OutputFormat
 
@@ -33,12 +34,13 @@ def predict(
     input: InputArg = "-",
     output: Annotated[str, typer.Option(
         "-o", "--output", metavar="FILE",
-        help="Output file: .npy, .npz, .csv or .jsonl, by its extension; "
+        help="Output file: .npy, .npz, .csv, .jsonl or .zarr (a Zarr store), by its extension; "
         "- for stdout.")] = "-",
     output_format: FormatOpt = None,
     weights: WeightsOpt = None,
     batch_size: BatchSizeOpt = 32,
     threads: ThreadsOpt = None,
+    dask: DaskOpt = None,
     argmax: Annotated[bool, typer.Option(
         "--argmax", help="Print the index of the largest output of each sample.")] = False,
     top_k: Annotated[int | None, typer.Option(
@@ -59,30 +61,36 @@ def predict(
 ) -> None:
     """Run a model on an input array and write its outputs.
 
-    Run the model on a .npy array; write the outputs as .npy, .npz, .csv or .jsonl (or text
-    lines with --argmax, --top-k or --threshold).
+    Run the model on a .npy array (or a Zarr array, or a glob of .npy shards); write the
+    outputs as .npy, .npz, .csv, .jsonl or .zarr (or text lines with --argmax, --top-k or
+    --threshold). With --dask, the batches run on a Dask cluster.
 
     Examples:
       seqcli predict configs/dense_stack.yaml x.npy -o y.npy
       cat images.npy | seqcli predict model.yaml --top-k 3
+      seqcli predict model.yaml images.zarr -o scores.zarr --dask tcp://scheduler:8786
     """
     from seqcli.cli.progress import Progress, announce, progressing, warn_non_finite
-    from seqcli.io.arrays import NonFiniteCounter, open_input
+    from seqcli.io.arrays import NonFiniteCounter
+    from seqcli.io.chunked import open_rows, output_layout
 
     lines = _lines_option(argmax, top_k, threshold)
     chosen = _output_format(output, output_format, lines, labels)
-    from seqcli.io.atomic import check_output
+    from seqcli.cli.cluster import check_cluster_input, in_place, results_in_order, write_in_place
     from seqcli.io.labels import read_labels
+    from seqcli.io.stores import check_array_output
     from seqcli.kernels.small import small_run
     from seqcli.runtime.memory import check_batch_memory
     from seqcli.runtime.runner import numeric_warnings_off, prepare_run
 
-    check_output(output, binary=chosen is not None and chosen.binary)
+    check_array_output(output, chosen)
+    if dask is not None:
+        check_cluster_input(input)
     names = read_labels(labels) if labels is not None else None
 
     runner = prepare_run(model, weights, threads, allow_outside=allow_outside,
                          base_dir=base_dir)
-    with open_input(input) as data, numeric_warnings_off():
+    with open_rows(input) as data, numeric_warnings_off():
         runner.build(data.shape)
         rows, sample = data.shape[0], runner.output_shape
         _check_output_shape(sample, lines, names, labels)
@@ -91,17 +99,27 @@ def predict(
         progress = Progress("predict", rows, enabled=not quiet, output=output)
         inputs = NonFiniteCounter(data.source, strict=strict)
         results = NonFiniteCounter("<outputs>")
-        batches = data.batches(batch_size, as_float32=not runner.takes_ids)
-        outputs = results.check(progressing(runner.run(inputs.check(batches)), progress))
-        with small_run(runner.built_model, rows):
-            if lines is not None:
-                _write_lines(outputs, output, _line_text(sample, top_k, threshold, names))
+        cluster = {"paths": None, "batch_size": batch_size, "threads": threads,
+                   "strict": strict, "progress": progress, "inputs": inputs, "outputs": results}
+        if dask is not None and lines is None and in_place(output, chosen):
+            write_in_place(dask, runner, data, output, chosen, {"output": sample}, **cluster)
+        else:
+            if dask is not None:
+                outputs = (found["output"] for found in
+                           results_in_order(dask, runner, data, **cluster))
             else:
-                from seqcli.io.outputs import array_writer
+                batches = data.batches(batch_size, as_float32=not runner.takes_ids)
+                outputs = results.check(progressing(runner.run(inputs.check(batches)), progress))
+            with small_run(runner.built_model, rows):
+                if lines is not None:
+                    _write_lines(outputs, output, _line_text(sample, top_k, threshold, names))
+                else:
+                    from seqcli.io.outputs import array_writer
 
-                with array_writer(output, chosen, {"output": sample}, rows, names) as write:
-                    for batch in outputs:
-                        write({"output": batch})
+                    with array_writer(output, chosen, {"output": sample}, rows, names,
+                                      output_layout(data, batch_size)) as write:
+                        for batch in outputs:
+                            write({"output": batch})
         progress.done()
     warn_non_finite(inputs, results)
 

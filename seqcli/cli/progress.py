@@ -40,16 +40,20 @@ class Progress:
     seconds into the run, and removed at its end. Not shown when the results themselves go to
     the terminal (`output` is `-` and stdout a terminal): it would cut their lines."""
 
-    def __init__(self, what: str, total: int, enabled: bool = True, output: str | None = None):
+    def __init__(self, what: str, total: int, enabled: bool = True, output: str | None = None,
+                 chunks: int | None = None):
         self.what, self.total, self.done_rows = what, total, 0
+        self.chunks, self.done_chunks = chunks, 0
+        """Chunks of a run on a cluster, and those done; None elsewhere."""
         enabled = enabled and not (output == "-" and is_terminal(sys.stdout))
         self.line = StatusLine(sys.stderr) if enabled and is_terminal(sys.stderr) else None
         self.start = time.monotonic()
         self.drawn = 0.0
 
-    def advance(self, rows: int) -> None:
-        """Count `rows` more rows done."""
+    def advance(self, rows: int, chunks: int = 0) -> None:
+        """Count `rows` more rows done (and `chunks` more chunks)."""
         self.done_rows += rows
+        self.done_chunks += chunks
         now = time.monotonic()
         if (self.line is None or now - self.start < DELAY
                 or now - self.drawn < 1 / REDRAWS_PER_SECOND):
@@ -58,8 +62,9 @@ class Progress:
         rate = self.done_rows / (now - self.start)
         left = (self.total - self.done_rows) / rate if rate else 0
         percent = 100 * self.done_rows // max(self.total, 1)
+        chunks = "" if self.chunks is None else f"{self.done_chunks:,}/{self.chunks:,} chunks - "
         self.line.show(f"{self.what}: {self.done_rows:,}/{self.total:,} rows ({percent}%) - "
-                       f"{rate:,.0f} rows/s - ETA {duration(left)}")
+                       f"{chunks}{rate:,.0f} rows/s - ETA {duration(left)}")
 
     def done(self) -> None:
         """Remove the progress line."""

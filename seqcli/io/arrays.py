@@ -216,6 +216,12 @@ class InputArray:
             return self._read_fortran_rows(0, self.rows)
         return self._read_rows(0, self.rows)
 
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows `start:stop` of a file, with the file's dtype, C-contiguous."""
+        if self._header.fortran_order:
+            return np.ascontiguousarray(self._read_fortran_rows(start, stop))
+        return self._read_rows(start, stop)
+
     @property
     def rows(self) -> int:
         """The number of samples (the size of the batch axis)."""

@@ -30,15 +30,18 @@ class OutputFormat(StrEnum):
     """Text: a header, then one row per sample, its values flattened."""
     jsonl = "jsonl"
     """Text: one JSON object per sample."""
+    zarr = "zarr"
+    """A Zarr store (a folder): one array, or a group of arrays keyed by name, chunked on the
+    batch axis."""
 
     @property
     def binary(self) -> bool:
         """True for the formats never written to a terminal."""
-        return self in (OutputFormat.npy, OutputFormat.npz)
+        return self in (OutputFormat.npy, OutputFormat.npz, OutputFormat.zarr)
 
 
 _ARRAY_SUFFIXES = {f".{choice.value}": choice for choice in OutputFormat}
-_ARRAY_CHOICES = ".npy, .npz, .csv or .jsonl"
+_ARRAY_CHOICES = ".npy, .npz, .csv, .jsonl or .zarr"
 
 
 def extension(path: str | Path) -> str | None:
@@ -60,12 +63,15 @@ def array_format(path: str, chosen: OutputFormat | None, *, command: str,
     named = _ARRAY_SUFFIXES.get(suffix) if suffix else None
     if suffix and named is None and chosen is None:
         raise UsageError(f"-o {path}: {command} writes {_ARRAY_CHOICES} files, chosen by the "
-                         f"extension; name it {Path(path).stem}.npy (or .npz, .csv, .jsonl), "
-                         "or pass --format")
+                         f"extension; name it {Path(path).stem}.npy (or .npz, .csv, .jsonl, "
+                         ".zarr), or pass --format")
     if named is not None and chosen is not None and named != chosen:
         raise UsageError(f"-o {path} names a .{named.value} file but --format is "
                          f"{chosen.value}; make them agree, or drop --format")
     result = named or chosen or (OutputFormat.npz if several else OutputFormat.npy)
+    if result == OutputFormat.zarr and suffix is None:
+        raise UsageError(f"-o {path}: a Zarr store is a folder, written by name; pass "
+                         "-o NAME.zarr")
     if several and result in (OutputFormat.npy, OutputFormat.csv):
         where = f"a .{result.value} file" if named else f"--format {result.value}"
         fix = f"-o {Path(path).stem}.npz (or .jsonl)" if named else "--format npz (or jsonl)"

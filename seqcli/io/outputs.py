@@ -19,6 +19,7 @@ import numpy as np
 
 from seqcli.io.arrays import NpyWriter, NpzWriter
 from seqcli.io.atomic import atomic_output
+from seqcli.io.chunked import StoreLayout
 from seqcli.io.formats import OutputFormat
 
 Write = Callable[[dict[str, np.ndarray]], None]
@@ -27,15 +28,24 @@ Write = Callable[[dict[str, np.ndarray]], None]
 
 @contextmanager
 def array_writer(path: str, chosen: OutputFormat, shapes: dict[str, tuple[int, ...]],
-                 rows: int, labels: list[str] | None = None) -> Iterator[Write]:
+                 rows: int, labels: list[str] | None = None,
+                 layout: StoreLayout | None = None) -> Iterator[Write]:
     """Yield a function that appends a batch of each array named in `shapes` ({name: sample
     shape}, `rows` rows in all) to `path`, in the format `chosen`; the file replaces `path`
     only if the block succeeds. `.npy` and `.csv` hold one array; `.npz` members and `.jsonl`
     keys are the names, or, for one vector output, `labels` in a `.jsonl` (and a `.csv`
-    header)."""
+    header); a `.zarr` store holds one array, or a group of them by name, chunked by
+    `layout`."""
     if chosen in (OutputFormat.npy, OutputFormat.csv) and len(shapes) != 1:
         raise ValueError(f"a .{chosen.value} file holds one array, not {len(shapes)}")
-    if chosen == OutputFormat.npy:
+    if chosen == OutputFormat.zarr:
+        from seqcli.io.stores import ZarrWriter, store_arrays
+
+        names = store_arrays(shapes)
+        with ZarrWriter(path, {names[key]: shape for key, shape in shapes.items()}, rows,
+                        layout or StoreLayout(rows or 1)) as writer:
+            yield lambda found: writer.write({names[key]: found[key] for key in shapes})
+    elif chosen == OutputFormat.npy:
         ((name, shape),) = shapes.items()
         with NpyWriter(path, shape, rows) as writer:
             yield lambda found: writer.write(found[name])
