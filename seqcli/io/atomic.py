@@ -198,10 +198,10 @@ def all_or_none() -> Iterator[None]:
             staged.pop(0)
     except BaseException:
         for item in staged:
-            _remove(item.temp)
+            remove_quietly(item.temp)
         raise
     for folder in folders:
-        _fsync_folder(folder)
+        fsync_path(folder)
 
 
 def _replaceable(path: str | Path) -> os.stat_result | None:
@@ -271,7 +271,7 @@ def atomic_output(path: str | Path, *, binary: bool = True) -> Iterator[GuardedF
         raw = os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"}))
     except BaseException as error:
         os.close(fd)
-        _remove(temp)
+        remove_quietly(temp)
         if isinstance(error, OSError):
             raise output_error(path, error) from error
         raise
@@ -292,10 +292,10 @@ def atomic_output(path: str | Path, *, binary: bool = True) -> Iterator[GuardedF
             raw.close()
         except OSError:
             pass
-        _remove(temp)
+        remove_quietly(temp)
         raise
     if staged is None:
-        _fsync_folder(target.parent)
+        fsync_path(target.parent)
     else:
         staged.append(_Staged(path, temp, target))
 
@@ -314,17 +314,19 @@ def _create_temp(path: Path, target: Path) -> tuple[Path, int]:
             raise output_error(path, error) from error
 
 
-def _remove(temp: Path) -> None:
+def remove_quietly(temp: Path) -> None:
+    """Remove the file `temp` if it is there; nothing if it cannot be."""
     try:
         os.unlink(temp)
     except OSError:
         pass
 
 
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename durable; not every file system allows this, which is harmless."""
+def fsync_path(path: Path) -> None:
+    """Make `path` durable (a file's data, or a folder's entries after a rename); not every
+    file system allows this, which is harmless."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:

@@ -23,7 +23,7 @@ import numpy as np
 
 from seqcli.errors import OutputError, UsageError
 from seqcli.io.arrays import npy_header_bytes
-from seqcli.io.atomic import check_output, output_error
+from seqcli.io.atomic import check_output, fsync_path, output_error, remove_quietly
 from seqcli.io.chunked import ZARR_MARKERS, StoreLayout, is_url, require_zarr
 from seqcli.io.formats import OutputFormat
 
@@ -131,40 +131,19 @@ def staged_npy(path: str, sample_shape: tuple[int, ...], rows: int) -> Iterator[
         finally:
             os.close(fd)
     except OSError as error:
-        _remove_file(temp)
+        remove_quietly(temp)
         raise output_error(path, error) from error
     try:
         yield NpyRegion(str(temp), path, len(header), tuple(sample_shape))
         try:
-            _fsync(temp)
+            fsync_path(temp)
             os.replace(temp, target)
         except OSError as error:
             raise output_error(path, error) from error
     except BaseException:
-        _remove_file(temp)
+        remove_quietly(temp)
         raise
-    _fsync(target.parent)
-
-
-def _remove_file(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _fsync(path: Path) -> None:
-    """Make `path` (a file, or a folder's entries) durable; harmless where it cannot be."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_path(target.parent)
 
 
 # ----------------------------------------------------------------------------- Zarr
@@ -223,7 +202,7 @@ def staged_zarr(path: str, shapes: dict[str, tuple[int, ...]], rows: int,
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
-    _fsync(target.parent)
+    fsync_path(target.parent)
 
 
 def _create_store(zarr, folder: Path, shapes: dict[str, tuple[int, ...]], rows: int,
