@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
-from seqcli.errors import InputDataError, MissingFileError, UsageError
+from seqcli.errors import InputDataError, UsageError
+from seqcli.io.option_files import read_option_file
 
 MAX_LABELS_BYTES = 16 * 1024**2
 """The largest labels file read (some 16 MB: a million names and more)."""
@@ -15,7 +14,8 @@ def read_labels(path: str) -> list[str]:
     spaces around it; a final newline and a UTF-8 byte-order mark are allowed. A file that is
     missing or unreadable is a MissingFileError (66); one that is not UTF-8, empty, too large,
     or holds an empty line or the same name twice is an InputDataError (65)."""
-    data = _read(path)
+    data = read_option_file(path, "--labels", MAX_LABELS_BYTES, pipe="pipe the names in",
+                            takes="a text file, one class name per line")
     shown = "<stdin>" if path == "-" else path
     if len(data) > MAX_LABELS_BYTES:
         raise InputDataError(f"{shown}: more than {MAX_LABELS_BYTES:,} bytes; --labels reads "
@@ -65,22 +65,3 @@ def check_labels(labels: list[str], path: str, sample_shape: tuple[int, ...],
 
 def _names(count: int) -> str:
     return f"{count:,} name{'' if count == 1 else 's'}"
-
-
-def _read(path: str) -> bytes:
-    """The bytes of `path` (`-`: stdin), at most one more than `MAX_LABELS_BYTES`."""
-    if path == "-":
-        if sys.stdin is None or sys.stdin.isatty():
-            raise UsageError("refusing to read --labels from a terminal; pipe the names in or "
-                             "name a file")
-        return sys.stdin.buffer.read(MAX_LABELS_BYTES + 1)
-    try:
-        with open(path, "rb") as file:
-            return file.read(MAX_LABELS_BYTES + 1)
-    except FileNotFoundError:
-        raise MissingFileError(f"{path}: no such file; check the --labels path") from None
-    except IsADirectoryError:
-        raise MissingFileError(f"{path}: is a folder; --labels takes a text file, one class "
-                               "name per line") from None
-    except OSError as error:
-        raise MissingFileError(f"{path}: cannot read it: {error.strerror or error}") from None

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 
-from seqcli.errors import InputDataError, MissingFileError, UsageError
+from seqcli.errors import InputDataError
+from seqcli.io.option_files import read_option_file
 
 MAX_HISTORY_BYTES = 256 * 1024**2
 """The largest history file read (a million epochs of a dozen metrics fit well below it)."""
@@ -21,7 +21,8 @@ def read_history(path: str) -> dict[str, list[float]]:
     missing or unreadable is a MissingFileError (66); one that is not such a JSON object
     (names to non-empty lists of numbers) an InputDataError (65)."""
     shown = "<stdin>" if path == "-" else path
-    data = _read(path)
+    data = read_option_file(path, "--history", MAX_HISTORY_BYTES, pipe="pipe it in",
+                            takes="the .json file seqcli fit --history wrote")
     if len(data) > MAX_HISTORY_BYTES:
         raise InputDataError(f"{shown}: more than {MAX_HISTORY_BYTES:,} bytes; {EXPECTED}")
     try:
@@ -70,22 +71,3 @@ def _kind(value) -> str:
     if isinstance(value, list):
         return "an empty list" if not value else "a list holding something other than numbers"
     return {str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
-
-
-def _read(path: str) -> bytes:
-    """The bytes of `path` (`-`: stdin), at most one more than `MAX_HISTORY_BYTES`."""
-    if path == "-":
-        if sys.stdin is None or sys.stdin.isatty():
-            raise UsageError("refusing to read --history from a terminal; pipe it in or name "
-                             "a file")
-        return sys.stdin.buffer.read(MAX_HISTORY_BYTES + 1)
-    try:
-        with open(path, "rb") as file:
-            return file.read(MAX_HISTORY_BYTES + 1)
-    except FileNotFoundError:
-        raise MissingFileError(f"{path}: no such file; check the --history path") from None
-    except IsADirectoryError:
-        raise MissingFileError(f"{path}: is a folder; --history takes the .json file seqcli "
-                               "fit --history wrote") from None
-    except OSError as error:
-        raise MissingFileError(f"{path}: cannot read it: {error.strerror or error}") from None
