@@ -105,3 +105,13 @@ def on_terminal(*args: str, stdin_terminal: bool = False, cwd=None) -> tuple[int
         os.close(follower)
         os.close(leader)
     return done.returncode, done.stderr.decode(), shown
+
+
+@pytest.fixture
+def numpy_small_runs(monkeypatch):
+    """Small runs take the numpy path (seqcli/kernels/small.py) in this test, as in a fresh
+    process, though the test process has loaded numba."""
+    from seqcli.kernels import small
+
+    monkeypatch.setattr(small, "_kernels_loaded", lambda: False)
+    monkeypatch.setattr(small, "_SPENT", [0])

@@ -385,7 +385,10 @@ def test_base_dir_with_predict_and_its_refusals(cli, tmp_path, monkeypatch):
     import seqcli
 
     expected = seqcli.load(CONFIGS / "transfer_learning.yaml").predict(x)
-    assert np.array_equal(np.load(tmp_path / "y.npy"), expected)
+    # the process ran two images in numpy (a small run), this one has loaded the kernels
+    scale = float(np.abs(expected).max())
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-5,
+                               atol=1e-5 * scale)
     model = CONFIGS / "dense_stack.yaml"
     for args, message in [
         ([model, "--base-dir", CONFIGS],

@@ -35,7 +35,7 @@ RUNNABLE = [m for m in MODELS if not m["summary_only"]]
 
 
 @pytest.mark.parametrize("entry", RUNNABLE, ids=[m["stem"] for m in RUNNABLE])
-def test_predict_equals_keras(cli, entry, tmp_path):
+def test_predict_equals_keras(cli, entry, tmp_path, numpy_small_runs):
     files = entry["files"]
     out = tmp_path / "out.npy"
     result = cli("predict", HERE / entry["model"], HERE / files["input"],

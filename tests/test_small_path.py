@@ -159,6 +159,11 @@ class _Built:
         self.layers = [type("Info", (), {"macs": m})() for m in macs]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_process(numpy_small_runs):
+    """Every test here sees small runs as a process that has not loaded numba does."""
+
+
 def _in_small_run(function, *args):
     with small.small_run(_Built(1), 1) as on:
         assert on
@@ -171,6 +176,21 @@ def test_small_run_is_decided_by_the_whole_runs_work():
     with small.small_run(_Built(small.RUN_MACS // 4, 1), 4) as on:
         assert not on
     with small.small_run(_Built(10, None), 1) as on:  # unknown work: the kernels
+        assert not on
+
+
+def test_a_process_that_keeps_predicting_moves_to_the_kernels(monkeypatch):
+    """Small runs add up: once a process has run RUN_MACS in numpy, or has loaded numba,
+    later runs take the kernels."""
+    quarter = _Built(small.RUN_MACS // 4)
+    for _ in range(4):
+        with small.small_run(quarter, 1) as on:
+            assert on
+    with small.small_run(quarter, 1) as on:
+        assert not on
+    monkeypatch.setattr(small, "_SPENT", [0])
+    monkeypatch.setattr(small, "_kernels_loaded", lambda: True)
+    with small.small_run(_Built(1), 1) as on:
         assert not on
     x = np.ones((1, 4, 4, 1), np.float32)
     geometry = ((1, 1), (1, 1), ((0, 0), (0, 0)))

@@ -10,11 +10,13 @@ layers never imports numba.
 
 A whole run may be small too: the guide's convnet on one image is 0.2 GMACs, some 10 ms in
 numpy where loading numba takes 0.3 s. Inside `small_run(macs)` for a run of at most
-`RUN_MACS`, convolutions and pooling run here as well (and Dense layers of any size): im2col
+`RUN_MACS` in a process that has not loaded numba (nor run more than that in numpy already),
+convolutions and pooling run here as well (and Dense layers of any size): im2col
 windows and one float32 GEMM per group, in slices of bounded memory."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -36,19 +38,33 @@ WINDOW_VALUES = 1 << 22
 """The most values one slice of a convolution's im2col windows holds (16 MB)."""
 
 _RUN: ContextVar[bool] = ContextVar("small_run", default=False)
+_SPENT = [0]
+"""Multiply-accumulates this process has run in numpy inside small runs."""
 
 
 @contextmanager
 def small_run(built, rows: int) -> Iterator[bool]:
     """Inside the block, convolutions and pooling run in numpy when `rows` samples through the
-    built model `built` (a BuiltModel) take at most RUN_MACS multiply-accumulates; yields
-    whether they do."""
+    built model `built` (a BuiltModel) take at most RUN_MACS multiply-accumulates, numba is
+    not loaded yet, and the process's small runs so far leave room for them within RUN_MACS
+    (a process that keeps predicting pays for the kernels once, then runs at their speed);
+    yields whether they do."""
     macs = [info.macs for info in built.layers]
-    token = _RUN.set(None not in macs and rows * sum(macs) <= RUN_MACS)
+    work = rows * sum(macs) if None not in macs else None
+    small = work is not None and not _kernels_loaded() and _SPENT[0] + work <= RUN_MACS
+    if small:
+        _SPENT[0] += work
+    token = _RUN.set(small)
     try:
         yield _RUN.get()
     finally:
         _RUN.reset(token)
+
+def _kernels_loaded() -> bool:
+    """True once this process has loaded numba (and so may run the kernels at no extra
+    cost)."""
+    return "numba" in sys.modules
+
 
 _LEAKY_SLOPE = 0.2  # Keras 3's default negative_slope, as the kernels
 _INV_SQRT2 = 0.7071067811865476
