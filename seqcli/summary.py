@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 from seqcli.build import BuiltModel, LayerInfo
+from seqcli.io.memory import readable_size
 from seqcli.shapes import format_shape, num_elements
 
 BYTES_PER_VALUE = 4  # float32
-
-
-def readable_size(size: float) -> str:
-    """Keras's memory size: `140.00 B`, `190.12 KB` (powers of 1024)."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size / 1024 < 1:
-            return f"{size:.2f} {unit}"
-        size /= 1024
-    return f"{size:.2f} PB"
 
 
 def _rows(model: BuiltModel, expand_nested: bool):

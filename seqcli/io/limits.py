@@ -40,6 +40,12 @@ MAX_SEED = 2**64 - 1
 """The largest `--seed`: any unsigned 64-bit number."""
 MAX_BENCH_SECONDS = 3600.0
 """The longest steady-state measurement `bench --seconds` asks for."""
+MAX_IMAGE_FILES = 1_000_000
+"""The most image files one INPUT (files, folders and globs together) may name: a folder tree
+holding more is refused as soon as its walk has counted past it."""
+MAX_GRID_PIXELS = 32 * 1024**2
+"""The most pixels of one grid image of `extract --images` (32 MiB of 8-bit grey, some 5,700
+pixels a side): a layer whose grid of feature maps would be larger is refused before the run."""
 
 MAX_KERAS_CONFIG_BYTES = 4 * 1024**2
 """The most a `.keras` file's config.json may inflate to (a model's config is kilobytes)."""

@@ -12,6 +12,7 @@ import numpy as np
 from seqcli.build import BuiltModel
 from seqcli.config.load import LoadedModel
 from seqcli.errors import MissingFileError
+from seqcli.io.memory import available_memory
 from seqcli.io.weights import TensorHeader, WeightsFile, check_weights, open_weights
 from seqcli.layers.sequential import Sequential
 from seqcli.runtime.initializers import initial_weights
@@ -150,26 +151,6 @@ def check_memory(loaded: LoadedModel, shapes: dict[str, tuple[int, ...]],
             f"than the {readable_size(available)} this machine has available; check the layer "
             "sizes in the model file"
         )
-
-
-def available_memory() -> int | None:
-    """Bytes this process may still allocate: Linux's MemAvailable plus free swap, within a
-    cgroup (v2) memory limit; None where that is unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as file:
-            info = {name: int(value.split()[0]) * 1024
-                    for name, value in (line.split(":", 1) for line in file if ":" in line)}
-        available = info["MemAvailable"] + info.get("SwapFree", 0)
-    except (OSError, ValueError, KeyError, IndexError):
-        return None
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text(encoding="ascii").strip()
-        used = Path("/sys/fs/cgroup/memory.current").read_text(encoding="ascii").strip()
-        if limit != "max":
-            available = min(available, int(limit) - int(used))
-    except (OSError, ValueError):
-        pass
-    return available
 
 
 def take_matching(arrays: dict[str, np.ndarray], source: str) -> tuple[list[str], list[str]]:

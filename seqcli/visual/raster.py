@@ -7,6 +7,7 @@ import io
 
 from seqcli.build import BuiltModel
 from seqcli.errors import SeqcliError
+from seqcli.io import pillow
 from seqcli.visual.diagram import (
     LINE_WIDTH,
     Arrow,
@@ -18,8 +19,6 @@ from seqcli.visual.diagram import (
     diagram,
 )
 
-MISSING_PILLOW = ("a .png diagram needs the 'Pillow' package, which is not installed: "
-                  "pip install 'seqcli[images]' (or write .svg, which needs nothing)")
 SCALE = 2.0
 """Pixels per unit of the drawing (Keras's plot_model draws at 200 dpi, about twice a
 screen's)."""
@@ -34,14 +33,8 @@ font when none is installed."""
 
 
 def require_pillow():
-    """The `PIL` package, or a SeqcliError (exit 1) saying how to install it."""
-    try:
-        import PIL.Image
-        import PIL.ImageDraw
-        import PIL.ImageFont  # noqa: F401
-    except ImportError as error:
-        raise SeqcliError(MISSING_PILLOW) from error
-    return PIL
+    """`PIL.Image`, or a SeqcliError (exit 1) saying that a .png diagram needs Pillow."""
+    return pillow.require_pillow("a .png diagram", instead="or write .svg, which needs nothing")
 
 
 class Fonts:
