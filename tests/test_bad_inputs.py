@@ -689,8 +689,8 @@ def test_missing_and_unreadable_inputs(cli, work, deny):
     before = snapshot(work.root)
     refused(cli("predict", work.model, work.root / "nope.npy", "-o", work.out / "y.npy"), 66,
             "no such file")
-    refused(cli("extract", work.model, work.out, "--all", "-o", work.out / "all.npz"), 66,
-            "is a directory")
+    refused(cli("extract", work.model, work.out, "--all", "-o", work.out / "all.npz"), 65,
+            "no image files there")  # a folder is read as images
     deny(work.x)
     refused(cli("predict", work.model, work.x, "-o", work.out / "y.npy"), 66,
             "ermission denied")
@@ -3355,3 +3355,225 @@ def test_regularizers_and_constraints_on_a_layer_without_that_weight(cli, tmp_pa
     model = tmp_path / "m.yaml"
     model.write_text(f"input_shape: [3, 2]\nlayers:\n  - {layer}\n")
     refused(cli("validate", model), 65, *fragments)
+
+
+# --- issue 20: images in ---
+
+IMAGE_MODEL = """input_shape: {shape}
+layers:
+  - {{type: Conv2D, filters: 2, kernel_size: 3}}
+  - {{type: Flatten}}
+  - {{type: Dense, units: 2, activation: softmax}}
+"""
+
+
+@pytest.fixture
+def pictures(tmp_path):
+    """A folder `pics/` of two good 12x10 PNGs, a model on 8x8 RGB images, and `out/` with a
+    precious file that failed runs must leave as it is."""
+    from PIL import Image
+
+    rng = np.random.default_rng(20)
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(pics / name)
+    (tmp_path / "m.yaml").write_text(IMAGE_MODEL.format(shape="[8, 8, 3]"))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "y.npy").write_bytes(PRECIOUS)
+    return tmp_path
+
+
+def _png_bytes(size=(12, 10)) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (10, 20, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels, with one tiny IDAT chunk."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("name, content, code, fragment", [
+    ("cut.png", lambda: _noise_png()[:300], 65, "cut.png"),
+    ("text.png", lambda: b"not a picture at all\n", 65, "text.png"),
+    ("empty.jpg", lambda: b"", 65, "empty.jpg"),
+    ("cut.jpg", lambda: _jpeg_bytes()[:200], 65, "cut.jpg"),
+    ("bomb.png", lambda: _png_claiming(100_000, 100_000), 65, "bomb.png"),
+])
+def test_bad_image_in_a_folder_is_bad_data_naming_it(cli, pictures, name, content, code,
+                                                     fragment):
+    (pictures / "pics" / name).write_bytes(content())
+    before = snapshot(pictures)
+    result = cli("predict", pictures / "m.yaml", pictures / "pics", "-o",
+                 pictures / "out" / "y.npy", "-q")
+    refused(result, code, fragment)
+    unchanged(pictures, before)
+
+
+def _noise_png() -> bytes:
+    """A PNG of 40x40 random pixels (some 4.8 KB: cut short, it lacks pixel data)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    rng = np.random.default_rng(4)
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _jpeg_bytes() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def test_a_bomb_is_refused_in_bounded_memory_and_time(pictures):
+    """Pillow's limit stops an image that claims 10 gigapixels before it is decoded."""
+    import resource
+
+    (pictures / "pics" / "bomb.png").write_bytes(_png_claiming(100_000, 100_000))
+    started = time.monotonic()
+    done = run_process("predict", pictures / "m.yaml", pictures / "pics" / "bomb.png", "-q")
+    assert done.returncode == 65, done.stderr
+    assert b"bomb.png" in done.stderr and b"Traceback" not in done.stderr
+    assert time.monotonic() - started < 60
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 600_000  # KiB
+
+
+@pytest.mark.parametrize("paths, code, fragment", [
+    (["missing.png"], 66, "missing.png"),
+    (["nothing/"], 65, "nothing"),
+    (["notes/"], 65, "notes"),
+    (["pics/*.jpeg"], 66, "*.jpeg"),
+])
+def test_image_inputs_that_hold_no_image(cli, pictures, paths, code, fragment):
+    (pictures / "nothing").mkdir()
+    (pictures / "notes").mkdir()
+    (pictures / "notes" / "readme.txt").write_text("no pictures here\n")
+    before = snapshot(pictures)
+    result = cli("predict", pictures / "m.yaml", *[pictures / p for p in paths], "-q")
+    refused(result, code, fragment)
+    unchanged(pictures, before)
+
+
+@pytest.mark.parametrize("shape, code, fragment", [
+    (None, 2, "declares no input shape"),
+    ("[null, null, 3]", 65, "None"),
+    ("[8, 8, 2]", 65, "2"),
+])
+def test_models_that_cannot_take_images(cli, pictures, shape, code, fragment):
+    if shape is None:
+        (pictures / "m.yaml").write_text("layers:\n  - {type: Flatten}\n"
+                                         "  - {type: Dense, units: 2}\n")
+    else:
+        (pictures / "m.yaml").write_text(
+            IMAGE_MODEL.format(shape=shape).replace("Flatten", "GlobalAveragePooling2D"))
+    refused(cli("predict", pictures / "m.yaml", pictures / "pics", "-q"), code, fragment)
+
+
+def test_a_vector_model_cannot_take_images(cli, pictures):
+    (pictures / "m.yaml").write_text("input_shape: [4]\nlayers:\n  - {type: Dense, units: 2}\n")
+    refused(cli("predict", pictures / "m.yaml", pictures / "pics", "-q"), 65, "(None, 4)",
+            "images are (height, width, channels)")
+
+
+@pytest.mark.parametrize("extra, inputs, fragment", [
+    (["--crop-to-aspect-ratio", "--pad-to-aspect-ratio"], ["pics"], "alternatives"),
+    (["--interpolation", "cubic"], ["pics"], "bicubic"),
+    (["--interpolation", "nearest"], ["x.npy"], "for image inputs"),
+    (["--crop-to-aspect-ratio"], ["x.npy"], "for image inputs"),
+    ([], ["x.npy", "x.npy"], "several are taken only as image files"),
+])
+def test_image_options_that_do_not_fit_are_usage_errors(cli, pictures, extra, inputs, fragment):
+    np.save(pictures / "x.npy", np.zeros((2, 8, 8, 3), np.float32))
+    before = snapshot(pictures)
+    result = cli("predict", pictures / "m.yaml", *[pictures / p for p in inputs], *extra,
+                 "-o", pictures / "out" / "y.npy", "-q")
+    refused(result, 2, fragment)
+    unchanged(pictures, before)
+
+
+def test_an_array_among_images_is_refused(cli, pictures):
+    np.save(pictures / "x.npy", np.zeros((2, 8, 8, 3), np.float32))
+    refused(cli("predict", pictures / "m.yaml", pictures / "x.npy", pictures / "pics" / "a.png",
+                "-q"), 65, "x.npy: not an image file name")
+
+
+def _classes(root: Path, names: list[str]) -> Path:
+    """`root/data/<name>/` with two PNGs each."""
+    data = root / "data"
+    for name in names:
+        (data / name).mkdir(parents=True)
+        for index in range(2):
+            (data / name / f"{index}.png").write_bytes(_png_bytes())
+    return data
+
+
+@pytest.mark.parametrize("command", ["fit", "evaluate"])
+def test_class_folders_that_do_not_fit_the_model(cli, pictures, command):
+    data = _classes(pictures, ["cat", "dog", "fox"])
+    before = snapshot(pictures)
+    extra = ["-o", pictures / "out" / "w.safetensors"] if command == "fit" else []
+    result = cli(command, pictures / "m.yaml", data, *extra, "-q",
+                 "--loss", "sparse_categorical_crossentropy")
+    refused(result, 65, "3 class folders (cat, dog, fox)", "outputs 2 values")
+    unchanged(pictures, before)
+
+
+def test_a_folder_without_class_folders_needs_y(cli, pictures):
+    before = snapshot(pictures)
+    result = cli("fit", pictures / "m.yaml", pictures / "pics", "-o",
+                 pictures / "out" / "w.safetensors", "-q")
+    refused(result, 65, "pics")
+    unchanged(pictures, before)
+
+
+def test_fit_on_an_array_needs_y(cli, pictures):
+    np.save(pictures / "x.npy", np.zeros((2, 8, 8, 3), np.float32))
+    result = cli("fit", pictures / "m.yaml", pictures / "x.npy", "-o",
+                 pictures / "out" / "w.safetensors", "-q")
+    refused(result, 2, "Y (the targets) is missing")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["x.npy", "t.npy", "--class-names", "out/classes.txt"], "not images"),
+    (["pics", "t.npy", "--class-names", "out/classes.txt"], "labelled by Y"),
+])
+def test_class_names_need_class_folders(cli, pictures, args, fragment):
+    np.save(pictures / "x.npy", np.zeros((2, 8, 8, 3), np.float32))
+    np.save(pictures / "t.npy", np.zeros((2,), np.int64))
+    before = snapshot(pictures)
+    result = cli("evaluate", pictures / "m.yaml", *[pictures / a if not a.startswith("--")
+                                                    else a for a in args], "-q")
+    refused(result, 2, fragment)
+    unchanged(pictures, before)
+
+
+def test_evaluate_class_names_to_stdout_is_refused(cli, pictures):
+    data = _classes(pictures, ["cat", "dog"])
+    refused(cli("evaluate", pictures / "m.yaml", data, "--class-names", "-", "-q"), 2,
+            "stdout holds the results")
+
+
+def test_images_and_targets_of_another_count(cli, pictures):
+    np.save(pictures / "t.npy", np.zeros((3,), np.int64))
+    before = snapshot(pictures)
+    result = cli("fit", pictures / "m.yaml", pictures / "pics", pictures / "t.npy", "-o",
+                 pictures / "out" / "w.safetensors", "-q")
+    refused(result, 65, "2 images", "3 rows")
+    unchanged(pictures, before)

@@ -121,6 +121,26 @@ def test_predict_on_a_cluster_equals_one_process(cli, cluster, work, tmp_path, s
     assert sorted(os.listdir(tmp_path)) == [out.name]  # nothing staged is left
 
 
+def test_images_on_a_cluster_equal_one_process(cli, cluster, tmp_path):
+    """An image folder, read by the workers (by absolute path) and resized there as in one
+    process, to an in-place .npy and to ranked lines that start with each file's path."""
+    _, address = cluster
+    images = Path(__file__).parent / "image_reference" / "images"
+    model = images.parent / "model.yaml"
+    alone, spread = tmp_path / "alone.npy", tmp_path / "spread.npy"
+    assert cli("predict", model, images, "-o", alone, "-q").code == 0
+    result = cli("predict", model, images, "-o", spread, "--dask", address, "--batch-size", "4",
+                 "-q")
+    assert (result.code, result.out, result.err) == (0, "", "")
+    close(np.load(spread), np.load(alone))
+    ranked = cli("predict", model, images, "--top-k", "1", "--dask", address, "-q")
+    assert ranked.code == 0, ranked
+    lines = ranked.out.splitlines()
+    assert len(lines) == len(np.load(alone)) and lines[0].startswith(f"{images / 'loose.png'}\t")
+    assert [int(line.split("\t")[1].split(":")[0]) for line in lines] == \
+        np.load(alone).argmax(1).tolist()
+
+
 @pytest.mark.parametrize("source", INPUTS)
 def test_one_process_reads_the_same_inputs_and_writes_zarr(cli, work, tmp_path, source):
     out = tmp_path / "y.zarr"

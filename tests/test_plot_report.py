@@ -351,10 +351,11 @@ def test_shrunk_averages_whole_blocks():
     ((2, 2, 2, 2, 2), 0, "rank 5: not drawn"),
 ])
 def test_feature_maps_by_rank(shape, count, what):
-    from seqcli.visual.report import feature_maps
+    from seqcli.visual.grids import feature_maps
+    from seqcli.visual.report import MAX_CHANNELS
 
     values = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
-    maps, said = feature_maps(values)
+    maps, said = feature_maps(values, MAX_CHANNELS)  # the report's cut
     assert (len(maps), said) == (count, what)
     assert all(m.ndim == 2 for m in maps)
     if len(shape) == 3:

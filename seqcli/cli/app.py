@@ -67,6 +67,8 @@ def stdin_once(ctx: typer.Context, param: typer.CallbackParam, value):
     if ctx.resilient_parsing:  # shell completion
         return value
     values = value if isinstance(value, (list, tuple)) else [value]
+    if param.param_type_name == "argument" and param.nargs == -1 and not value:
+        values = ["-"]  # an omitted INPUT... reads stdin
     name = param.opts[0] if param.param_type_name == "option" else param.metavar or param.name
     position = [known.name for known in ctx.command.params].index(param.name)
     reading = ctx.meta.setdefault("seqcli.stdin", [])
@@ -96,8 +98,10 @@ def _refuse_second_stdin(reading: list[str]) -> None:
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", show_default=False,
                                          callback=stdin_once,
                                          help="Model file (YAML), or - for stdin.")]
-InputArg = Annotated[str, typer.Argument(
-    metavar="INPUT", callback=stdin_once, help="Input .npy (batch first); - or omitted: stdin.")]
+InputArg = Annotated[list[str] | None, typer.Argument(
+    metavar="INPUT", callback=stdin_once, show_default=False,
+    help="Input .npy (batch first), .zarr or a glob of .npy shards; or image files, folders "
+    "or globs of them; - or omitted: stdin.")]
 InputShapeOpt = Annotated[str | None, typer.Option(
     "--input-shape", metavar="SHAPE",
     help="Per-sample input shape for a model without one, e.g. 28,28,1.")]
@@ -116,10 +120,13 @@ ThreadsOpt = Annotated[int | None, typer.Option(
 BatchSizeOpt = Annotated[int, typer.Option(
     "--batch-size", metavar="N", min=1, max=MAX_BATCH_SIZE, help="Rows per batch.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")]
-XArg = Annotated[str, typer.Argument(metavar="X", callback=stdin_once,
-                                    help="Inputs (.npy file, batch first).")]
-YArg = Annotated[str, typer.Argument(metavar="Y", callback=stdin_once,
-                                    help="Targets (.npy file).")]
+XArg = Annotated[str, typer.Argument(
+    metavar="X", callback=stdin_once,
+    help="Inputs: a .npy file (batch first), or images: a folder (of class subfolders when Y "
+    "is omitted), a glob or one image file.")]
+YArg = Annotated[str | None, typer.Argument(
+    metavar="Y", callback=stdin_once, show_default=False,
+    help="Targets (.npy file); omitted when X is a folder of class subfolders.")]
 LossOpt = Annotated[str, typer.Option(
     "--loss", metavar="LOSS", help="mse, mae, binary_crossentropy, categorical_crossentropy or "
     "sparse_categorical_crossentropy.")]
@@ -127,6 +134,31 @@ FromLogitsOpt = Annotated[bool, typer.Option(
     "--from-logits", help="The model outputs logits (cross-entropy losses).")]
 StrictOpt = Annotated[bool, typer.Option(
     "--strict", help="Refuse an input holding NaN or Inf (exit 65) instead of warning.")]
+
+
+def _interpolation(ctx: typer.Context, value: str | None) -> str | None:
+    """`--interpolation`'s value, checked against Keras's names."""
+    from seqcli.io.images import INTERPOLATIONS
+
+    if ctx.resilient_parsing or value is None or value in INTERPOLATIONS:
+        return value
+    raise UsageError(f"--interpolation {value!r} is not one of {', '.join(INTERPOLATIONS)}")
+
+
+InterpolationOpt = Annotated[str | None, typer.Option(
+    "--interpolation", metavar="NAME", callback=_interpolation, show_default=False,
+    help="Images: how they are resized to the model's input (Keras's names): bilinear "
+    "(default), nearest, bicubic, area, lanczos3, lanczos5, gaussian, mitchellcubic.")]
+CropOpt = Annotated[bool, typer.Option(
+    "--crop-to-aspect-ratio",
+    help="Images: resize the largest centred window of the model's aspect ratio.")]
+PadOpt = Annotated[bool, typer.Option(
+    "--pad-to-aspect-ratio",
+    help="Images: resize the whole image into the model's aspect ratio, padded with zeros.")]
+ClassNamesOpt = Annotated[str | None, typer.Option(
+    "--class-names", metavar="FILE", show_default=False,
+    help="With X a folder of class subfolders: write the class names, one per line in label "
+    "order, to FILE (for predict --labels).")]
 FormatOpt = Annotated[OutputFormat | None, typer.Option(
     "--format", show_default=False, help="Output format where -o names none (-, /dev/stdout, "
     "FILE.txt): npy, npz, csv (a header, then one row per sample) or jsonl (one JSON object "

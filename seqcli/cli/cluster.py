@@ -31,13 +31,13 @@ def _checked_spec(ctx: typer.Context, value: str | None) -> str | None:
 DaskOpt = Annotated[str | None, typer.Option(
     "--dask", metavar="SPEC", callback=_checked_spec, show_default=False,
     help="Run the batches on a Dask cluster: local (a worker process per core), local:N, or "
-    "a scheduler's address, tcp://HOST:PORT. INPUT: .npy, .zarr or a glob of .npy shards, "
-    "which the workers read.")]
+    "a scheduler's address, tcp://HOST:PORT. INPUT: .npy, .zarr, a glob of .npy shards or "
+    "images, which the workers read.")]
 
 
-def check_cluster_input(input: str) -> None:
+def check_cluster_input(paths: list[str]) -> None:
     """Refuse (exit 2), before any work, an INPUT that workers cannot read: stdin."""
-    if input == "-":
+    if "-" in paths:
         raise UsageError("--dask reads INPUT on the workers: name a file (.npy, .zarr or a glob "
                          "of .npy shards), not stdin")
 

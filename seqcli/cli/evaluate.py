@@ -11,9 +11,13 @@ from seqcli.cli.app import (
     AllowOutsideOpt,
     BaseDirOpt,
     BatchSizeOpt,
+    ClassNamesOpt,
+    CropOpt,
     FromLogitsOpt,
+    InterpolationOpt,
     LossOpt,
     ModelArg,
+    PadOpt,
     QuietOpt,
     ThreadsOpt,
     WeightsOpt,
@@ -29,7 +33,7 @@ from seqcli.errors import UsageError
 def evaluate(
     model: ModelArg,
     x: XArg,
-    y: YArg,
+    y: YArg = None,
     loss: LossOpt = "mse",
     from_logits: FromLogitsOpt = False,
     metrics: Annotated[list[str] | None, typer.Option(
@@ -41,6 +45,10 @@ def evaluate(
         "--json", help='Print {"loss": ..., "<metric>": ...} instead of one line.')] = False,
     weights: WeightsOpt = None,
     threads: ThreadsOpt = None,
+    interpolation: InterpolationOpt = None,
+    crop_to_aspect_ratio: CropOpt = False,
+    pad_to_aspect_ratio: PadOpt = False,
+    class_names: ClassNamesOpt = None,
     quiet: QuietOpt = False,
     allow_outside: AllowOutsideOpt = False,
     base_dir: BaseDirOpt = None,
@@ -49,27 +57,34 @@ def evaluate(
 
     One line, `loss: 0.3120 - accuracy: 0.9000`, or with --json one JSON object. The loss is
     averaged over the batches weighted by their sizes, the metrics over every sample, as
-    Keras computes them.
+    Keras computes them. X may be images: with Y omitted, a folder of class subfolders,
+    labelled as Keras's image_dataset_from_directory labels them.
 
     Examples:
       seqcli evaluate model.yaml x.npy y.npy --loss sparse_categorical_crossentropy
+      seqcli evaluate model.yaml photos/ --loss sparse_categorical_crossentropy
       seqcli evaluate model.yaml x.npy y.npy --metrics mae,root_mean_squared_error --json
     """
     from seqcli.cli.progress import Progress, announce
     from seqcli.io.atomic import STDOUT, check_output, write_stdout
+    from seqcli.io.inputs import image_options, names_images
     from seqcli.runtime.memory import check_batch_memory
     from seqcli.runtime.runner import numeric_warnings_off, prepare_run
     from seqcli.training.data import (
         check_finite,
         check_targets,
         output_shape_for,
-        read_training_arrays,
+        read_examples,
+        with_targets_for,
     )
     from seqcli.training.fit import evaluate as run_evaluate
     from seqcli.training.fit import make_metrics
     from seqcli.training.losses import get_loss
 
     check_output(STDOUT, binary=False, option=None)
+    images = image_options(interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio,
+                           names_images([x]))
+    check_class_names_output(class_names, x, y, images=names_images([x]), stdout_free=False)
     names = metric_names(metrics)
     try:
         chosen_loss = get_loss(loss, from_logits)
@@ -77,13 +92,15 @@ def evaluate(
         raise UsageError(str(exc)) from None
     runner = prepare_run(model, weights, threads, allow_outside=allow_outside,
                          base_dir=base_dir)
-    inputs, targets = read_training_arrays(x, y, command="evaluate")
+    examples = read_examples(x, y, runner.loaded, images, command="evaluate")
+    inputs = examples.inputs
     check_finite(inputs, x, command="evaluate")
-    check_finite(targets, y, command="evaluate")
+    check_finite(examples.targets, y or x, command="evaluate")
     runner.build(inputs.shape)
     built = runner.built_model
     output_shape = output_shape_for(built, inputs.shape[1:])
-    targets = check_targets(targets, len(inputs), output_shape, chosen_loss, y)
+    examples = with_targets_for(examples, chosen_loss, output_shape, x)
+    targets = check_targets(examples.targets, len(inputs), output_shape, chosen_loss, y or x)
     make_metrics(output_shape, targets, chosen_loss, names)  # targets a metric cannot take: 65, now
     check_batch_memory(built, min(batch_size, len(inputs)))
     announce(runner, quiet)
@@ -93,7 +110,34 @@ def evaluate(
         results = run_evaluate(built, runner.weights, inputs, targets, chosen_loss, batch_size,
                                names, on_batch=progress.advance)
     progress.done()
+    if class_names is not None:
+        write_class_names(class_names, examples.class_names)
     write_stdout(results_text(results, json_output))
+
+
+def check_class_names_output(path: str | None, x: str, y: str | None, images: bool,
+                             stdout_free: bool) -> None:
+    """Refuse (exit 2) `--class-names` where there are no class folders to name, or to stdout
+    when the command prints there (not `stdout_free`), and (73) a file it cannot write,
+    before any work."""
+    from seqcli.io.atomic import check_output
+
+    if path is None:
+        return
+    if path == "-" and not stdout_free:
+        raise UsageError("--class-names -: stdout holds the results; name a file")
+    if not images or y is not None:
+        raise UsageError(f"--class-names writes the names of X's class subfolders; here {x} is "
+                         f"{'labelled by Y' if images else 'not images'}: drop --class-names")
+    check_output(path, binary=False, option=None)
+
+
+def write_class_names(path: str, names: list[str]) -> None:
+    """The class names, one per line in label order (what --labels reads), to `path`."""
+    from seqcli.io.atomic import atomic_output
+
+    with atomic_output(path, binary=False) as out:
+        out.write("".join(f"{name}\n" for name in names))
 
 
 def metric_names(options: list[str] | None) -> list[str] | None:

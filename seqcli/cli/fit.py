@@ -12,9 +12,13 @@ from seqcli.cli.app import (
     AllowOutsideOpt,
     BaseDirOpt,
     BatchSizeOpt,
+    ClassNamesOpt,
+    CropOpt,
     FromLogitsOpt,
+    InterpolationOpt,
     LossOpt,
     ModelArg,
+    PadOpt,
     QuietOpt,
     ThreadsOpt,
     WeightsOpt,
@@ -34,9 +38,10 @@ from seqcli.io.limits import MAX_EPOCHS, MAX_SEED
 def fit(
     model: ModelArg,
     x: XArg,
-    y: YArg,
+    y: YArg = None,
     output: Annotated[str, typer.Option(
-        "-o", "--output", metavar="FILE", help="Weights file to write (.safetensors or .npz).")],
+        "-o", "--output", metavar="FILE", show_default=False,
+        help="Weights file to write (.safetensors or .npz).")] = None,
     loss: LossOpt = "mse",
     from_logits: FromLogitsOpt = False,
     optimizer: Annotated[str, typer.Option(
@@ -62,7 +67,8 @@ def fit(
         "0.99).")] = 0.0,
     validation_data: Annotated[tuple[str, str] | None, typer.Option(
         "--validation-data", metavar="XV YV", callback=stdin_once,
-        help="Validation inputs and targets: XV.npy YV.npy.")] = None,
+        help="Validation inputs and targets: XV.npy YV.npy (XV may be images, in sorted "
+        "order).")] = None,
     history: Annotated[str | None, typer.Option(
         "--history", metavar="FILE",
         help="Write the per-epoch metrics to this .json file.")] = None,
@@ -70,6 +76,10 @@ def fit(
         "--checkpoint", help="Write the weights after every epoch, not only at the end.")] = False,
     weights: WeightsOpt = None,
     threads: ThreadsOpt = None,
+    interpolation: InterpolationOpt = None,
+    crop_to_aspect_ratio: CropOpt = False,
+    pad_to_aspect_ratio: PadOpt = False,
+    class_names: ClassNamesOpt = None,
     quiet: QuietOpt = False,
     allow_outside: AllowOutsideOpt = False,
     base_dir: BaseDirOpt = None,
@@ -78,16 +88,22 @@ def fit(
 
     Frozen layers stay bit-identical. On a terminal, a progress bar per epoch as Keras's
     verbose=1; in pipes and files, one line per epoch. The weights are written to -o at the
-    end (with --checkpoint, after every epoch).
+    end (with --checkpoint, after every epoch). X may be images: with Y omitted, a folder of
+    class subfolders, labelled as Keras's image_dataset_from_directory labels them (and
+    shuffled with --seed before a --validation-split, as it does).
 
     Examples:
       seqcli fit model.yaml x.npy y.npy -o trained.safetensors --epochs 5
       seqcli fit model.yaml x.npy labels.npy -o trained.safetensors \\
           --loss sparse_categorical_crossentropy --optimizer adam --validation-split 0.2
+      seqcli fit model.yaml photos/ -o trained.safetensors --class-names classes.txt \\
+          --loss sparse_categorical_crossentropy --validation-split 0.2
     """
+    from seqcli.cli.evaluate import check_class_names_output, write_class_names
     from seqcli.cli.progress import FitProgress
     from seqcli.io.atomic import all_or_none, atomic_output, check_distinct, check_output
     from seqcli.io.formats import check_extension
+    from seqcli.io.inputs import image_options, names_images
     from seqcli.io.weights import weights_format, write_weights
     from seqcli.runtime.compiled import set_threads
     from seqcli.runtime.memory import check_batch_memory
@@ -97,18 +113,26 @@ def fit(
         check_finite,
         check_targets,
         output_shape_for,
-        read_training_arrays,
+        read_examples,
+        shuffled,
         split_validation,
+        with_targets_for,
     )
     from seqcli.training.fit import fit as run_fit
     from seqcli.training.losses import get_loss
     from seqcli.training.optimizers import get_optimizer
 
+    if output is None:
+        raise UsageError("Missing option '-o' / '--output': the weights file to write "
+                         "(.safetensors or .npz)")
     if validation_split and validation_data:
         raise UsageError("--validation-split and --validation-data are alternatives; pass one")
+    images = image_options(interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio,
+                           names_images([x]))
     weights_format(output, stdout=False)  # a name fit cannot write is refused before training
-    check_distinct({"-o": output, "--history": history})
+    check_distinct({"-o": output, "--history": history, "--class-names": class_names})
     check_output(output)
+    check_class_names_output(class_names, x, y, images=names_images([x]), stdout_free=True)
     if history is not None:
         check_extension(history, (".json",), "the history (JSON)", option="--history")
         check_output(history, binary=False, option=None)
@@ -119,9 +143,10 @@ def fit(
         raise UsageError(str(exc)) from None
     set_threads(threads)
     loaded = load(model, allow_outside, base_dir)
-    inputs, targets = read_training_arrays(x, y)
+    examples = read_examples(x, y, loaded, images)
+    inputs = examples.inputs
     check_finite(inputs, x)
-    check_finite(targets, y)
+    check_finite(examples.targets, y or x)
     not_written = loaded.weights_not_written() if weights is None else None
     if not_written:  # a new model: fit writes its first weights
         loaded.weights_path = None
@@ -129,18 +154,22 @@ def fit(
     network.build(loaded.input_shape or inputs.shape[1:])
     network.check_input_shape(inputs.shape)
     built = network.built_model
-    targets = check_targets(targets, len(inputs), output_shape_for(built, inputs.shape[1:]),
-                            chosen_loss, y)
+    output_shape = output_shape_for(built, inputs.shape[1:])
+    examples = with_targets_for(examples, chosen_loss, output_shape, x)
+    if examples.class_names is not None and validation_split:
+        examples = shuffled(examples, seed)
+    inputs = examples.inputs
+    targets = check_targets(examples.targets, len(inputs), output_shape, chosen_loss, y or x)
     check_batch_memory(built, min(batch_size, len(inputs)), training=True)
     validation = None
     if validation_data:
-        validation = read_training_arrays(*validation_data)
-        check_finite(validation[0], validation_data[0])
-        check_finite(validation[1], validation_data[1])
-        network.check_input_shape(validation[0].shape)
-        shape = output_shape_for(built, validation[0].shape[1:])
-        validation = (validation[0], check_targets(validation[1], len(validation[0]), shape,
-                                                   chosen_loss, validation_data[1]))
+        held = read_examples(*validation_data, loaded, images)
+        check_finite(held.inputs, validation_data[0])
+        check_finite(held.targets, validation_data[1])
+        network.check_input_shape(held.inputs.shape)
+        shape = output_shape_for(built, held.inputs.shape[1:])
+        validation = (held.inputs, check_targets(held.targets, len(held.inputs), shape,
+                                                 chosen_loss, validation_data[1]))
     elif validation_split:
         inputs, targets, validation = split_validation(inputs, targets, validation_split)
     if not built.trainable_keys:
@@ -179,4 +208,6 @@ def fit(
         if history is not None:
             with atomic_output(history, binary=False) as out:
                 out.write(json.dumps(result.history) + "\n")
+        if class_names is not None:
+            write_class_names(class_names, examples.class_names)
 

@@ -12,9 +12,12 @@ from seqcli.cli.app import (
     AllowOutsideOpt,
     BaseDirOpt,
     BatchSizeOpt,
+    CropOpt,
     FormatOpt,
     InputArg,
+    InterpolationOpt,
     ModelArg,
+    PadOpt,
     QuietOpt,
     StrictOpt,
     ThreadsOpt,
@@ -31,7 +34,7 @@ from seqcli.io.formats import OutputFormat
 @app.command()
 def predict(
     model: ModelArg,
-    input: InputArg = "-",
+    input: InputArg = None,
     output: Annotated[str, typer.Option(
         "-o", "--output", metavar="FILE",
         help="Output file: .npy, .npz, .csv, .jsonl or .zarr (a Zarr store), by its extension; "
@@ -54,6 +57,9 @@ def predict(
         "--labels", metavar="FILE", show_default=False, callback=stdin_once,
         help="Class names, one per line, in output order: printed instead of indices, and "
         "the header of a .csv.")] = None,
+    interpolation: InterpolationOpt = None,
+    crop_to_aspect_ratio: CropOpt = False,
+    pad_to_aspect_ratio: PadOpt = False,
     quiet: QuietOpt = False,
     strict: StrictOpt = False,
     allow_outside: AllowOutsideOpt = False,
@@ -61,18 +67,22 @@ def predict(
 ) -> None:
     """Run a model on an input array and write its outputs.
 
-    Run the model on a .npy array (or a Zarr array, or a glob of .npy shards); write the
-    outputs as .npy, .npz, .csv, .jsonl or .zarr (or text lines with --argmax, --top-k or
-    --threshold). With --dask, the batches run on a Dask cluster.
+    Run the model on a .npy array (or a Zarr array, or a glob of .npy shards), or on image
+    files (a folder, a glob, several files), decoded and resized to the model's input as
+    Keras's image_dataset_from_directory does; write the outputs as .npy, .npz, .csv, .jsonl
+    or .zarr (or text lines with --argmax, --top-k or --threshold, each starting with the
+    image's path for images). With --dask, the batches run on a Dask cluster.
 
     Examples:
       seqcli predict configs/dense_stack.yaml x.npy -o y.npy
       cat images.npy | seqcli predict model.yaml --top-k 3
+      seqcli predict model.yaml photos/ --top-k 3 --labels classes.txt
       seqcli predict model.yaml images.zarr -o scores.zarr --dask tcp://scheduler:8786
     """
     from seqcli.cli.progress import Progress, announce, progressing, warn_non_finite
     from seqcli.io.arrays import NonFiniteCounter
-    from seqcli.io.chunked import open_rows, output_layout
+    from seqcli.io.chunked import output_layout
+    from seqcli.io.inputs import image_options, input_paths, names_images, open_model_input
 
     lines = _lines_option(argmax, top_k, threshold)
     chosen = _output_format(output, output_format, lines, labels)
@@ -84,13 +94,16 @@ def predict(
     from seqcli.runtime.runner import numeric_warnings_off, prepare_run
 
     check_array_output(output, chosen)
+    paths = input_paths(input)
+    images = image_options(interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio,
+                           names_images(paths))
     if dask is not None:
-        check_cluster_input(input)
+        check_cluster_input(paths)
     names = read_labels(labels) if labels is not None else None
 
     runner = prepare_run(model, weights, threads, allow_outside=allow_outside,
                          base_dir=base_dir)
-    with open_rows(input) as data, numeric_warnings_off():
+    with open_model_input(paths, runner, images) as data, numeric_warnings_off():
         runner.build(data.shape)
         rows, sample = data.shape[0], runner.output_shape
         _check_output_shape(sample, lines, names, labels)
@@ -112,7 +125,8 @@ def predict(
                 outputs = results.check(progressing(runner.run(inputs.check(batches)), progress))
             with small_run(runner.built_model, rows):
                 if lines is not None:
-                    _write_lines(outputs, output, _line_text(sample, top_k, threshold, names))
+                    text = _line_text(sample, top_k, threshold, names)
+                    _write_lines(outputs, output, _with_paths(text, getattr(data, "paths", None)))
                 else:
                     from seqcli.io.outputs import array_writer
 
@@ -182,6 +196,28 @@ def _line_text(sample: tuple, top_k: int | None, threshold: float | None,
         return lambda batch: threshold_text(batch, threshold, names)
     k = 1 if top_k is None else min(top_k, sample[0])
     return lambda batch: ranking_text(batch, k, top_k is not None, names)
+
+
+def _with_paths(text, paths: list[str] | None):
+    """`text` with each line starting with its sample's file path and a tab, when the samples
+    come from files (`paths`, in order); `text` itself otherwise."""
+    if paths is None:
+        return text
+    done = 0
+
+    def texted(batch) -> str:
+        nonlocal done
+        lines = text(batch).split("\n")[:-1]  # one per sample, each ending in a line break
+        shown = paths[done:done + len(lines)]
+        done += len(lines)
+        return "".join(f"{_one_line(path)}\t{line}\n" for path, line in zip(shown, lines))
+
+    return texted
+
+
+def _one_line(path: str) -> str:
+    """`path` on one line of text: its tabs and line breaks as `\\t`, `\\n`, `\\r`."""
+    return path.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _write_lines(outputs, path: str, text) -> None:

@@ -31,8 +31,8 @@ def report(
     model: ModelArg,
     input: Annotated[str | None, typer.Argument(
         metavar="INPUT", callback=stdin_once, show_default=False,
-        help="Input .npy (batch first), - for stdin: the first samples' predictions and "
-        "feature maps. Omitted: no input.")] = None,
+        help="Input .npy (batch first), - for stdin, or images (a file, folder or glob): the "
+        "first samples' predictions and feature maps. Omitted: no input.")] = None,
     output: Annotated[str, typer.Option(
         "-o", "--output", metavar="FILE",
         help="HTML file to write; - for stdout (never a terminal).")] = "-",

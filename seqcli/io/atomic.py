@@ -322,6 +322,16 @@ def remove_quietly(temp: Path) -> None:
         pass
 
 
+def write_staged(path: Path, data: bytes) -> None:
+    """Write `data` as the new file `path` inside a staging folder (which is moved into place
+    as a whole, or its files are, only when everything is written), fsynced; an OSError if
+    `path` exists or cannot be written."""
+    with open(path, "xb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
 def fsync_path(path: Path) -> None:
     """Make `path` durable (a file's data, or a folder's entries after a rename); not every
     file system allows this, which is harmless."""

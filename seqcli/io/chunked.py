@@ -268,6 +268,8 @@ def row_reader(data):
         return data.rows
     if isinstance(data, ShardInput):
         return ShardRows(data.shards)
+    if hasattr(data, "paths"):  # images (`images.ImageInput`): read by absolute path
+        return data.rows
     if data.source == STDIN_NAME or not os.path.isfile(data.source):
         raise UsageError(f"{data.source}: a run on a Dask cluster reads its input on the "
                          "workers: name a file (.npy, .zarr or a glob of .npy shards), not "

@@ -64,10 +64,10 @@ def check_store_output(path: str) -> None:
     elif os.path.lexists(target):
         raise OutputError(f"cannot write {path}: it is a file, not a Zarr store (a folder); "
                           "choose another output path, or remove it")
-    _check_folder(path, target.parent)
+    check_folder(path, target.parent)
 
 
-def _check_folder(path: str | Path, folder: Path) -> None:
+def check_folder(path: str | Path, folder: Path) -> None:
     """An OutputError naming `path` unless `folder` exists and this process may write in it."""
     try:
         os.stat(folder)
@@ -77,7 +77,7 @@ def _check_folder(path: str | Path, folder: Path) -> None:
         raise output_error(path, PermissionError(errno.EACCES, "Permission denied"))
 
 
-def _staging_name(target: Path, suffix: str = "tmp") -> Path:
+def staging_name(target: Path, suffix: str = "tmp") -> Path:
     """`.NAME.RANDOM.tmp` beside `target`."""
     return target.parent / f".{target.name[:200]}.{os.urandom(4).hex()}.{suffix}"
 
@@ -119,7 +119,7 @@ def staged_npy(path: str, sample_shape: tuple[int, ...], rows: int) -> Iterator[
     first), whose region the block fills; it replaces `path` when the block succeeds."""
     target = Path(os.path.realpath(path))
     header = npy_header_bytes((rows, *sample_shape), np.dtype("<f4"))
-    temp = _staging_name(target)
+    temp = staging_name(target)
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
                      0o666)  # the umask applies, as to atomic_output's temp files
@@ -184,7 +184,7 @@ def staged_zarr(path: str, shapes: dict[str, tuple[int, ...]], rows: int,
     succeeds."""
     zarr = require_zarr()
     target = Path(os.path.realpath(path))
-    temp = _staging_name(target)
+    temp = staging_name(target)
     try:
         _create_store(zarr, temp, shapes, rows, layout)
     except OSError as error:
@@ -236,7 +236,7 @@ def _swap_into_place(temp: Path, target: Path) -> None:
     if _exchange(temp, target):
         shutil.rmtree(temp, ignore_errors=True)  # the old store, now at the staging name
         return
-    old = _staging_name(target, "old")
+    old = staging_name(target, "old")
     os.rename(target, old)
     try:
         os.rename(temp, target)

@@ -3,9 +3,11 @@ and Keras's `validation_split`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from seqcli.errors import InputDataError
+from seqcli.errors import InputDataError, UsageError
 from seqcli.shapes import ShapeError, empty_axis_problem, format_shape
 from seqcli.training.losses import Loss
 
@@ -31,6 +33,87 @@ def read_training_arrays(x_path: str, y_path: str,
                                  f"{'train on' if command == 'fit' else command}")
         _check_memory(x_path, y_path, inputs.data_size + targets.data_size, command)
         return inputs.read_all(), targets.read_all()
+
+
+@dataclass
+class Examples:
+    """What fit and evaluate train or measure on: inputs and targets; with `class_names`, the
+    targets are class ids inferred from class folders (Keras's labels="inferred"), which
+    `with_targets_for` turns into the form the loss takes."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    class_names: list[str] | None = None
+
+
+def read_examples(x_path: str, y_path: str | None, loaded, options,
+                  command: str = "fit") -> Examples:
+    """X and Y as `Examples`: `.npy` arrays (`read_training_arrays`), or images in X (decoded
+    and resized to the input shape the model file `loaded` declares, with the `ImageOptions`
+    `options`) and their targets: Y's, or with Y omitted, the class ids of X's class
+    subfolders."""
+    from seqcli.io.inputs import declared_shape, names_images
+
+    if not names_images([x_path]):
+        if y_path is None:
+            raise UsageError(f"Y (the targets) is missing: {command} needs a .npy of targets "
+                             "beside X, unless X is a folder of images in class subfolders")
+        return Examples(*read_training_arrays(x_path, y_path, command))
+    from seqcli.io.images import list_images, load_images
+
+    shape = declared_shape(loaded)
+    files = list_images([x_path], labelled=y_path is None)
+    if y_path is None:
+        return Examples(load_images(files, shape, options), files.labels, files.class_names)
+    from seqcli.io.arrays import open_input
+
+    with open_input(y_path) as targets:
+        if targets.rows != len(files.paths):
+            raise InputDataError(f"{x_path} holds {len(files.paths)} images but {y_path} has "
+                                 f"{targets.rows} rows; they must match (images in sorted order)")
+        empty = empty_axis_problem(targets.shape[1:], "target")
+        if empty:
+            raise InputDataError(f"{y_path}: {empty}")
+        return Examples(load_images(files, shape, options), targets.read_all())
+
+
+def with_targets_for(examples: Examples, loss: Loss, output_shape: tuple,
+                     source: str) -> Examples:
+    """`examples` whose class ids (from class folders) are in the form `loss` and the model's
+    per-sample `output_shape` take, as Keras's label_mode gives them: ids ("int") for the
+    sparse cross-entropy, 0/1 scores ("binary") for a single output of two classes, else
+    one-hot rows ("categorical"). An InputDataError when the classes are not as many as the
+    outputs. Examples with targets of their own are returned as they are."""
+    names = examples.class_names
+    if names is None:
+        return examples
+    classes, units = len(names), (output_shape[-1] if output_shape else 1)
+    if units == 1 and classes == 2:
+        targets = examples.targets.astype(np.float32)[:, None]
+    elif units != classes:
+        raise InputDataError(f"{source} has {classes} class folder{'s' if classes != 1 else ''} "
+                             f"({_listed(names)}) but the model outputs {units} "
+                             f"value{'s' if units != 1 else ''} per sample; they must match (or "
+                             "a single output for two classes)")
+    elif loss.name == "sparse_categorical_crossentropy":
+        targets = examples.targets.astype(np.int32)
+    else:
+        targets = np.eye(classes, dtype=np.float32)[examples.targets]
+    return Examples(examples.inputs, targets, names)
+
+
+def _listed(names: list[str]) -> str:
+    """The first names of `names`, comma-separated."""
+    shown = ", ".join(names[:5])
+    return shown + (", ..." if len(names) > 5 else "")
+
+
+def shuffled(examples: Examples, seed: int) -> Examples:
+    """`examples` in the order Keras's image_dataset_from_directory(shuffle=True, seed=seed)
+    indexes its files (numpy's RandomState(seed) shuffle), so that a validation split holds
+    rows of every class."""
+    order = np.random.RandomState(seed).permutation(len(examples.inputs))
+    return Examples(examples.inputs[order], examples.targets[order], examples.class_names)
 
 
 def _check_memory(x_path: str, y_path: str, size: int, command: str) -> None:

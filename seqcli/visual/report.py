@@ -31,6 +31,7 @@ from seqcli.visual.charts import (
     short,
 )
 from seqcli.visual.diagram import DiagramOptions, diagram
+from seqcli.visual.grids import feature_maps
 from seqcli.visual.history import curves, finite_points
 from seqcli.visual.png import data_uri, png_image, shrunk, to_pixels
 from seqcli.visual.svg import svg_document
@@ -79,11 +80,13 @@ class ReportInputs:
 
 
 def first_samples(runner: Runner, path: str, count: int) -> np.ndarray:
-    """The first `count` samples of the input `path` (`.npy`, `-` for stdin), the runner
-    built from its shape; an InputDataError for an input without samples."""
-    from seqcli.io.arrays import open_input
+    """The first `count` samples of the input `path` (`.npy`, `-` for stdin, a Zarr array, a
+    glob of shards, or images resized as Keras's image_dataset_from_directory does), the
+    runner built from its shape; an InputDataError for an input without samples."""
+    from seqcli.io.images import ImageOptions
+    from seqcli.io.inputs import open_model_input
 
-    with open_input(path) as data:
+    with open_model_input([path], runner, ImageOptions()) as data:
         runner.build(data.shape)
         batch = next(data.batches(count, as_float32=not runner.takes_ids), None)
     if batch is None:
@@ -395,32 +398,9 @@ def _predictions_section(built: BuiltModel, last: np.ndarray) -> str:
             f'<div class="cards">{"".join(cards)}</div></section>')
 
 
-def feature_maps(values: np.ndarray) -> tuple[list[np.ndarray], str]:
-    """One sample's output of a layer as 2-D images to draw, and what they are: (H, W, C) as
-    its first `MAX_CHANNELS` channels, (D, H, W, C) as those of its middle depth slice,
-    (steps, features) and (units,) as one image each; none for other ranks."""
-    rank = values.ndim
-    if rank == 4:
-        middle = values.shape[0] // 2
-        maps, what = feature_maps(values[middle])
-        return maps, f"depth slice {middle} of {values.shape[0]}; {what}"
-    if rank == 3:
-        channels = values.shape[-1]
-        shown = min(channels, MAX_CHANNELS)
-        what = f"{channels:,} channel{'s' if channels != 1 else ''}"
-        if shown < channels:
-            what += f", the first {shown} shown"
-        return [values[..., c] for c in range(shown)], what
-    if rank == 2:
-        return [values], f"{values.shape[0]:,} steps (rows) by {values.shape[1]:,} features"
-    if rank == 1:
-        return [values[None, :]], f"{values.shape[0]:,} value{'s' if values.shape[0] != 1 else ''}"
-    return [], f"rank {rank}: not drawn"
-
-
 def _map_images(values: np.ndarray) -> tuple[list[tuple[str, int, int]], str]:
     """(data URI, shown width, shown height) of each feature map, and what they are."""
-    maps, what = feature_maps(values)
+    maps, what = feature_maps(values, MAX_CHANNELS)
     images = []
     for plane in maps:
         pixels = to_pixels(shrunk(plane, MAP_SIDE))
