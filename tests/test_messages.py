@@ -361,7 +361,9 @@ KINDS = [
      "dtype='float32', ndmin=2) and save that with np.save"),
     ("csv with a header", lambda folder: b"a,b,c,d\n1,2,3,4\n",
      "delimiter=',', skiprows=1, dtype='float32', ndmin=2)"),
-    ("png", lambda folder: _png(), "this is a PNG image, not a .npy array; decode it, as "
+    ("png", lambda folder: _png(), "this is a PNG image, not a .npy array; INPUT and X read "
+                                   "images themselves (name the file with its image extension, "
+                                   "or a folder or glob of images), or decode it, as "
                                    "np.asarray(PIL.Image.open('{x}'), 'float32')[None], and "
                                    "save the pixels with np.save"),
     ("jpeg", lambda folder: b"\xff\xd8\xff\xe0" + bytes(60), "this is a JPEG image"),
@@ -389,9 +391,10 @@ def test_a_file_of_another_kind_is_named_by_its_bytes(cli, tmp_path, kind, make,
 @pytest.mark.parametrize(("make", "message"), [
     (_npz, "<stdin>: this is an .npz archive holding arrays (a, ...), not a .npy array; save "
            "the one to use with np.save, such as np.load('x.npz')['a']"),
-    (lambda folder: _png(), "<stdin>: this is a PNG image, not a .npy array; decode it, as "
-                            "np.asarray(PIL.Image.open('image.png'), 'float32')[None], and save "
-                            "the pixels with np.save"),
+    (lambda folder: _png(), "<stdin>: this is a PNG image, not a .npy array; INPUT and X read "
+                            "images themselves (pass the file, or a folder or glob of images), "
+                            "or decode it, as np.asarray(PIL.Image.open('image.png'), "
+                            "'float32')[None], and save the pixels with np.save"),
 ], ids=["npz", "png"])
 def test_a_file_of_another_kind_piped_in(tmp_path, make, message):
     done = run_process("predict", CONFIGS / "dense_stack.yaml", "-", "-o", tmp_path / "p.npy",

@@ -106,7 +106,9 @@ def not_an_array(source: str, head: bytes, members: list[str] | None = None) -> 
         return _zip_message(source, shown("x.npz"), members if members is not None
                             else [name for name in [first_zip_member(head)] if name])
     if kind is not None and kind.startswith("image:"):
-        return (f"{source}: this is a {kind[6:]} image, not a .npy array; decode it, as "
+        named = "pass the file" if stream else "name the file with its image extension"
+        return (f"{source}: this is a {kind[6:]} image, not a .npy array; INPUT and X read "
+                f"images themselves ({named}, or a folder or glob of images), or decode it, as "
                 f"np.asarray(PIL.Image.open({shown('image.png')}), 'float32')[None], and save "
                 "the pixels with np.save")
     if kind == "safetensors":
