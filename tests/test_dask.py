@@ -457,13 +457,13 @@ def test_chunks_on_the_progress_line(monkeypatch):
     assert shown[-1].endswith("rows/s - ETA 4s")
 
 
-def test_plain_commands_never_import_dask_or_zarr(work):
+def test_plain_commands_never_import_dask_zarr_or_pillow(work):
     code = ("import sys\nfrom seqcli.cli import main\n"
             f"assert main(['summary', {str(CONFIGS / 'guide_convnet.yaml')!r}]) == 0\n"
             f"assert main(['predict', {str(work / 'model.yaml')!r}, {str(work / 'x.npy')!r}, "
             f"'-o', {str(work / 'plain.npy')!r}, '-q']) == 0\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('dask', 'distributed', 'zarr', 'fsspec')))")
+            "('dask', 'distributed', 'zarr', 'fsspec', 'PIL')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr
