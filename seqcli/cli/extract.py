@@ -81,6 +81,7 @@ def extract(
     from seqcli.io.chunked import output_layout
     from seqcli.io.formats import array_format
     from seqcli.io.inputs import image_options, input_paths, names_images, open_model_input
+    from seqcli.io.outputs import computed_first
     from seqcli.io.stores import check_array_output
     from seqcli.kernels.small import small_run
     from seqcli.runtime.extract import choose_layers, extract_batches
@@ -130,10 +131,12 @@ def extract(
                 batches = data.batches(batch_size, as_float32=not runner.takes_ids)
                 results = extract_batches(built, runner.weights, paths,
                                           progressing(inputs.check(batches), progress))
-            with _writers(output, chosen, images, shapes, rows,
-                          output_layout(data, batch_size)) as write, small_run(built, rows):
-                for found in results:
-                    write(found)
+            with small_run(built, rows):
+                results = computed_first(results)
+                with _writers(output, chosen, images, shapes, rows,
+                              output_layout(data, batch_size)) as write:
+                    for found in results:
+                        write(found)
         progress.done()
     warn_non_finite(inputs)
 

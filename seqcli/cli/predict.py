@@ -88,6 +88,7 @@ def predict(
     chosen = _output_format(output, output_format, lines, labels)
     from seqcli.cli.cluster import check_cluster_input, in_place, results_in_order, write_in_place
     from seqcli.io.labels import read_labels
+    from seqcli.io.outputs import array_writer, computed_first
     from seqcli.io.stores import check_array_output
     from seqcli.kernels.small import small_run
     from seqcli.runtime.memory import check_batch_memory
@@ -124,12 +125,11 @@ def predict(
                 batches = data.batches(batch_size, as_float32=not runner.takes_ids)
                 outputs = results.check(progressing(runner.run(inputs.check(batches)), progress))
             with small_run(runner.built_model, rows):
+                outputs = computed_first(outputs)
                 if lines is not None:
                     text = _line_text(sample, top_k, threshold, names)
                     _write_lines(outputs, output, _with_paths(text, getattr(data, "paths", None)))
                 else:
-                    from seqcli.io.outputs import array_writer
-
                     with array_writer(output, chosen, {"output": sample}, rows, names,
                                       output_layout(data, batch_size)) as write:
                         for batch in outputs:

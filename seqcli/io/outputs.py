@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -24,6 +25,15 @@ from seqcli.io.formats import OutputFormat
 
 Write = Callable[[dict[str, np.ndarray]], None]
 """Appends one batch of each array, {name: (b, *sample_shape)}."""
+
+
+def computed_first(items: Iterator) -> Iterator:
+    """`items` with its first item computed now: a failure in the first batch (an image that
+    does not decode, a model error) stops the command before its output is opened, so
+    nothing reaches stdout."""
+    for first in items:
+        return itertools.chain([first], items)
+    return iter(())
 
 
 @contextmanager
