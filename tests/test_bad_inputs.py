@@ -3423,6 +3423,17 @@ def test_bad_image_in_a_folder_is_bad_data_naming_it(cli, pictures, name, conten
     unchanged(pictures, before)
 
 
+def test_of_several_bad_images_the_first_is_named(cli, pictures):
+    """Images decode side by side, but the error is always the first bad file's, in row
+    order."""
+    for name in ("c.png", "e.png", "f.png"):
+        (pictures / "pics" / name).write_bytes(_noise_png())
+    for name in ("d.png", "g.png"):
+        (pictures / "pics" / name).write_bytes(_noise_png()[:500])
+    for _ in range(3):
+        refused(cli("predict", pictures / "m.yaml", pictures / "pics", "-q"), 65, "d.png")
+
+
 def _noise_png() -> bytes:
     """A PNG of 40x40 random pixels (some 4.8 KB: cut short, it lacks pixel data)."""
     from PIL import Image

@@ -259,8 +259,15 @@ def image_geometry(sample_shape: tuple) -> tuple[int, int, int]:
 def load_image(path: str, sample_shape: tuple, options: ImageOptions) -> np.ndarray:
     """The image file `path` decoded to the channels of `sample_shape`, fitted to its height and
     width as `options` say: float32 values 0-255, shaped exactly `sample_shape`."""
+    image_module = require_pillow(READING_IMAGES)
+    with _pillow_warnings(image_module):
+        return _loaded(path, sample_shape, options, image_module)
+
+
+def _loaded(path: str, sample_shape: tuple, options: ImageOptions, image_module) -> np.ndarray:
+    """`load_image` inside `_pillow_warnings`."""
     height, width, channels = image_geometry(sample_shape)
-    pixels = decode_image(path, channels)
+    pixels = _decoded(path, channels, image_module)
     if options.crop_to_aspect_ratio:
         pixels = image_resize.aspect_crop(pixels, height, width)
     if not options.pad_to_aspect_ratio:
@@ -281,6 +288,23 @@ def decode_image(path: str, channels: int) -> np.ndarray:
     channels) uint8. Any failure is an InputDataError naming the file (a file that cannot be
     opened: MissingFileError)."""
     image_module = require_pillow(READING_IMAGES)
+    with _pillow_warnings(image_module):
+        return _decoded(path, channels, image_module)
+
+
+@contextmanager
+def _pillow_warnings(image_module) -> Iterator[None]:
+    """Pillow's decompression-bomb warning raised as an error, its other warnings (about
+    metadata) not shown. The filters are the process's: set them around the decoding, never
+    inside threads that decode side by side."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", image_module.DecompressionBombWarning)
+        yield
+
+
+def _decoded(path: str, channels: int, image_module) -> np.ndarray:
+    """`decode_image` inside `_pillow_warnings`."""
     with _image_file(path) as file, _decoding(path, file, image_module):
         image = image_module.open(file, formats=PILLOW_FORMATS)
         width, height = image.size
@@ -319,13 +343,10 @@ def _image_file(path: str):
 
 @contextmanager
 def _decoding(path: str, file, image_module):
-    """Pillow's failures while `path` is decoded, as InputDataErrors naming it; its decompression
-    bomb warning is one too, and its other warnings (about metadata) are not shown."""
+    """Pillow's failures while `path` is decoded, as InputDataErrors naming it (its
+    decompression-bomb warning too, raised by `_pillow_warnings`)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            warnings.simplefilter("error", image_module.DecompressionBombWarning)
-            yield
+        yield
     except (SeqcliError, MemoryError):
         raise
     except image_module.UnidentifiedImageError as error:
@@ -599,6 +620,14 @@ def _ycc_to_rgb(ycc: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- inputs
 
 
+def _cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 class ImageRows:
     """Rows of image files by range, each decoded and resized to `sample_shape`; picklable
     (plain attributes), for Dask workers, which find relative paths from the folder the run
@@ -612,11 +641,28 @@ class ImageRows:
         self.folder = os.getcwd()
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        """Rows `start:stop`: (stop - start, *sample_shape) float32."""
+        """Rows `start:stop`: (stop - start, *sample_shape) float32, decoded side by side on
+        up to one thread per core (Pillow's decoders and numpy release the GIL); a failure is
+        that of the first failing file in row order."""
         chosen = self.paths[start:stop]
         rows = np.empty((len(chosen), *self.sample_shape), dtype=np.float32)
-        for row, path in enumerate(chosen):
-            rows[row] = load_image(self._located(path), self.sample_shape, self.options)
+        image_module = require_pillow(READING_IMAGES)
+
+        def fill(row: int) -> None:
+            rows[row] = _loaded(self._located(chosen[row]), self.sample_shape, self.options,
+                                image_module)
+
+        workers = min(len(chosen), _cores())
+        with _pillow_warnings(image_module):
+            if workers < 2:
+                for row in range(len(chosen)):
+                    fill(row)
+            else:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(workers, thread_name_prefix="seqcli-images") as pool:
+                    for _ in pool.map(fill, range(len(chosen))):
+                        pass
         return rows
 
     def _located(self, path: str) -> str:
