@@ -3462,6 +3462,19 @@ def test_a_bomb_is_refused_in_bounded_memory_and_time(pictures):
     assert seconds < 60 and peak < 400 * 2**20
 
 
+def test_an_image_at_pillows_limit_costs_bounded_memory(pictures):
+    """A 1.4 MB JPEG of 88 million pixels (just under Pillow's limit) is read strip by strip:
+    Pillow's own buffer and one copy, never a dozen int32 planes (5.5 GB)."""
+    from PIL import Image
+
+    Image.new("RGB", (9400, 9400), (200, 10, 10)).save(pictures / "pics" / "huge.jpg",
+                                                        quality=90)
+    result, seconds, peak = _cost("predict", pictures / "m.yaml", pictures / "pics" / "huge.jpg",
+                                  "--argmax", "-q", cwd=pictures)
+    assert result.code == 0, result
+    assert seconds < 60 and peak < 900 * 2**20, (seconds, peak)
+
+
 @pytest.mark.parametrize("paths, code, fragment", [
     (["missing.png"], 66, "missing.png"),
     (["nothing/"], 65, "nothing"),

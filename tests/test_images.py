@@ -413,3 +413,39 @@ def test_without_pillow_reading_images_says_how_to_install_it(monkeypatch):
             as raised:
         decoded(IMAGES / "loose.png")
     assert raised.value.exit_code == 1
+
+
+@pytest.mark.parametrize("subsampling, mode", [(2, "RGB"), (1, "RGB"), (0, "RGB"), (2, "L")])
+def test_large_images_are_read_in_strips_with_the_same_pixels(tmp_path, monkeypatch,
+                                                              subsampling, mode):
+    """A large image is copied out of Pillow, upsampled and converted strip by strip (each
+    strip reading a sample row of its neighbours): the pixels equal those of one pass over
+    the whole image, whatever the strip height, odd heights and 4:2:0 / 4:2:2 chroma too."""
+    from PIL import Image
+
+    rng = np.random.default_rng(9)
+    smooth = Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).resize(
+        (403, 301), Image.BILINEAR)
+    noisy = np.asarray(smooth) // 2 + rng.integers(0, 60, (301, 403, 3), dtype=np.uint8)
+    picture = Image.fromarray(noisy).convert(mode)
+    picture.save(tmp_path / "p.jpg", quality=85, subsampling=subsampling)
+    picture.save(tmp_path / "p.png")
+    for name in ("p.jpg", "p.png"):
+        monkeypatch.setattr(images, "STRIP_PIXELS", 1 << 40)
+        whole = images.decode_image(str(tmp_path / name), 3)
+        for strip in (403, 403 * 3, 5000, 403 * 64):
+            monkeypatch.setattr(images, "STRIP_PIXELS", strip)
+            assert np.array_equal(images.decode_image(str(tmp_path / name), 3), whole), strip
+
+
+def test_a_grayscale_image_in_rgb_is_resized_once_and_repeated(tmp_path):
+    from PIL import Image
+
+    gray = np.random.default_rng(2).integers(0, 256, (37, 23), dtype=np.uint8)
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    options = images.ImageOptions("bicubic")
+    one = images.load_image(str(tmp_path / "g.png"), (9, 14, 1), options)
+    three = images.load_image(str(tmp_path / "g.png"), (9, 14, 3), options)
+    assert np.array_equal(three, np.repeat(one, 3, axis=-1))
+    assert np.array_equal(images.decode_image(str(tmp_path / "g.png"), 3),
+                          np.repeat(gray[:, :, None], 3, axis=-1))

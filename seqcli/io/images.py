@@ -35,6 +35,7 @@ import glob
 import math
 import os
 import stat
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -265,9 +266,43 @@ def load_image(path: str, sample_shape: tuple, options: ImageOptions) -> np.ndar
 
 
 def _loaded(path: str, sample_shape: tuple, options: ImageOptions, image_module) -> np.ndarray:
-    """`load_image` inside `_pillow_warnings`."""
+    """`load_image` inside `_pillow_warnings`. A grayscale image wanted in RGB is resized as
+    its one channel, then repeated (the same values, a third of the memory); an image of more
+    than LARGE_IMAGE_PIXELS waits for any other such image to be done (memory holds one)."""
     height, width, channels = image_geometry(sample_shape)
-    pixels = _decoded(path, channels, image_module)
+    with _image_file(path) as file, _decoding(path, file, image_module):
+        image = image_module.open(file, formats=PILLOW_FORMATS)
+        with _one_large_image(image.size):
+            pixels = _image_pixels(path, image, channels, gray_kept=channels == 3)
+            image.close()
+            del image
+            resized = _fitted(path, pixels, height, width, options)
+    if resized.shape[-1] != channels:
+        resized = np.repeat(resized, channels, axis=-1)
+    return resized.reshape(sample_shape)
+
+
+LARGE_IMAGE_PIXELS = 16 * 1024**2
+"""Images beyond this many pixels (a 4,096 x 4,096 one) are decoded one at a time: each holds
+some hundreds of MB while it is read."""
+_LARGE_IMAGE = threading.Lock()
+
+
+@contextmanager
+def _one_large_image(size: tuple[int, int]) -> Iterator[None]:
+    """Inside the block, no other image of more than LARGE_IMAGE_PIXELS is decoded, if this
+    one (`size`: width, height) is such an image."""
+    if size[0] * size[1] <= LARGE_IMAGE_PIXELS:
+        yield
+        return
+    with _LARGE_IMAGE:
+        yield
+
+
+def _fitted(path: str, pixels: np.ndarray, height: int, width: int,
+            options: ImageOptions) -> np.ndarray:
+    """`pixels` cropped or padded to the aspect ratio as `options` say, and resized to
+    (height, width)."""
     if options.crop_to_aspect_ratio:
         pixels = image_resize.aspect_crop(pixels, height, width)
     if not options.pad_to_aspect_ratio:
@@ -279,7 +314,7 @@ def _loaded(path: str, sample_shape: tuple, options: ImageOptions, image_module)
                 f"{path}: a {pixels.shape[1]}x{pixels.shape[0]} image shrinks to nothing when "
                 f"fitted into {width}x{height} without distortion; drop --pad-to-aspect-ratio "
                 "or leave this image out")
-    return resized.reshape(sample_shape)
+    return resized
 
 
 def decode_image(path: str, channels: int) -> np.ndarray:
@@ -307,18 +342,26 @@ def _decoded(path: str, channels: int, image_module) -> np.ndarray:
     """`decode_image` inside `_pillow_warnings`."""
     with _image_file(path) as file, _decoding(path, file, image_module):
         image = image_module.open(file, formats=PILLOW_FORMATS)
-        width, height = image.size
-        if width < 1 or height < 1:
-            raise InputDataError(f"{path}: the image is {width}x{height} pixels; it has none "
-                                 "to read")
-        if image.format in ("JPEG", "MPO"):
-            return _jpeg_pixels(image, channels)
-        image.load()
-        if image.format == "PNG":
-            return _png_pixels(image, channels)
-        if image.format == "GIF" and channels == 3:
-            return _gif_pixels(image)
-        return _converted(image, channels)
+        return _image_pixels(path, image, channels)
+
+
+def _image_pixels(path: str, image, channels: int, gray_kept: bool = False) -> np.ndarray:
+    """The pixels of the opened `image` (`decode_image`); with `gray_kept`, an 8-bit grayscale
+    image wanted in RGB stays one channel, for its caller to repeat."""
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise InputDataError(f"{path}: the image is {width}x{height} pixels; it has none "
+                             "to read")
+    if gray_kept and channels == 3 and image.mode == "L":
+        channels = 1  # TensorFlow's gray to RGB repeats the value
+    if image.format in ("JPEG", "MPO"):
+        return _jpeg_pixels(image, channels)
+    image.load()
+    if image.format == "PNG":
+        return _png_pixels(image, channels)
+    if image.format == "GIF" and channels == 3:
+        return _gif_pixels(image)
+    return _converted(image, channels)
 
 
 @contextmanager
@@ -380,6 +423,25 @@ def _one_line(error: BaseException) -> str:
 # ----------------------------------------------------------------------------- conversions
 
 
+STRIP_PIXELS = 1 << 20
+"""Pixels of the strips a large image's pixels are copied out of Pillow in."""
+
+
+def _array(image) -> np.ndarray:
+    """The pixels of a loaded 8-bit `image` as a uint8 array, copied out in strips of
+    STRIP_PIXELS (numpy's own conversion goes through the whole image as bytes, twice)."""
+    width, height = image.size
+    if width * height <= STRIP_PIXELS:
+        return np.asarray(image)
+    first = np.asarray(image.crop((0, 0, width, 1)))
+    pixels = np.empty((height, *first.shape[1:]), dtype=first.dtype)
+    rows = max(1, STRIP_PIXELS // width)
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        pixels[top:bottom] = np.asarray(image.crop((0, top, width, bottom)))
+    return pixels
+
+
 WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 """Pillow's modes of 16- (and 32-) bit grayscale."""
 
@@ -392,7 +454,8 @@ def _converted(image, channels: int) -> np.ndarray:
         return _wide_gray(image, channels)
     if image.mode in ("P", "PA") and channels != 1:  # transparency as alpha, never a warning
         image = image.convert("RGBA")
-    pixels = np.asarray(image.convert({1: "L", 3: "RGB", 4: "RGBA"}[channels]))
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
+    pixels = _array(image if image.mode == mode else image.convert(mode))
     return pixels.reshape(*pixels.shape[:2], channels)
 
 
@@ -507,7 +570,7 @@ def _jpeg_pixels(image, channels: int) -> np.ndarray:
             return _converted(image, channels)
         _integer_fast_dct(image)
         image.load()
-        rgb = _ycc_to_rgb(_fancy_upsampled(np.asarray(image), factors))
+        rgb = _ycc_image_to_rgb(image, factors)
         return rgb if channels == 3 else np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
     if image.mode in ("L", "RGB"):
         _integer_fast_dct(image)
@@ -538,6 +601,23 @@ def _integer_fast_dct(image) -> None:
     where it matters)."""
     scale = image.decoderconfig[0] if image.decoderconfig else 1
     image.decoderconfig = (scale, 1)
+
+
+def _ycc_image_to_rgb(image, factors: list[tuple[int, int]]) -> np.ndarray:
+    """The loaded YCbCr `image` (chroma replicated) upsampled and converted to RGB strip by
+    strip, each strip read with a sample row of its neighbours above and below, so that memory
+    holds the image once more rather than a dozen times in int32 planes."""
+    width, height = image.size
+    unit = max(v for _, v in factors)  # a strip starts on a sample row of every plane
+    rows = max(unit, STRIP_PIXELS // max(width, 1) // unit * unit)
+    rgb = np.empty((height, width, 3), dtype=np.uint8)
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        start, end = max(top - unit, 0), min(bottom + unit, height)
+        block = np.asarray(image.crop((0, start, width, end)))
+        upsampled = _fancy_upsampled(block, factors)
+        rgb[top:bottom] = _ycc_to_rgb(upsampled[top - start:bottom - start])
+    return rgb
 
 
 def _fancy_upsampled(ycc: np.ndarray, factors: list[tuple[int, int]]) -> np.ndarray:
