@@ -449,3 +449,32 @@ def test_a_grayscale_image_in_rgb_is_resized_once_and_repeated(tmp_path):
     assert np.array_equal(three, np.repeat(one, 3, axis=-1))
     assert np.array_equal(images.decode_image(str(tmp_path / "g.png"), 3),
                           np.repeat(gray[:, :, None], 3, axis=-1))
+
+
+@pytest.mark.parametrize("kind, channels", [("gif", 3), ("gray16", 3), ("gray16", 4),
+                                            ("rgba", 1), ("palette", 4), ("srgb", 1)])
+def test_conversions_by_strips_equal_one_pass(tmp_path, monkeypatch, kind, channels):
+    """Conversions of a large image (GIF transparency, 16-bit gray, libpng's colour to gray,
+    palettes) made strip by strip give the pixels of one pass over the whole image."""
+    from PIL import Image
+
+    rng = np.random.default_rng(11)
+    rgb = rng.integers(0, 256, (157, 211, 3), dtype=np.uint8)
+    path = tmp_path / ("p.gif" if kind == "gif" else "p.png")
+    if kind == "gif":
+        frame = Image.fromarray(rgb).quantize(16)
+        frame.save(path, transparency=3)
+    elif kind == "gray16":
+        samples = rng.integers(0, 65536, (157, 211)).astype(np.uint16)
+        Image.fromarray(samples).save(path, transparency=int(samples[5, 5]))
+    elif kind == "rgba":
+        Image.fromarray(np.dstack([rgb, rgb[:, :, :1]])).save(path)
+    elif kind == "palette":
+        Image.fromarray(rgb).quantize(32).save(path, transparency=7)
+    else:
+        Image.fromarray(rgb).save(path, gamma=0.45455)
+    monkeypatch.setattr(images, "STRIP_PIXELS", 1 << 40)
+    whole = images.decode_image(str(path), channels)
+    for strip in (211, 211 * 5, 3000):
+        monkeypatch.setattr(images, "STRIP_PIXELS", strip)
+        assert np.array_equal(images.decode_image(str(path), channels), whole), strip

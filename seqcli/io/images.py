@@ -427,18 +427,22 @@ STRIP_PIXELS = 1 << 20
 """Pixels of the strips a large image's pixels are copied out of Pillow in."""
 
 
-def _array(image) -> np.ndarray:
-    """The pixels of a loaded 8-bit `image` as a uint8 array, copied out in strips of
-    STRIP_PIXELS (numpy's own conversion goes through the whole image as bytes, twice)."""
+def _by_strips(image, pixels_of) -> np.ndarray:
+    """`pixels_of(image)`, the uint8 pixels of a loaded `image` (rows first), computed strip by
+    strip of STRIP_PIXELS for a large image: memory holds Pillow's image and the result, not
+    whole-image conversions and temporaries (numpy's own conversion alone goes through the
+    image as bytes twice)."""
     width, height = image.size
     if width * height <= STRIP_PIXELS:
-        return np.asarray(image)
-    first = np.asarray(image.crop((0, 0, width, 1)))
-    pixels = np.empty((height, *first.shape[1:]), dtype=first.dtype)
+        return pixels_of(image)
     rows = max(1, STRIP_PIXELS // width)
+    pixels = None
     for top in range(0, height, rows):
         bottom = min(top + rows, height)
-        pixels[top:bottom] = np.asarray(image.crop((0, top, width, bottom)))
+        strip = pixels_of(image.crop((0, top, width, bottom)))
+        if pixels is None:
+            pixels = np.empty((height, *strip.shape[1:]), dtype=strip.dtype)
+        pixels[top:bottom] = strip
     return pixels
 
 
@@ -451,24 +455,28 @@ def _converted(image, channels: int) -> np.ndarray:
     wide grayscale keeps the high byte of 16-bit samples, as TensorFlow does: (h, w, channels)
     uint8."""
     if image.mode in WIDE_GRAY_MODES:
-        return _wide_gray(image, channels)
-    if image.mode in ("P", "PA") and channels != 1:  # transparency as alpha, never a warning
-        image = image.convert("RGBA")
+        transparent = image.info.get("transparency")
+        return _by_strips(image, lambda part: _wide_gray(part, channels, transparent))
     mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
-    pixels = _array(image if image.mode == mode else image.convert(mode))
-    return pixels.reshape(*pixels.shape[:2], channels)
+
+    def pixels_of(part) -> np.ndarray:
+        if part.mode in ("P", "PA") and channels != 1:  # transparency as alpha, never a warning
+            part = part.convert("RGBA")
+        pixels = np.asarray(part if part.mode == mode else part.convert(mode))
+        return pixels.reshape(*pixels.shape[:2], channels)
+
+    return _by_strips(image, pixels_of)
 
 
-def _wide_gray(image, channels: int) -> np.ndarray:
+def _wide_gray(image, channels: int, transparent) -> np.ndarray:
     """16-bit grayscale (32-bit clipped to 16) as TensorFlow's uint8 decoding gives it: the high
-    byte, replicated to RGB; alpha 0 where a sample is the transparent one."""
+    byte, replicated to RGB; alpha 0 where a sample is the `transparent` one."""
     samples = np.clip(np.asarray(image).astype(np.int64), 0, 65535).astype(np.int32)
     gray = (samples >> 8).astype(np.uint8)
     if channels == 1:
         return gray[:, :, None]
     planes = [gray] * 3
     if channels == 4:
-        transparent = image.info.get("transparency")
         alpha = np.full(gray.shape, 255, dtype=np.uint8)
         if isinstance(transparent, int):
             alpha[samples == transparent] = 0
@@ -481,8 +489,9 @@ def _png_pixels(image, channels: int) -> np.ndarray:
     and RGBA are libpng's), and colour to grayscale with libpng's `png_set_rgb_to_gray`."""
     if channels != 1 or image.mode in ("1", "L", "LA") + WIDE_GRAY_MODES:
         return _converted(image, channels)
-    rgb = np.asarray(image.convert("RGBA"))[:, :, :3].astype(np.int32)
-    return _libpng_gray(rgb, _png_gamma(image.info))[:, :, None]
+    gamma = _png_gamma(image.info)
+    return _by_strips(image, lambda part: _libpng_gray(
+        np.asarray(part.convert("RGBA"))[:, :, :3].astype(np.int32), gamma)[:, :, None])
 
 
 LIBPNG_RED, LIBPNG_GREEN = 9797, 19234
@@ -541,11 +550,18 @@ def _gif_pixels(image) -> np.ndarray:
     where the frame is transparent."""
     left, top, right, bottom = getattr(image, "dispose_extent", (0, 0, *image.size))
     frame_width, frame_height = right - left, bottom - top
-    indices = np.asarray(image)
-    rgb = _converted(image, 3)
     transparent = image.info.get("transparency")
-    if isinstance(transparent, int) and image.mode in ("P", "L"):
-        rgb = np.where((indices == transparent)[:, :, None], np.uint8(0), rgb)
+    masked = isinstance(transparent, int) and image.mode in ("P", "L")
+
+    def pixels_of(part) -> np.ndarray:
+        rgb = _converted(part, 3)
+        if masked:
+            rgb = np.where((np.asarray(part) == transparent)[:, :, None], np.uint8(0), rgb)
+        return rgb
+
+    rgb = _by_strips(image, pixels_of)
+    if (left, top, frame_width, frame_height) == (0, 0, rgb.shape[1], rgb.shape[0]):
+        return rgb
     canvas = np.zeros((frame_height, frame_width, 3), dtype=np.uint8)
     rows, columns = min(frame_height, rgb.shape[0]), min(frame_width, rgb.shape[1])
     canvas[top:rows, left:columns] = rgb[top:rows, left:columns]
