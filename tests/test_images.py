@@ -478,3 +478,21 @@ def test_conversions_by_strips_equal_one_pass(tmp_path, monkeypatch, kind, chann
     for strip in (211, 211 * 5, 3000):
         monkeypatch.setattr(images, "STRIP_PIXELS", strip)
         assert np.array_equal(images.decode_image(str(path), channels), whole), strip
+
+
+def test_a_glob_of_folders_reads_each_folders_images_in_turn(tmp_path):
+    """`photos/*` matching folders (and files) takes each folder's images in its place, in
+    sorted order of the matches."""
+    from PIL import Image
+
+    for folder, names in (("b", ["2.png", "1.png"]), ("a", ["x.jpg"]), ("c", [])):
+        (tmp_path / "photos" / folder).mkdir(parents=True)
+        for name in names:
+            Image.new("RGB", (4, 4)).save(tmp_path / "photos" / folder / name)
+    Image.new("RGB", (4, 4)).save(tmp_path / "photos" / "loose.png")
+    (tmp_path / "photos" / "notes.txt").write_text("no picture\n")
+    pattern = str(tmp_path / "photos" / "*")
+    assert images.names_images([pattern])
+    found = images.list_images([pattern]).paths
+    assert [os.path.relpath(path, tmp_path / "photos") for path in found] == [
+        "a/x.jpg", "b/1.png", "b/2.png", "loose.png"]

@@ -99,7 +99,7 @@ def has_image_suffix(path: str) -> bool:
 
 def names_images(inputs: list[str]) -> bool:
     """True when INPUT names images: one of `inputs` is a folder that is not a Zarr store, a
-    file whose suffix is an image's, or a glob whose first sorted match has one. Opens no
+    file whose suffix is an image's, or a glob whose first sorted match is either. Opens no
     image, imports no Pillow."""
     return any(_names_images(path) for path in inputs)
 
@@ -108,7 +108,7 @@ def _names_images(path: str) -> bool:
     """`names_images` for one path."""
     if is_glob(path):
         matches = sorted(glob.glob(path))
-        return bool(matches) and has_image_suffix(matches[0])
+        return bool(matches) and not is_glob(matches[0]) and _names_images(matches[0])
     if os.path.isdir(path):
         return not is_zarr(path)
     return has_image_suffix(path)
@@ -148,13 +148,17 @@ def list_images(inputs: list[str], labelled: bool = False) -> ImageFiles:
 def _expanded(path: str, room: int) -> list[str]:
     """The image files one input names, at most `room` of them."""
     if is_glob(path):
-        matches = [match for match in sorted(glob.glob(path))
-                   if has_image_suffix(match) and os.path.isfile(match)]
-        if not matches:
+        found = []
+        for match in sorted(glob.glob(path)):  # image files, and the images of folders
+            if os.path.isdir(match) and not is_zarr(match):
+                found += _folder_images(match, room - len(found))
+            elif has_image_suffix(match) and os.path.isfile(match):
+                _check_count(path, len(found) + 1, room)
+                found.append(match)
+        if not found:
             raise InputDataError(f"{path}: no image file matches this pattern; looked for "
                                  f"{_suffixes()} files")
-        _check_count(path, len(matches), room)
-        return matches
+        return found
     if os.path.isdir(path):
         return _folder_images(path, room)
     if not os.path.lexists(path):
