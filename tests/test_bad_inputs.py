@@ -3563,6 +3563,11 @@ def test_a_folder_without_class_folders_needs_y(cli, pictures):
     unchanged(pictures, before)
 
 
+def test_fit_without_output_is_a_usage_error(cli, pictures):
+    refused(cli("fit", pictures / "m.yaml", pictures / "pics", "-q"), 2,
+            "Missing option '-o' / '--output'")
+
+
 def test_fit_on_an_array_needs_y(cli, pictures):
     np.save(pictures / "x.npy", np.zeros((2, 8, 8, 3), np.float32))
     result = cli("fit", pictures / "m.yaml", pictures / "x.npy", "-o",

@@ -41,7 +41,7 @@ def fit(
     y: YArg = None,
     output: Annotated[str, typer.Option(
         "-o", "--output", metavar="FILE", show_default=False,
-        help="Weights file to write (.safetensors or .npz).")] = None,
+        help="Weights file to write (.safetensors or .npz); required.")] = None,
     loss: LossOpt = "mse",
     from_logits: FromLogitsOpt = False,
     optimizer: Annotated[str, typer.Option(
