@@ -3563,6 +3563,29 @@ def test_a_folder_without_class_folders_needs_y(cli, pictures):
     unchanged(pictures, before)
 
 
+def test_folder_names_that_are_not_utf8(cli, pictures):
+    """A class folder named in bytes that are not UTF-8: its files' paths are written with the
+    bytes escaped (`\\xff`), and --class-names, which cannot hold the name, is refused before
+    training, writing nothing."""
+    data = pictures / "odd"
+    strange = os.fsencode(data) + b"/a\xff"
+    os.makedirs(strange)
+    (data / "b").mkdir()
+    for folder in (os.fsdecode(strange), str(data / "b")):
+        (Path(folder) / "0.png").write_bytes(_png_bytes())
+    lines = pictures / "out" / "lines.txt"
+    result = cli("predict", pictures / "m.yaml", data, "--argmax", "-o", lines, "-q")
+    assert result.code == 0, result
+    assert [line.split("\t")[0] for line in lines.read_text().splitlines()] == [
+        f"{data}/a\\xff/0.png", f"{data}/b/0.png"]
+    before = snapshot(pictures / "out")
+    result = cli("fit", pictures / "m.yaml", data, "-o", pictures / "out" / "w.npz",
+                 "--class-names", pictures / "out" / "classes.txt", "-q",
+                 "--loss", "sparse_categorical_crossentropy")
+    refused(result, 65, "not named in UTF-8")
+    unchanged(pictures / "out", before)
+
+
 def test_fit_without_output_is_a_usage_error(cli, pictures):
     refused(cli("fit", pictures / "m.yaml", pictures / "pics", "-q"), 2,
             "Missing option '-o' / '--output'")

@@ -93,6 +93,7 @@ def evaluate(
     runner = prepare_run(model, weights, threads, allow_outside=allow_outside,
                          base_dir=base_dir)
     examples = read_examples(x, y, runner.loaded, images, command="evaluate")
+    names_text = class_names_text(examples.class_names, x) if class_names is not None else None
     inputs = examples.inputs
     check_finite(inputs, x, command="evaluate")
     check_finite(examples.targets, y or x, command="evaluate")
@@ -110,8 +111,8 @@ def evaluate(
         results = run_evaluate(built, runner.weights, inputs, targets, chosen_loss, batch_size,
                                names, on_batch=progress.advance)
     progress.done()
-    if class_names is not None:
-        write_class_names(class_names, examples.class_names)
+    if names_text is not None:
+        write_class_names(class_names, names_text)
     write_stdout(results_text(results, json_output))
 
 
@@ -132,12 +133,30 @@ def check_class_names_output(path: str | None, x: str, y: str | None, images: bo
     check_output(path, binary=False, option=None)
 
 
-def write_class_names(path: str, names: list[str]) -> None:
-    """The class names, one per line in label order (what --labels reads), to `path`."""
+def class_names_text(names: list[str], source: str) -> str:
+    """The class names, one per line in label order (what --labels reads); an InputDataError
+    (before any work) for a folder name that cannot be such a line: a line break in it, or
+    bytes that are not UTF-8."""
+    from seqcli.errors import InputDataError
+
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputDataError(f"{source}: the class folder {name!r} is not named in UTF-8, "
+                                 "so --class-names cannot write it; rename it") from None
+        if "\n" in name or "\r" in name:
+            raise InputDataError(f"{source}: the class folder {name!r} has a line break in its "
+                                 "name, so --class-names cannot write it; rename it")
+    return "".join(f"{name}\n" for name in names)
+
+
+def write_class_names(path: str, text: str) -> None:
+    """`text` (`class_names_text`) to `path`, atomically."""
     from seqcli.io.atomic import atomic_output
 
     with atomic_output(path, binary=False) as out:
-        out.write("".join(f"{name}\n" for name in names))
+        out.write(text)
 
 
 def metric_names(options: list[str] | None) -> list[str] | None:

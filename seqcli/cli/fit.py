@@ -99,7 +99,7 @@ def fit(
       seqcli fit model.yaml photos/ -o trained.safetensors --class-names classes.txt \\
           --loss sparse_categorical_crossentropy --validation-split 0.2
     """
-    from seqcli.cli.evaluate import check_class_names_output, write_class_names
+    from seqcli.cli.evaluate import check_class_names_output, class_names_text, write_class_names
     from seqcli.cli.progress import FitProgress
     from seqcli.io.atomic import all_or_none, atomic_output, check_distinct, check_output
     from seqcli.io.formats import check_extension
@@ -144,6 +144,7 @@ def fit(
     set_threads(threads)
     loaded = load(model, allow_outside, base_dir)
     examples = read_examples(x, y, loaded, images)
+    names_text = class_names_text(examples.class_names, x) if class_names is not None else None
     inputs = examples.inputs
     check_finite(inputs, x)
     check_finite(examples.targets, y or x)
@@ -208,6 +209,6 @@ def fit(
         if history is not None:
             with atomic_output(history, binary=False) as out:
                 out.write(json.dumps(result.history) + "\n")
-        if class_names is not None:
-            write_class_names(class_names, examples.class_names)
+        if names_text is not None:
+            write_class_names(class_names, names_text)
 

@@ -216,8 +216,12 @@ def _with_paths(text, paths: list[str] | None):
 
 
 def _one_line(path: str) -> str:
-    """`path` on one line of text: its tabs and line breaks as `\\t`, `\\n`, `\\r`."""
-    return path.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    """`path` on one line of UTF-8 text: its tabs and line breaks as `\\t`, `\\n`, `\\r`,
+    bytes of a name that is not UTF-8 as `\\xff`."""
+    import os
+
+    shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return shown.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _write_lines(outputs, path: str, text) -> None:
