@@ -111,3 +111,24 @@ def test_resize_options_reach_the_model(cli, tmp_path, recorded, interpolation, 
     assert result.code == 0, result
     np.testing.assert_allclose(np.load(out)[1:] * 255,  # [0]: loose.png, in no class
                                recorded[f"rgb/{interpolation}/{aspect}"], rtol=0, atol=2e-3)
+
+
+def test_validation_images_beside_array_training_data(cli, tmp_path, recorded):
+    """X a .npy, XV a folder of images with YV: the validation loss is the one the same
+    pixels give as a .npy."""
+    x, y = recorded["rgb/bilinear/plain"], recorded["labels"].astype(np.int64)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    circles = [i for i, name in enumerate(SETTINGS["files"]["rgb"]) if name.startswith("circles/")]
+    np.save(tmp_path / "xv.npy", x[circles])
+    np.save(tmp_path / "yv.npy", y[circles])
+    histories = []
+    for validation in (IMAGES / "circles", tmp_path / "xv.npy"):
+        history = tmp_path / f"h{len(histories)}.json"
+        result = cli("fit", MODEL, tmp_path / "x.npy", tmp_path / "y.npy", "-o",
+                     tmp_path / f"w{len(histories)}.npz", "--validation-data", validation,
+                     tmp_path / "yv.npy", "--loss", "sparse_categorical_crossentropy",
+                     "--no-shuffle", "--history", history, "-q")
+        assert result.code == 0, result
+        histories.append(json.loads(history.read_text()))
+    assert histories[0]["val_loss"] == pytest.approx(histories[1]["val_loss"], abs=1e-6)

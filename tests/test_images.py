@@ -18,6 +18,7 @@ import pytest
 
 from seqcli.errors import InputDataError, MissingFileError, SeqcliError, UsageError
 from seqcli.io import images
+from seqcli.io.image_paths import names_images
 from seqcli.io.images import (
     ImageFiles,
     ImageInput,
@@ -27,7 +28,6 @@ from seqcli.io.images import (
     list_images,
     load_image,
     load_images,
-    names_images,
 )
 
 REFERENCE = Path(__file__).resolve().parent / "image_reference"
@@ -492,7 +492,7 @@ def test_a_glob_of_folders_reads_each_folders_images_in_turn(tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "photos" / "loose.png")
     (tmp_path / "photos" / "notes.txt").write_text("no picture\n")
     pattern = str(tmp_path / "photos" / "*")
-    assert images.names_images([pattern])
+    assert names_images([pattern])
     found = images.list_images([pattern]).paths
     assert [os.path.relpath(path, tmp_path / "photos") for path in found] == [
         "a/x.jpg", "b/1.png", "b/2.png", "loose.png"]

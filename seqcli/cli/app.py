@@ -138,9 +138,11 @@ StrictOpt = Annotated[bool, typer.Option(
 
 def _interpolation(ctx: typer.Context, value: str | None) -> str | None:
     """`--interpolation`'s value, checked against Keras's names."""
+    if ctx.resilient_parsing or value is None:
+        return value
     from seqcli.io.images import INTERPOLATIONS
 
-    if ctx.resilient_parsing or value is None or value in INTERPOLATIONS:
+    if value in INTERPOLATIONS:
         return value
     raise UsageError(f"--interpolation {value!r} is not one of {', '.join(INTERPOLATIONS)}")
 

@@ -84,7 +84,7 @@ def evaluate(
     check_output(STDOUT, binary=False, option=None)
     images = image_options(interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio,
                            names_images([x]))
-    check_class_names_output(class_names, x, y, images=names_images([x]), stdout_free=False)
+    check_class_names_output(class_names, x, y, images=images is not None, stdout_free=False)
     names = metric_names(metrics)
     try:
         chosen_loss = get_loss(loss, from_logits)

@@ -132,7 +132,7 @@ def fit(
     weights_format(output, stdout=False)  # a name fit cannot write is refused before training
     check_distinct({"-o": output, "--history": history, "--class-names": class_names})
     check_output(output)
-    check_class_names_output(class_names, x, y, images=names_images([x]), stdout_free=True)
+    check_class_names_output(class_names, x, y, images=images is not None, stdout_free=True)
     if history is not None:
         check_extension(history, (".json",), "the history (JSON)", option="--history")
         check_output(history, binary=False, option=None)

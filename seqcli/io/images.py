@@ -46,12 +46,11 @@ import numpy as np
 from seqcli.errors import InputDataError, MissingFileError, SeqcliError, UsageError
 from seqcli.io import image_resize
 from seqcli.io.chunked import is_glob, is_zarr
+from seqcli.io.image_paths import IMAGE_SUFFIXES, has_image_suffix
 from seqcli.io.limits import MAX_IMAGE_FILES
 from seqcli.io.pillow import require_pillow
 from seqcli.shapes import format_shape
 
-IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp", ".tif", ".tiff")
-"""Suffixes of the files a folder's images are (Keras's allowlist, with WebP and TIFF)."""
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5",
                   "gaussian", "mitchellcubic")
 """The `interpolation` values of `image_dataset_from_directory`."""
@@ -90,28 +89,6 @@ class ImageOptions:
 
 
 # ----------------------------------------------------------------------------- which files
-
-
-def has_image_suffix(path: str) -> bool:
-    """True when `path` ends in one of `IMAGE_SUFFIXES`, in any case."""
-    return path.lower().endswith(IMAGE_SUFFIXES)
-
-
-def names_images(inputs: list[str]) -> bool:
-    """True when INPUT names images: one of `inputs` is a folder that is not a Zarr store, a
-    file whose suffix is an image's, or a glob whose first sorted match is either. Opens no
-    image, imports no Pillow."""
-    return any(_names_images(path) for path in inputs)
-
-
-def _names_images(path: str) -> bool:
-    """`names_images` for one path."""
-    if is_glob(path):
-        matches = sorted(glob.glob(path))
-        return bool(matches) and not is_glob(matches[0]) and _names_images(matches[0])
-    if os.path.isdir(path):
-        return not is_zarr(path)
-    return has_image_suffix(path)
 
 
 @dataclass
@@ -274,8 +251,7 @@ def _loaded(path: str, sample_shape: tuple, options: ImageOptions, image_module)
     its one channel, then repeated (the same values, a third of the memory); an image of more
     than LARGE_IMAGE_PIXELS waits for any other such image to be done (memory holds one)."""
     height, width, channels = image_geometry(sample_shape)
-    with _image_file(path) as file, _decoding(path, file, image_module):
-        image = image_module.open(file, formats=PILLOW_FORMATS)
+    with _opened(path, image_module) as image:
         with _one_large_image(image.size):
             pixels = _image_pixels(path, image, channels, gray_kept=channels == 3)
             image.close()
@@ -344,9 +320,16 @@ def _pillow_warnings(image_module) -> Iterator[None]:
 
 def _decoded(path: str, channels: int, image_module) -> np.ndarray:
     """`decode_image` inside `_pillow_warnings`."""
-    with _image_file(path) as file, _decoding(path, file, image_module):
-        image = image_module.open(file, formats=PILLOW_FORMATS)
+    with _opened(path, image_module) as image:
         return _image_pixels(path, image, channels)
+
+
+@contextmanager
+def _opened(path: str, image_module):
+    """The image file `path` opened by Pillow with only PILLOW_FORMATS' decoders; failures
+    while the block reads it are InputDataErrors naming it (`_decoding`)."""
+    with _image_file(path) as file, _decoding(path, file, image_module):
+        yield image_module.open(file, formats=PILLOW_FORMATS)
 
 
 def _image_pixels(path: str, image, channels: int, gray_kept: bool = False) -> np.ndarray:

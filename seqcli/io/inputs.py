@@ -9,16 +9,15 @@ command reads them.
 from __future__ import annotations
 
 from seqcli.errors import UsageError
-
-STDIN = "-"
+from seqcli.io.arrays import STDIN
+from seqcli.io.image_paths import names_images
 
 
 def image_options(interpolation: str | None, crop: bool, pad: bool, images: bool):
     """The `ImageOptions` of `--interpolation`, `--crop-to-aspect-ratio` and
-    `--pad-to-aspect-ratio`; a UsageError when they are given for an input that is not images
-    (`images` False), or both aspect-ratio options together, as Keras refuses them."""
-    from seqcli.io.images import ImageOptions
-
+    `--pad-to-aspect-ratio` for an input of images (`images`); None for an array input, which
+    a UsageError refuses them for, as it refuses both aspect-ratio options together (Keras
+    does too)."""
     given = [name for name, value in (("--interpolation", interpolation is not None),
                                       ("--crop-to-aspect-ratio", crop),
                                       ("--pad-to-aspect-ratio", pad)) if value]
@@ -29,19 +28,16 @@ def image_options(interpolation: str | None, crop: bool, pad: bool, images: bool
     if crop and pad:
         raise UsageError("--crop-to-aspect-ratio and --pad-to-aspect-ratio are alternatives; "
                          "pass one")
+    if not images:
+        return None
+    from seqcli.io.images import ImageOptions
+
     return ImageOptions(interpolation or "bilinear", crop, pad)
 
 
 def input_paths(inputs: list[str] | None) -> list[str]:
     """INPUT's values: `-` (stdin) when it is omitted."""
     return list(inputs) if inputs else [STDIN]
-
-
-def names_images(paths: list[str]) -> bool:
-    """True when `paths` name images rather than one array."""
-    from seqcli.io.images import names_images as is_images
-
-    return STDIN not in paths and is_images(paths)
 
 
 def declared_shape(loaded) -> tuple:
@@ -55,16 +51,18 @@ def declared_shape(loaded) -> tuple:
     return tuple(declared)
 
 
-def open_model_input(paths: list[str], runner, options):
+def open_model_input(paths: list[str], runner, options=None):
     """INPUT opened for reading in batches: images as `ImageInput` sized for `runner`'s
-    model; else the single array `paths` names (`chunked.open_rows`). A UsageError for several
-    paths that are not all images."""
+    model, read with the `ImageOptions` `options` (None: Keras's defaults); else the single
+    array `paths` names (`chunked.open_rows`). A UsageError for several paths that are not
+    all images."""
     from seqcli.io.chunked import open_rows
 
     if names_images(paths):
-        from seqcli.io.images import ImageInput, list_images
+        from seqcli.io.images import ImageInput, ImageOptions, list_images
 
-        return ImageInput(list_images(paths), declared_shape(runner.loaded), options)
+        return ImageInput(list_images(paths), declared_shape(runner.loaded),
+                          options or ImageOptions())
     if len(paths) > 1:
         raise UsageError(f"INPUT names {len(paths)} paths; several are taken only as image files "
                          "(PNG, JPEG, BMP, GIF, WebP, TIFF): for arrays give one .npy, .zarr or "

@@ -50,8 +50,8 @@ def read_examples(x_path: str, y_path: str | None, loaded, options,
                   command: str = "fit") -> Examples:
     """X and Y as `Examples`: `.npy` arrays (`read_training_arrays`), or images in X (decoded
     and resized to the input shape the model file `loaded` declares, with the `ImageOptions`
-    `options`) and their targets: Y's, or with Y omitted, the class ids of X's class
-    subfolders."""
+    `options`, None for Keras's defaults) and their targets: Y's, or with Y omitted, the
+    class ids of X's class subfolders."""
     from seqcli.io.inputs import declared_shape, names_images
 
     if not names_images([x_path]):
@@ -59,8 +59,9 @@ def read_examples(x_path: str, y_path: str | None, loaded, options,
             raise UsageError(f"Y (the targets) is missing: {command} needs a .npy of targets "
                              "beside X, unless X is a folder of images in class subfolders")
         return Examples(*read_training_arrays(x_path, y_path, command))
-    from seqcli.io.images import list_images, load_images
+    from seqcli.io.images import ImageOptions, list_images, load_images
 
+    options = options or ImageOptions()
     shape = declared_shape(loaded)
     files = list_images([x_path], labelled=y_path is None)
     if y_path is None:

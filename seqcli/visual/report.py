@@ -83,10 +83,9 @@ def first_samples(runner: Runner, path: str, count: int) -> np.ndarray:
     """The first `count` samples of the input `path` (`.npy`, `-` for stdin, a Zarr array, a
     glob of shards, or images resized as Keras's image_dataset_from_directory does), the
     runner built from its shape; an InputDataError for an input without samples."""
-    from seqcli.io.images import ImageOptions
     from seqcli.io.inputs import open_model_input
 
-    with open_model_input([path], runner, ImageOptions()) as data:
+    with open_model_input([path], runner) as data:
         runner.build(data.shape)
         batch = next(data.batches(count, as_float32=not runner.takes_ids), None)
     if batch is None:
