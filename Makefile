@@ -64,10 +64,17 @@ digits: install
 lint: install
 	$(BIN)/ruff check seqcli tests
 
-# the training peers `make bench` runs (Keras on JAX), each in a process of its own; `make test`
-# never needs them
+# the training peers `make bench` runs (Keras on JAX, and PyTorch where a CPU build of it is
+# on this machine's disk: pip's find-links, without the index, so that no multi-GB CUDA build
+# is ever downloaded), each in a process of its own; `make test` never needs them
+TORCH ?= torch==2.13.0
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,dask,bench]'
+	@if $(BIN)/pip install --quiet --no-index --no-deps '$(TORCH)' 2>/dev/null; then \
+		$(BIN)/pip install --quiet '$(TORCH)'; \
+	else \
+		echo "note: no CPU build of $(TORCH) on this machine's disk: the PyTorch rows are not measured"; \
+	fi
 	touch $(BENCH_STAMP)
 
 # Side by side with onnxruntime, numpy, Keras on JAX (and PyTorch where installed), written to

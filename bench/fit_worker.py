@@ -131,7 +131,7 @@ def fit_torch(model: str, x, y, epochs: int, threads: int) -> tuple[list[float],
             loss = loss_function(logits, labels[index])
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(index)
+            total += loss.item() * len(index)
             correct += int((logits.argmax(dim=1) == labels[index]).sum())
         seconds.append(time.perf_counter() - start)
     metrics = {"loss": total / len(inputs), "accuracy": correct / len(inputs)}

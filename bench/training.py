@@ -51,7 +51,8 @@ CASES = (
 
 PEER_IMPORTS = {"keras": "import keras, jax", "torch": "import torch"}
 PEER_INSTALL = {"keras": "pip install -e '.[bench]' installs it; make bench does",
-                "torch": "install a CPU build of PyTorch there to compare with it"}
+                "torch": ("make bench installs a CPU build of it from this machine's disk when "
+                          "one is there; TORCH=torch==X.Y.Z picks the release")}
 NOT_INSTALLED = "peer not installed"
 
 
