@@ -2,6 +2,9 @@
 
 import gc
 import os
+import sys
+
+from seqcli.forkserver import start_early
 
 
 def run() -> None:
@@ -15,6 +18,8 @@ def run() -> None:
     # pydantic looks for plugins in every installed package's metadata before it validates
     # anything: the command line uses none, and skips the search
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    # a local Dask cluster's fork server imports Dask and the kernels meanwhile
+    start_early(sys.argv[1:])
     from seqcli.cli import run as run_cli
 
     run_cli(gc_paused=True)

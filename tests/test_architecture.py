@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "seqcli"
 
 ORDER = [
-    "seqcli.errors", "seqcli.shapes", "seqcli.activations", "seqcli.io",
+    "seqcli.errors", "seqcli.forkserver", "seqcli.shapes", "seqcli.activations", "seqcli.io",
     "seqcli.kernels",
     "seqcli.layers",
     "seqcli.config",

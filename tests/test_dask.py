@@ -176,6 +176,44 @@ def test_local_cluster_of_two_workers(cli, work, tmp_path):
     close(np.load(tmp_path / "y.npy"), np.load(work / "reference.npy"))
 
 
+def test_a_local_cluster_from_the_console_script(work, tmp_path):
+    """`python -m seqcli` starts the fork server before the command line is read (here from
+    the option's `=` form)."""
+    done = subprocess.run([sys.executable, "-m", "seqcli", "predict", work / "model.yaml",
+                           work / "x2.zarr", "-o", tmp_path / "y.npy", "--dask=local:2", "-q"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr
+    close(np.load(tmp_path / "y.npy"), np.load(work / "reference.npy"))
+
+
+def test_a_cluster_run_of_files_imports_distributed_but_not_dask_array(work, tmp_path):
+    code = ("import sys\nfrom seqcli.cli import main\n"
+            f"assert main(['predict', {str(work / 'model.yaml')!r}, {str(work / 'x.npy')!r}, "
+            f"'-o', {str(tmp_path / 'y.npy')!r}, '--dask', 'local:1', '-q']) == 0\n"
+            "print('distributed' in sys.modules, 'dask.array' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "True False"
+    close(np.load(tmp_path / "y.npy"), np.load(work / "reference.npy"))
+
+
+@pytest.mark.parametrize("argv, started", [
+    (["predict", "m.yaml", "x.npy", "--dask", "local:2"], ["local:2"]),
+    (["extract", "--dask=local", "m.yaml", "x.npy", "--layer", "d"], ["local"]),
+    (["predict", "m.yaml", "x.npy", "--", "--dask", "local"], []),
+    (["summary", "--dask", "local"], []),
+    (["predict", "m.yaml", "x.npy", "--dask"], []),
+])
+def test_the_fork_server_starts_early_only_for_a_local_cluster(monkeypatch, argv, started):
+    import seqcli.forkserver as forkserver
+
+    seen = []
+    monkeypatch.setattr(forkserver, "start_fork_server", seen.append)
+    forkserver.start_early(argv)
+    assert seen == started
+
+
 @pytest.mark.parametrize("suffix", [".zarr", ".npz"])
 def test_extract_on_a_cluster_equals_one_process(cli, cluster, work, tmp_path, suffix):
     layers = ["--layer", "base/conv2d", "--layer", "dense"]

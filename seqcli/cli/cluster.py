@@ -22,9 +22,10 @@ def _checked_spec(ctx: typer.Context, value: str | None) -> str | None:
     """`--dask`'s value, checked; for a local cluster, its fork server is started at once."""
     if value is None or ctx.resilient_parsing:  # absent, or shell completion
         return value
-    from seqcli.dask.cluster import check_spec, start_fork_server
+    from seqcli.dask.cluster import check_spec
+    from seqcli.forkserver import start_fork_server
 
-    start_fork_server(check_spec(value))
+    start_fork_server(check_spec(value))  # once: `seqcli.__main__` may have started it
     return value
 
 

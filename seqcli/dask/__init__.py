@@ -71,11 +71,16 @@ def extract(model: str | Path | Sequential, x, layers: str | list[str], *,
     return arrays[paths[0]] if isinstance(layers, str) else arrays
 
 
-def require_dask():
-    """`dask.array`, or a SeqcliError (exit 1) that says how to install it."""
+def require_dask(arrays: bool = True):
+    """`dask.array` (None when not `arrays`: a cluster run of files needs only distributed,
+    and importing dask.array would add some 0.3 s to its start), or a SeqcliError (exit 1)
+    that says how to install them."""
     try:
-        import dask.array
         import distributed  # noqa: F401
+
+        if not arrays:
+            return None
+        import dask.array
     except ImportError as error:
         raise SeqcliError(MISSING_DASK) from error
     return dask.array

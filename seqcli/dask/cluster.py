@@ -8,18 +8,16 @@ worker of another seqcli version.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from seqcli import __version__
 from seqcli.errors import SeqcliError, UsageError
+from seqcli.forkserver import LOCAL, local_workers, start_method_name
 
 CONNECT_TIMEOUT = 5.0
 """Seconds to reach a scheduler, and then to see its first worker."""
-LOCAL = "local"
 _ADDRESS = re.compile(r"^(?:(?P<scheme>[a-z][a-z0-9+]*)://)?(?P<host>\[[0-9a-fA-F:]+\]|[^\s:/]+)"
                       r":(?P<port>\d{1,5})/?$")
 
@@ -36,16 +34,6 @@ def check_spec(spec: str) -> str:
                      f"such as tcp://host:8786. Received: {spec!r}")
 
 
-def local_workers(spec: str) -> int | None:
-    """N for `local:N` (N >= 1), the number of cores for `local`, else None."""
-    if spec == LOCAL:
-        return os.cpu_count() or 1
-    name, _, count = spec.partition(":")
-    if name == LOCAL and count.isdigit() and int(count) >= 1:
-        return int(count)
-    return None
-
-
 def worker_version() -> str:
     """The seqcli version of the process this runs in (a worker)."""
     from seqcli import __version__ as version  # read now: it is what this process runs
@@ -60,7 +48,7 @@ def connected(spec: str, quiet_logs: bool = True) -> Iterator[object]:
     `quiet_logs` is False."""
     from seqcli.dask import require_dask
 
-    require_dask()
+    require_dask(arrays=False)
     import distributed
 
     level = logging.CRITICAL if quiet_logs else logging.WARNING
@@ -86,47 +74,11 @@ def connected(spec: str, quiet_logs: bool = True) -> Iterator[object]:
             cluster.close()
 
 
-def _start_method_name() -> str:
-    """How a local cluster starts its worker processes: forked from a fork server where the
-    system has one (which imports Dask and seqcli once for all of them: two workers start in
-    1 s instead of 2, and stop in 0.03 s instead of 0.8), unless
-    `DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD` says otherwise. Never forked from this
-    process itself: its threads may hold locks that a child would wait on forever."""
-    import multiprocessing
-
-    chosen = os.environ.get("DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD")
-    if chosen is None and "forkserver" in multiprocessing.get_all_start_methods():
-        chosen = "forkserver"
-    return chosen or "spawn"
-
-
 def _start_method():
-    """Dask's setting of `_start_method_name` (a context manager)."""
+    """Dask's setting of `start_method_name` (a context manager)."""
     import dask
 
-    return dask.config.set({"distributed.worker.multiprocessing-method": _start_method_name()})
-
-
-FORK_SERVER_PRELOAD = ["distributed", "seqcli.dask.package"]
-"""What the fork server imports once, and every worker it forks then has."""
-
-
-def start_fork_server(spec: str) -> None:
-    """For a local cluster, start the fork server its workers will come from now, in the
-    background, while this process reads the model and the input (some 0.3 s saved)."""
-    if local_workers(spec) is not None and _start_method_name() == "forkserver":
-        threading.Thread(target=_fork_server, name="seqcli-fork-server", daemon=True).start()
-
-
-def _fork_server() -> None:
-    import multiprocessing
-    from multiprocessing import forkserver
-
-    try:
-        multiprocessing.get_context("forkserver").set_forkserver_preload(FORK_SERVER_PRELOAD)
-        forkserver.ensure_running()
-    except Exception:  # the cluster starts it itself, and reports what goes wrong
-        pass
+    return dask.config.set({"distributed.worker.multiprocessing-method": start_method_name()})
 
 
 def _reach(distributed, address: str):
