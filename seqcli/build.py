@@ -113,8 +113,10 @@ class BuiltModel:
     @property
     def takes_ids(self) -> bool:
         """True when the first layer reads integer ids (an Embedding), not float values."""
-        leaves = self.leaves()
-        return bool(leaves) and leaves[0].layer.takes_ids
+        first = self.layers[0] if self.layers else None
+        while first is not None and first.children:  # the first of `leaves()`, found directly
+            first = first.children[0]
+        return first is not None and bool(first.layer.takes_ids)
 
     def walk(self):
         """Every layer, nested ones included, depth first."""

@@ -75,7 +75,8 @@ def empty_axis_problem(sample, what: str = "input") -> str | None:
 
 def fits(sample, expected) -> bool:
     """True when the per-sample shape `sample` meets `expected` (None matches any size)."""
-    return len(sample) == len(expected) and all(
+    sample, expected = tuple(sample), tuple(expected)
+    return sample == expected or len(sample) == len(expected) and all(
         e is None or e == s for e, s in zip(expected, sample))
 
 

@@ -21,6 +21,7 @@ from seqcli.kernels import dense as k_dense
 from seqcli.kernels import normalization as k_norm
 from seqcli.kernels import pooling as k_pool
 from seqcli.kernels import reshaping as k_resh
+from seqcli.kernels import small as k_small
 from seqcli.kernels import winograd as k_winograd
 
 try:
@@ -69,8 +70,9 @@ def _act_for(i: int) -> str:
 # Modules of seqcli.kernels that hold no kernels: what the kernels run on (CPU features, threads,
 # numba's start-up, LLVM helpers, size checks); their public functions are used elsewhere.
 NOT_KERNELS = ("cpu", "threads", "numba_startup", "intrinsics", "geometry", "memory")
-# Public functions of kernel modules that are not kernels: the switch to a small run's numpy path.
-NOT_KERNEL_FUNCTIONS = ("small_run",)
+# Public functions of kernel modules that are not kernels: the switch to a small run's numpy path,
+# and whether it could be on.
+NOT_KERNEL_FUNCTIONS = ("small_run", "numpy_may_run")
 
 
 def _public_kernel_functions():
@@ -209,6 +211,35 @@ def test_dense_grid(i):
 @pytest.mark.parametrize("name", ACTIVATIONS)
 def test_dense_all_activations(name):
     _run_dense((4, 6, 5, True), name)
+
+
+@pytest.mark.parametrize("m, k, u", [(1, 6, 5), (1, 784, 512), (4, 784, 512), (1, 2048, 2049)])
+@pytest.mark.parametrize("name", ["linear", "relu", "softmax", "tanh"])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_dense_rows_is_dense_forward_with_its_weights_bound(m, k, u, name, with_bias):
+    """A tiny row, a row of up to 2^22 multiply-accumulates (its own path for linear and
+    relu), several rows, and a row beyond: the numbers of dense_forward and the reference."""
+    x, kernel, bias = _dense_args(m, k, u, with_bias, salt=k + u)
+    rows = k_small.dense_rows(kernel, bias, activation_code(name))
+    got = rows(x)
+    ref = naive.naive_dense(x, kernel, bias, name)
+    _check(got, ref, scale=_magnitude(naive.naive_dense(x, kernel, bias, "linear")))
+    np.testing.assert_allclose(got, k_dense.dense_forward(x, kernel, bias, activation_code(name)),
+                               rtol=1e-6, atol=1e-6)
+    assert rows(x[:, :]).shape == (m, u)
+
+
+def test_dense_rows_and_dense_forward_agree_on_the_numpy_size():
+    assert k_small.DENSE_NUMPY_MACS == k_dense._SMALL_MACS
+
+
+def test_dense_rows_leaves_weights_it_cannot_use_to_the_layer():
+    kernel, bias = np.ones((3, 2), np.float32), np.zeros(2, np.float32)
+    assert k_small.dense_rows(kernel.astype(np.float64), bias, 0) is None
+    assert k_small.dense_rows(np.asfortranarray(np.ones((3, 2), np.float32)), None, 0) is None
+    assert k_small.dense_rows(kernel, bias.astype(np.float64), 0) is None
+    rows = k_small.dense_rows(kernel, bias, 0)
+    np.testing.assert_array_equal(rows(np.array([[1.0, 2.0, 3.0]])), [[6.0, 6.0]])  # float64 x
 
 
 def test_dense_hand_values():

@@ -29,8 +29,7 @@ from seqcli.kernels.numba_startup import numba_ready
 from seqcli.kernels.threads import _next_item, _parallel, thread_count
 
 # Up to this many multiply-accumulates a dense layer is one single-threaded numpy matmul with
-# a numpy epilogue for linear/relu/softmax (no thread wakes; numba's kernels are not even loaded,
-# so that a small model starts faster).
+# a numpy epilogue for linear/relu/softmax (no thread wakes); small.py's DENSE_NUMPY_MACS.
 _SMALL_MACS = 1 << 22
 # Up to this many OpenBLAS runs a GEMM on one thread by itself (its SMP threshold, 65536 x
 # GEMM_MULTITHREAD_THRESHOLD 4): no need to find the library to keep it there.

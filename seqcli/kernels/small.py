@@ -34,6 +34,10 @@ SMALL_VALUES = 1 << 16
 RUN_MACS = 2_000_000_000
 """A run (every row through every layer) of at most this many multiply-accumulates runs here
 whole: numpy does it in well under the 0.3 s that loading numba and its kernels takes."""
+DENSE_NUMPY_MACS = 1 << 22
+"""Up to this many multiply-accumulates a dense layer is a numpy matmul with a numpy epilogue
+for linear, relu and softmax, in small runs or not (dense.py's `_SMALL_MACS`, which cannot
+import it from here: this module imports that one)."""
 WINDOW_VALUES = 1 << 22
 """The most values one slice of a convolution's im2col windows holds (16 MB)."""
 
@@ -49,9 +53,11 @@ def small_run(built, rows: int) -> Iterator[bool]:
     not loaded yet, and the process's small runs so far leave room for them within RUN_MACS
     (a process that keeps predicting pays for the kernels once, then runs at their speed);
     yields whether they do."""
-    macs = [info.macs for info in built.layers]
-    work = rows * sum(macs) if None not in macs else None
-    small = work is not None and not _kernels_loaded() and _SPENT[0] + work <= RUN_MACS
+    small = False
+    if not _kernels_loaded():
+        macs = [info.macs for info in built.layers]
+        work = rows * sum(macs) if None not in macs else None
+        small = work is not None and _SPENT[0] + work <= RUN_MACS
     if small:
         _SPENT[0] += work
     token = _RUN.set(small)
@@ -59,6 +65,13 @@ def small_run(built, rows: int) -> Iterator[bool]:
         yield _RUN.get()
     finally:
         _RUN.reset(token)
+
+
+def numpy_may_run() -> bool:
+    """False when no `small_run` could run anything in numpy now (the kernels are loaded, and
+    no small run is on): a caller may then skip entering one."""
+    return not _kernels_loaded() or _RUN.get()
+
 
 def _kernels_loaded() -> bool:
     """True once this process has loaded numba (and so may run the kernels at no extra
@@ -142,6 +155,41 @@ def small_dense_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | No
         y += bias
     _activation_inplace(y, code)
     return y
+
+
+def dense_rows(kernel: np.ndarray, bias: np.ndarray | None, code: int):
+    """dense_forward(x, kernel, bias, code) as a function of x, for calls with these weights."""
+    # For a model's plan: the same numbers, the weights checked once here, and one row a matmul
+    # and a numpy epilogue (the per-call checks, and setting BLAS's threads, would take half
+    # its time); numba is loaded only when a call needs the kernels. None when the weights are
+    # not float32 arrays in C order: the plan then calls the layer's forward as it is (a
+    # converted copy would not see them change).
+    given = [a for a in (kernel, bias) if a is not None]
+    if not all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
+               for a in given) or kernel.ndim != 2 or code not in ACTIVATION_CODES.values():
+        return None
+    k, units = kernel.shape
+    small_row = k * units <= SMALL_MACS and code in SUPPORTED
+    """A row of small work: what `small_dense_forward` does."""
+    one_row = SMALL_MACS < k * units <= DENSE_NUMPY_MACS and code in (_LINEAR, _RELU)
+    """A row of more, linear or relu: what `dense_forward` does, BLAS on its own threads (a
+    row is no cost to wake them for), the same numbers as a small run's."""
+
+    def rows(x: np.ndarray) -> np.ndarray:
+        if x.shape == (1, k) and x.dtype == np.float32 and (small_row or one_row):
+            y = np.matmul(x, kernel)
+            if bias is not None:
+                y += bias
+            _activation_inplace(y, code)
+            return y
+        y = small_dense_forward(x, kernel, bias, code)
+        if y is None:
+            from seqcli.kernels.dense import dense_forward
+
+            y = dense_forward(x, kernel, bias, code)
+        return y
+
+    return rows
 
 
 def small_activation_forward(x: np.ndarray, code: int) -> np.ndarray | None:

@@ -412,6 +412,12 @@ class Layer(BaseModel):
         """Run the layer on a batch `x` of shape (N, *input_shape)."""
         raise NotImplementedError(f"{self.type} has no forward pass")
 
+    def bound_forward(self, weights: dict):
+        """`forward` with the layer's `weights` bound, for a model's plan that runs it on batch
+        after batch (`seqcli.runtime.model.ForwardPlan`): a layer may check and prepare its
+        weights here once rather than on every call."""
+        return functools.partial(self.forward, weights)
+
     def forward_train(self, weights: dict, x, rng):
         """Training-mode forward: (output, what `backward` needs). `rng` drives Dropout."""
         return self.forward(weights, x), x

@@ -79,6 +79,22 @@ class Dense(Layer):
             y = dense_forward(flat, weights["kernel"], weights.get("bias"), code)
         return y.reshape(x.shape[:-1] + (self.units,))
 
+    def bound_forward(self, weights):
+        from seqcli.kernels.small import dense_rows
+
+        if not isinstance(self.activation, str):  # an activation layer runs after
+            return super().bound_forward(weights)
+        rows = dense_rows(weights["kernel"], weights.get("bias"),
+                          activation_code(self.activation))
+        if rows is None:
+            return super().bound_forward(weights)
+        units = self.units
+
+        def forward(x):
+            return rows(x.reshape(-1, x.shape[-1])).reshape(x.shape[:-1] + (units,))
+
+        return forward
+
     def forward_train(self, weights, x, rng):
         from seqcli.kernels.activations import activation_forward
         from seqcli.kernels.dense import dense_forward

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import numpy as np
 from seqcli.build import BuiltModel, LayerInfo, build
 from seqcli.config.load import LoadedModel, load_model
 from seqcli.errors import InputDataError, SeqcliError, UsageError
-from seqcli.kernels.small import small_run
+from seqcli.kernels.small import numpy_may_run, small_run
 from seqcli.layers.base import Layer
 from seqcli.layers.sequential import Sequential as NestedSequential
 from seqcli.runtime.weights import ModelWeights, load_model_weights
@@ -57,7 +56,7 @@ class ForwardPlan:
         self.masked = any(info.masked for info in built.walk())
         """True when some layer's output carries a mask (the plan then runs nothing)."""
         self.steps = [] if self.masked else [
-            (info, partial(info.layer.forward, info.own_weights(weights.arrays)))
+            (info, info.layer.bound_forward(info.own_weights(weights.arrays)))
             for info in built.leaves()]
         """(layer, its `forward` with its own weights bound), in execution order."""
         sample = max((num_elements(info.output_shape) or 1 for info in built.walk()), default=1)
@@ -363,6 +362,9 @@ class Sequential:
     def _checked(self, x) -> np.ndarray:
         """`x` as an array whose shape fits the model, built from it if need be; the errors
         name the shape of the whole of `x`, never of a batch cut from it."""
+        if (type(x) is np.ndarray and x.dtype == np.float32 and self._built is not None
+                and x.shape[1:] == self._built.input_shape):  # as it comes, batch after batch
+            return x
         x = np.asarray(x)
         if x.dtype.kind not in "fiub" or x.dtype.names is not None:
             raise InputDataError(f"input arrays must be numeric; received dtype {x.dtype}")
@@ -393,6 +395,8 @@ class Sequential:
     def __call__(self, x) -> np.ndarray:
         """The model's output for a batch, as one array."""
         x = self._prepare(x)
+        if not numpy_may_run():  # batch after batch at the kernels' speed
+            return self._forward_in_pieces(x)
         with small_run(self._built, len(x)):
             return self._forward_in_pieces(x)
 
