@@ -1,6 +1,6 @@
 """The fork server a local Dask cluster (`--dask local`, `local:N`) forks its workers from,
 started in the background as the command line begins, before the rest of seqcli is imported:
-it imports Dask's distributed and seqcli's kernels once for all the workers while this process
+it imports Dask's distributed and seqcli's runtime once for all the workers while this process
 reads the model and its input. Only the standard library is imported here.
 """
 
