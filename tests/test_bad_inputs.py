@@ -1030,13 +1030,20 @@ def test_signal_in_the_middle_of_a_long_predict(long_input, tmp_path, signum, co
     target.write_bytes(PRECIOUS)
     process = subprocess.Popen([sys.executable, "-m", "seqcli", "predict", "m.yaml", "x.npy",
                                 "-o", target, "--batch-size", "1", "--quiet"], cwd=long_input,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=_interruptible)
     _wait_for_temp(tmp_path, process)
     process.send_signal(signum)
     out, err = process.communicate(timeout=60)
     assert process.returncode == code, err
     assert (out, err) == (b"", message)
     assert sorted(os.listdir(tmp_path)) == ["y.npy"] and target.read_bytes() == PRECIOUS
+
+
+def _interruptible() -> None:
+    """In a child about to run seqcli: Ctrl-C's default handling, even where the test run was
+    started with SIGINT ignored (a background job of a non-interactive shell is)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 SLOW_FSYNC = """
@@ -1059,7 +1066,8 @@ def test_ctrl_c_during_an_in_place_freeze(tmp_path):
     before = model.read_bytes()
     process = subprocess.Popen([sys.executable, "-c", SLOW_FSYNC, "freeze", str(model),
                                 "--all-but-last", "--in-place"], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=_interruptible)
     _wait_for_temp(tmp_path, process)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
