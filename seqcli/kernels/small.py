@@ -150,6 +150,11 @@ def small_dense_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | No
     small = m * k * kernel.shape[1] <= SMALL_MACS or _RUN.get()
     if not small or code not in SUPPORTED or not _plain(x, kernel):
         return None
+    return _matmul_activation(x, kernel, bias, code)
+
+
+def _matmul_activation(x, kernel, bias, code: int) -> np.ndarray:
+    """act(x @ kernel + bias) in numpy, on float32 arrays already checked."""
     y = np.matmul(x, kernel)
     if bias is not None:
         y += bias
@@ -177,11 +182,7 @@ def dense_rows(kernel: np.ndarray, bias: np.ndarray | None, code: int):
 
     def rows(x: np.ndarray) -> np.ndarray:
         if x.shape == (1, k) and x.dtype == np.float32 and (small_row or one_row):
-            y = np.matmul(x, kernel)
-            if bias is not None:
-                y += bias
-            _activation_inplace(y, code)
-            return y
+            return _matmul_activation(x, kernel, bias, code)
         y = small_dense_forward(x, kernel, bias, code)
         if y is None:
             from seqcli.kernels.dense import dense_forward
