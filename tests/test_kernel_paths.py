@@ -21,6 +21,8 @@ HERE = Path(__file__).parent
 ], ids=["no-avx512", "numpy-matmul"])
 def test_convolution_dense_and_recurrent_paths(env, tmp_path):
     full = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), **env)
+    if "NUMBA_CPU_NAME" in env:  # not the host's features, which seqcli.kernels set here
+        full.pop("NUMBA_CPU_FEATURES", None)
     probe = subprocess.run(
         [sys.executable, "-c", "from seqcli.kernels import cpu, dense; "
          "print(cpu.wide_vectors(), dense._blas() is not None)"],
@@ -41,6 +43,72 @@ def test_convolution_dense_and_recurrent_paths(env, tmp_path):
         env=full, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:]
 
+
+_WIDTH_PROBE = (
+    "import os, numpy as np\n"
+    "import seqcli.kernels\n"
+    "from llvmlite import binding\n"
+    "from numba import njit\n"
+    "@njit(fastmath=True)\n"
+    "def axpy(a, x, y):\n"
+    "    for i in range(x.size):\n"
+    "        y[i] += a * x[i]\n"
+    "x = np.arange(256, dtype=np.float32)\n"
+    "axpy(np.float32(2), x, x)\n"
+    "assert x[3] == 9\n"
+    "asm = next(iter(axpy.inspect_asm().values()))\n"
+    "host = binding.get_host_cpu_features().flatten().split(',')\n"
+    "print('+avx512f' in host, '%zmm' in asm,"
+    " os.environ.get('NUMBA_CPU_FEATURES', 'unset').rsplit(',', 1)[-1])\n")
+
+
+@pytest.mark.parametrize("env", [{}, {"NUMBA_CPU_NAME": "generic"}], ids=["host", "generic"])
+def test_kernels_use_the_cpus_full_vector_width(env, tmp_path):
+    """On an AVX-512 CPU numba's loops use 16-float vectors (zmm registers), also where LLVM
+    tunes the CPU for 8-float ones (Intel's): `seqcli.kernels` turns that tuning off before
+    numba compiles. Without AVX-512, or where the environment names numba's target itself, it
+    leaves numba's configuration as it is."""
+    full = {key: value for key, value in os.environ.items()
+            if key not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")}
+    done = subprocess.run([sys.executable, "-c", _WIDTH_PROBE], capture_output=True, text=True,
+                          timeout=600, env=dict(full, NUMBA_CACHE_DIR=str(tmp_path), **env))
+    assert done.returncode == 0, done.stderr[-2000:]
+    avx512, zmm, features = done.stdout.split()
+    if env:
+        assert (zmm, features) == ("False", "unset")
+    elif avx512 == "True":
+        assert (zmm, features) == ("True", "-prefer-256-bit")
+    else:
+        assert (zmm, features) == ("False", "unset")
+
+
+def test_full_width_is_asked_for_only_on_avx512(monkeypatch):
+    """What `full_width_vectors` sets, for a CPU with and without AVX-512 and where the user
+    named numba's target: the host's own features, with LLVM's half-width tuning off."""
+    from llvmlite import binding
+    from numba.core import config
+
+    from seqcli.kernels import cpu
+
+    monkeypatch.setattr(config, "CPU_FEATURES", config.CPU_FEATURES)  # restored afterwards
+    for host, wanted in [("+avx2,+fma,+avx512f,+avx512bw", "+avx2,+fma,+avx512f,+avx512bw,"
+                                                           "-prefer-256-bit"),
+                         ("+avx2,+fma,-avx512f", None)]:
+        monkeypatch.delenv("NUMBA_CPU_NAME", raising=False)
+        monkeypatch.delenv("NUMBA_CPU_FEATURES", raising=False)
+        monkeypatch.setattr(binding, "get_host_cpu_features",
+                            lambda host=host: type("F", (), {"flatten": lambda self: host})())
+        cpu.full_width_vectors()
+        assert os.environ.get("NUMBA_CPU_FEATURES") == wanted
+        if wanted:
+            assert config.CPU_FEATURES == wanted  # numba was imported first: told too
+    monkeypatch.setenv("NUMBA_CPU_FEATURES", "+sse2")
+    cpu.full_width_vectors()
+    assert os.environ["NUMBA_CPU_FEATURES"] == "+sse2"
+    monkeypatch.delenv("NUMBA_CPU_FEATURES")
+    monkeypatch.setenv("NUMBA_CPU_NAME", "skylake-avx512")
+    cpu.full_width_vectors()
+    assert "NUMBA_CPU_FEATURES" not in os.environ
 
 
 def test_cached_kernels_load_without_numba_compiler_refresh(tmp_path):
