@@ -105,6 +105,73 @@ def test_dropout_is_active_in_training_only():
     np.testing.assert_array_equal(layer.forward({}, x), x)  # inference: the identity
 
 
+def test_every_layer_that_adds_to_the_loss_says_so():
+    """A layer class with a loss penalty of its own on its output says when it has one
+    (`has_output_penalty`): a training step asks no other layer for one."""
+    from seqcli.layers import LAYER_CLASSES
+    from seqcli.layers.base import Layer
+
+    own = [cls for cls in LAYER_CLASSES if cls.output_penalty is not Layer.output_penalty]
+    assert own  # ActivityRegularization, at least
+    for cls in own:
+        assert cls.has_output_penalty is not Layer.has_output_penalty, cls.__name__
+
+
+def test_a_training_plan_made_once_gives_every_steps_numbers(tmp_path):
+    """Steps sharing one `training_plan` (as `fit` makes it) compute what steps that each
+    look the layers' regularizers, constraints and penalties up again compute, to the bit;
+    a plan made for another model is not used."""
+    from seqcli.runtime.model import load
+    from seqcli.training.fit import train_step, training_plan
+    from seqcli.training.losses import get_loss
+    from seqcli.training.optimizers import get_optimizer
+
+    model = tmp_path / "m.yaml"
+    model.write_text(
+        "input_shape: [5]\nseed: 3\nlayers:\n"
+        "  - {type: Dense, units: 6, activation: relu, kernel_regularizer: {l2: 0.01},\n"
+        "     kernel_constraint: {type: MaxNorm, max_value: 0.5},\n"
+        "     activity_regularizer: {l1: 0.001}}\n"
+        "  - {type: ActivityRegularization, l2: 0.02}\n"
+        "  - {type: Dense, units: 2, bias_regularizer: {l1: 0.1}}\n")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 5)).astype(np.float32)
+    y = rng.normal(size=(8, 2)).astype(np.float32)
+    runs = []
+    for shared in (False, True):
+        network = load(model)
+        network.build()
+        weights = {key: value.copy() for key, value in network.weight_arrays.items()}
+        plan = training_plan(network.built_model) if shared else None
+        optimizer, loss, steps = get_optimizer("adam"), get_loss("mse"), np.random.default_rng(1)
+        losses = [train_step(network.built_model, weights, x, y, loss, optimizer, steps,
+                             plan=plan)[0] for _ in range(3)]
+        runs.append((losses, weights))
+    (plain, plain_weights), (planned, planned_weights) = runs
+    assert plain == planned and len(set(plain)) == 3
+    network = load(model)  # the first step's loss by hand: mse, the weights' and the
+    network.build()  # activities' penalties
+    w = {key: value.astype(np.float64) for key, value in network.weight_arrays.items()}
+    hidden = np.maximum(x @ w["dense/kernel"] + w["dense/bias"], 0)
+    out = hidden @ w["dense_1/kernel"] + w["dense_1/bias"]
+    expected = (np.mean((out - y) ** 2) + 0.01 * np.sum(w["dense/kernel"] ** 2)
+                + 0.1 * np.sum(np.abs(w["dense_1/bias"])) + 0.001 * np.abs(hidden).sum() / 8
+                + 0.02 * np.square(hidden).sum() / 8)
+    assert plain[0] == pytest.approx(expected, rel=1e-5)
+    for key, value in plain_weights.items():
+        np.testing.assert_array_equal(planned_weights[key], value)
+    assert float(np.linalg.norm(plain_weights["dense/kernel"], axis=0).max()) <= 0.5 + 1e-6
+    other = load(model)
+    other.build()
+    stale = training_plan(other.built_model)
+    network = load(model)
+    network.build()
+    weights = {key: value.copy() for key, value in network.weight_arrays.items()}
+    first = train_step(network.built_model, weights, x, y, get_loss("mse"),
+                       get_optimizer("adam"), np.random.default_rng(1), plan=stale)[0]
+    assert first == plain[0]
+
+
 def _regression_files(tmp_path, rows=12):
     model = tmp_path / "m.yaml"
     model.write_text("input_shape: [3]\nseed: 2\nlayers:\n"

@@ -422,6 +422,11 @@ class Layer(BaseModel):
         """Training-mode forward: (output, what `backward` needs). `rng` drives Dropout."""
         return self.forward(weights, x), x
 
+    def has_output_penalty(self) -> bool:
+        """True when `output_penalty` may add to the loss (an activity regularizer is set): a
+        training step asks the others for none."""
+        return getattr(self, "activity_regularizer", None) is not None
+
     def output_penalty(self, y) -> float:
         """What the layer adds to the training loss for its output `y` of a batch: Keras's
         activity regularizer on the output, divided by the batch size; 0.0 without one."""

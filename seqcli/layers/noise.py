@@ -233,6 +233,9 @@ class ActivityRegularization(Layer):
     def forward(self, weights, x):
         return x
 
+    def has_output_penalty(self) -> bool:
+        return bool(self.l1 or self.l2)
+
     def output_penalty(self, y) -> float:
         """Keras's L1L2 activity regularizer divided by the batch size."""
         import numpy as np

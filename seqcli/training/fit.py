@@ -32,15 +32,55 @@ class History:
             self.history.setdefault(name, []).append(value)
 
 
-def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
-               loss: Loss, optimizer: Optimizer, rng: np.random.Generator):
-    """One batch: forward in training mode, loss, backward, update. Returns (loss, the
-    batch's outputs, their mask or None); frozen weights are never written."""
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What a training step asks of a built model's layers, looked up once for all its steps
+    (each layer's options are pydantic attributes, slow to read by the dozen at every batch)."""
+
+    built: BuiltModel
+    """The model the plan was made for."""
+    leaves: list
+    """Its computing layers (`LayerInfo`), in execution order."""
+    trainable_before: list[bool]
+    """Per layer: whether some layer before it has trainable weights (it then needs its input
+    gradient)."""
+    regularized: list[tuple[str, dict]]
+    """(key, regularizer) of each trainable weight that has a regularizer, in layer order."""
+    constrained: list[tuple[str, dict]]
+    """(key, constraint) of each trainable weight that has a constraint, in layer order."""
+    activity: list[bool]
+    """Per layer: whether its output adds a penalty to the loss (`has_output_penalty`)."""
+
+
+def training_plan(built: BuiltModel) -> TrainingPlan:
+    """The `TrainingPlan` of `built`."""
     leaves = built.leaves()
+    trainable_before, seen = [], False
+    regularized, constrained, activity = [], [], []
+    for info in leaves:
+        trainable_before.append(seen)
+        seen = seen or bool(info.trainable_keys)
+        for options, found in ((info.layer.weight_regularizers(), regularized),
+                               (info.layer.weight_constraints(), constrained)):
+            found.extend((f"{info.path}/{name}", option) for name, option in options.items()
+                         if f"{info.path}/{name}" in info.trainable_keys)
+        activity.append(info.layer.has_output_penalty())
+    return TrainingPlan(built, leaves, trainable_before, regularized, constrained, activity)
+
+
+def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
+               loss: Loss, optimizer: Optimizer, rng: np.random.Generator,
+               plan: TrainingPlan | None = None):
+    """One batch: forward in training mode, loss, backward, update. Returns (loss, the
+    batch's outputs, their mask or None); frozen weights are never written. `plan`: the
+    model's `training_plan`, made once for many steps (made here when None)."""
+    if plan is None or plan.built is not built:
+        plan = training_plan(built)
+    leaves = plan.leaves
     caches, output_grads = [], []
     h, mask = x, None
-    penalty = weight_penalty(built, weights)  # Keras adds model.losses to the loss
-    for info in leaves:
+    penalty = weight_penalty(built, weights, plan)  # Keras adds model.losses to the loss
+    for info, activity in zip(leaves, plan.activity):
         layer = info.layer
         own = info.own_weights(weights)
         with named_out_of_memory(info, len(h)):
@@ -51,15 +91,11 @@ def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray,
         mask = layer.compute_mask(h, mask)
         h = out
         caches.append(cache)
-        penalty += layer.output_penalty(out)
-        output_grads.append(layer.output_penalty_gradient(out))
+        if activity:
+            penalty += layer.output_penalty(out)
+        output_grads.append(layer.output_penalty_gradient(out) if activity else None)
     value = loss.value(y, h, mask) + penalty
-    # a layer needs its input gradient only if some layer before it has trainable weights
-    trainable_before = [False] * len(leaves)
-    seen = False
-    for index, info in enumerate(leaves):
-        trainable_before[index] = seen
-        seen = seen or bool(info.trainable_keys)
+    trainable_before = plan.trainable_before
     gradients: dict[str, np.ndarray] = {}
     grad = loss.gradient(y, h, mask)
     for index in range(len(leaves) - 1, -1, -1):
@@ -75,45 +111,45 @@ def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray,
         for name, value_grad in layer_grads.items():
             if prefix + name in info.trainable_keys:
                 gradients[prefix + name] = value_grad
-        for name, regularizer in info.layer.weight_regularizers().items():
-            if prefix + name in gradients:
-                gradients[prefix + name] = gradients[prefix + name] + regularizers.penalty_gradient(
-                    regularizer, weights[prefix + name])
+    for key, regularizer in plan.regularized:
+        if key in gradients:
+            gradients[key] = gradients[key] + regularizers.penalty_gradient(regularizer,
+                                                                            weights[key])
     ordered = {key: gradients[key] for key in built.weight_shapes if key in gradients}
     optimizer.apply(weights, ordered)
-    apply_constraints(built, weights)
+    apply_constraints(built, weights, plan)
     return value, h, mask
 
 
-def weight_penalty(built: BuiltModel, weights: dict[str, np.ndarray]) -> float:
+def weight_penalty(built: BuiltModel, weights: dict[str, np.ndarray],
+                   plan: TrainingPlan | None = None) -> float:
     """The regularizers' penalties on the trainable weights, as Keras's `Layer.losses`
     counts them (a frozen weight's regularizer adds nothing)."""
-    total = 0.0
-    for info in built.leaves():
-        for name, regularizer in info.layer.weight_regularizers().items():
-            key = f"{info.path}/{name}"
-            if key in info.trainable_keys:
-                total += regularizers.penalty(regularizer, weights[key])
-    return total
+    if plan is None or plan.built is not built:
+        plan = training_plan(built)
+    return sum((regularizers.penalty(regularizer, weights[key])
+                for key, regularizer in plan.regularized), 0.0)
 
 
-def apply_constraints(built: BuiltModel, weights: dict[str, np.ndarray]) -> None:
+def apply_constraints(built: BuiltModel, weights: dict[str, np.ndarray],
+                      plan: TrainingPlan | None = None) -> None:
     """Project each trainable weight that has a constraint, in place, as Keras's optimizer
     does after every update."""
-    for info in built.leaves():
-        for name, constraint in info.layer.weight_constraints().items():
-            key = f"{info.path}/{name}"
-            if key in info.trainable_keys:
-                regularizers.constrain(constraint, weights[key])
+    if plan is None or plan.built is not built:
+        plan = training_plan(built)
+    for key, constraint in plan.constrained:
+        regularizers.constrain(constraint, weights[key])
 
 
-def _forward_with_penalty(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray):
+def _forward_with_penalty(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray,
+                          plan: TrainingPlan):
     """(output, its mask, the layers' activity and weight penalties) at inference, as
     Keras's `test_step` counts them in the loss."""
-    h, mask, penalty = x, None, weight_penalty(built, weights)
-    for info in built.leaves():
+    h, mask, penalty = x, None, weight_penalty(built, weights, plan)
+    for info, activity in zip(plan.leaves, plan.activity):
         h, mask = run_layer(info, weights, h, mask)
-        penalty += info.layer.output_penalty(h)
+        if activity:
+            penalty += info.layer.output_penalty(h)
     return h, mask, penalty
 
 
@@ -130,11 +166,12 @@ def evaluate(built: BuiltModel, weights: dict[str, np.ndarray], x, y, loss: Loss
     the whole set (`metrics`: Keras's names; default `default_metrics(loss)`).
     `on_batch(rows)` after each batch. ValueError for an unknown metric name."""
     trackers = make_metrics(output_shape_for(built, np.shape(x)[1:]), y, loss, metrics)
+    plan = training_plan(built)
     total = 0.0
     for start in range(0, len(x), batch_size):
         xb = model_input(built, x[start:start + batch_size], start)
         yb = np.asarray(y[start:start + batch_size])
-        out, mask, penalty = _forward_with_penalty(built, weights, xb)
+        out, mask, penalty = _forward_with_penalty(built, weights, xb, plan)
         total += (loss.value(yb, out, mask) + penalty) * len(xb)
         for tracker in trackers:
             tracker.update(yb, out, mask)
@@ -173,6 +210,7 @@ def fit(built: BuiltModel, weights: dict[str, np.ndarray], x, y, *, loss: Loss,
     history = History()
     rows = len(x)
     output_shape = output_shape_for(built, np.shape(x)[1:])
+    plan = training_plan(built)
     for epoch in range(epochs):
         start_time = time.monotonic()
         order = rng.permutation(rows) if shuffle else np.arange(rows)
@@ -181,7 +219,8 @@ def fit(built: BuiltModel, weights: dict[str, np.ndarray], x, y, *, loss: Loss,
             index = order[start:start + batch_size]
             xb = model_input(built, x[index], index)
             yb = np.asarray(y[index])
-            value, output, mask = train_step(built, weights, xb, yb, loss, optimizer, rng)
+            value, output, mask = train_step(built, weights, xb, yb, loss, optimizer, rng,
+                                             plan=plan)
             if not math.isfinite(value):
                 raise DivergedError(f"the loss became {_number(value)} at epoch {epoch + 1}, "
                                     f"batch {start // batch_size + 1}", epoch)
