@@ -3,6 +3,7 @@
 import gc
 import os
 import sys
+import types
 
 from seqcli.forkserver import start_early
 
@@ -18,11 +19,37 @@ def run() -> None:
     # pydantic looks for plugins in every installed package's metadata before it validates
     # anything: the command line uses none, and skips the search
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    _no_plugin_loader()
     # a local Dask cluster's fork server imports Dask and the kernels meanwhile
     start_early(sys.argv[1:])
     from seqcli.cli import run as run_cli
 
     run_cli(gc_paused=True)
+
+
+_PLUGIN_LOADER = "pydantic.plugin._loader"
+
+
+def _no_plugin_loader() -> None:
+    """With every pydantic plugin off (PYDANTIC_DISABLE_PLUGINS=__all__), stand in for
+    pydantic's plugin loader, whose import alone costs importlib.metadata (10-15 ms at every
+    command) only for `get_plugins()` to find none. Any other name asked of it loads the real
+    loader."""
+    if os.environ.get("PYDANTIC_DISABLE_PLUGINS") != "__all__" or _PLUGIN_LOADER in sys.modules:
+        return
+    loader = types.ModuleType(_PLUGIN_LOADER)
+    loader.get_plugins = lambda: ()
+
+    def real(name: str):
+        if name.startswith("__"):  # what the import system asks of any module
+            raise AttributeError(name)
+        import importlib
+
+        del sys.modules[_PLUGIN_LOADER]
+        return getattr(importlib.import_module(_PLUGIN_LOADER), name)
+
+    loader.__getattr__ = real
+    sys.modules[_PLUGIN_LOADER] = loader
 
 
 if __name__ == "__main__":

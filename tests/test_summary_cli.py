@@ -159,6 +159,24 @@ def test_no_numba_for_summary():
     assert done.returncode == 0, done.stderr
 
 
+def test_summary_does_not_search_package_metadata_for_pydantic_plugins():
+    """The command line turns pydantic's plugins off and stands in for their loader, whose
+    import would cost importlib.metadata; any other name asked of the loader is the real
+    one's."""
+    code = ("import os, sys; os.environ['PYDANTIC_DISABLE_PLUGINS'] = '__all__'\n"
+            "from seqcli.__main__ import _no_plugin_loader; _no_plugin_loader()\n"
+            "from seqcli.cli import main\n"
+            f"assert main(['summary', '{CONFIGS / 'guide_convnet.yaml'}']) == 0\n"
+            "assert 'importlib.metadata' not in sys.modules, 'importlib.metadata imported'\n"
+            "from pydantic.plugin._loader import PYDANTIC_ENTRY_POINT_GROUP, get_plugins\n"
+            "assert PYDANTIC_ENTRY_POINT_GROUP == 'pydantic' and list(get_plugins()) == []\n")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_summary_imports_only_the_layer_modules_it_uses():
     code = ("import sys; from seqcli.cli import main; main(['summary', "
             f"'{CONFIGS / 'guide_convnet.yaml'}']); "
