@@ -373,8 +373,10 @@ def environment() -> list[str]:
         f"- numpy's BLAS: {blas_description()}, {blas_threads} threads by default; "
         + openblas_note(os.environ.get(DROPPED, "")),
         f"- float32 FMA peak, measured as `seqcli bench` does (a jitted loop of independent "
-        f"multiply-adds, the best of short runs on one thread, times the threads): "
-        f"{peak[1]:.0f} GFLOP/s on 1 thread, {peak[2]:.0f} GFLOP/s on 2.",
+        f"multiply-adds on every thread at once, the best of short runs): "
+        f"{peak[1]:.0f} GFLOP/s on 1 thread, {peak[2]:.0f} GFLOP/s on 2"
+        + (" (the two CPUs share FMA units: hyperthreads, or a virtual machine's CPUs on "
+           "shared cores)." if peak[2] < 1.6 * peak[1] else "."),
         f"- float32 numpy GEMM (1024^3), measured here: {gemm[1]:.0f} GFLOP/s on 1 thread "
         f"({100 * gemm[1] / peak[1]:.0f}% of the peak), {gemm[2]:.0f} GFLOP/s on 2.",
     ]

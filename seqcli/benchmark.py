@@ -99,7 +99,7 @@ chains than the FMA units' latency times their count, so that none waits for a r
 with 16 vector registers of 8 lanes spills some, and reads below its peak)."""
 
 
-@njit(fastmath=True, cache=True)
+@njit(fastmath=True, cache=True, nogil=True)
 def _fma_loop(rounds):
     """`rounds` passes of acc = acc * 0.999 + 0.001 over FMA_CHAINS accumulators (2 FLOP each)."""
     acc = np.zeros(FMA_CHAINS, np.float32)
@@ -112,22 +112,32 @@ def _fma_loop(rounds):
 def fma_peak(threads: int, seconds: float = 0.3, run_seconds: float = 0.005) -> float:
     """The float32 FMA peak of `threads` threads, GFLOP/s: the best rate of the jitted loop
     (the compiler keeps its accumulators in vector registers: one FMA per 16 lanes on AVX-512)
-    over repeated runs of about `run_seconds` on one thread, for `seconds` in all (the best,
-    since other processes can only slow a run down), times the threads, up to the CPUs this
-    process may run on (each core has its own FMA units)."""
+    run on that many threads at once, up to the CPUs this process may run on, over repeated
+    runs of about `run_seconds` (`seconds` in all; the best, since other processes can only
+    slow a run down). Measured together, not one thread's rate times the threads: CPUs that
+    share a core's FMA units (hyperthreads, a virtual machine's CPUs on one core) count once."""
+    import threading
+
     _fma_loop(1)  # compiled, or loaded from numba's cache
     start = time.perf_counter()
     _fma_loop(1000)
     rounds = max(1000, int(1000 * run_seconds / max(time.perf_counter() - start, 1e-9)))
+    together = max(1, min(threads, _usable_cpus()))
     best = math.inf
     end = time.perf_counter() + seconds
     runs = 0
     while runs < 3 or time.perf_counter() < end:
+        helpers = [threading.Thread(target=_fma_loop, args=(rounds,))
+                   for _ in range(together - 1)]
         start = time.perf_counter()
+        for helper in helpers:
+            helper.start()
         _fma_loop(rounds)
+        for helper in helpers:
+            helper.join()
         best = min(best, time.perf_counter() - start)
         runs += 1
-    return 2.0 * FMA_CHAINS * rounds / best * min(threads, _usable_cpus()) / 1e9
+    return 2.0 * FMA_CHAINS * rounds * together / best / 1e9
 
 
 def _usable_cpus() -> int:

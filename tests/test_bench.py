@@ -83,7 +83,7 @@ def test_bench_refuses_a_zero_batch(cli):
 
 
 def test_fma_peak_counts_every_thread_up_to_the_cpus(monkeypatch):
-    """The peak of T threads is the one-thread rate times T, up to the CPUs this process may
+    """The peak of T threads counts the loops of T threads, up to the CPUs this process may
     use (the rate itself is measured, so only its scaling is checked)."""
     import seqcli.benchmark as benchmark
 
@@ -92,6 +92,34 @@ def test_fma_peak_counts_every_thread_up_to_the_cpus(monkeypatch):
     one, two, four = (fma_peak(threads, seconds=0) for threads in (1, 2, 4))
     assert one > 0
     assert two == pytest.approx(2 * one, rel=1e-3) and four == pytest.approx(2 * one, rel=1e-3)
+
+
+def test_fma_peak_runs_the_loops_of_all_threads_at_once(monkeypatch):
+    """The threads' loops run together (CPUs that share a core's FMA units then count once),
+    each run on as many threads as asked, up to the CPUs."""
+    import threading
+    import time
+
+    import seqcli.benchmark as benchmark
+
+    lock, running, most, threads_seen = threading.Lock(), [0], [0], set()
+
+    def loop(rounds):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            threads_seen.add(threading.get_ident())
+        time.sleep(0.01)
+        with lock:
+            running[0] -= 1
+        return 0.0
+
+    monkeypatch.setattr(benchmark, "_fma_loop", loop)
+    monkeypatch.setattr(benchmark, "_usable_cpus", lambda: 3)
+    peak = fma_peak(4, seconds=0.05)
+    assert most[0] == 3 and len(threads_seen) >= 3
+    one = fma_peak(1, seconds=0.05)
+    assert 2.0 < peak / one <= 3.05  # three loops in the time of one: three times the rate
 
 
 def _fake_clock(step: float = 1e-3):
