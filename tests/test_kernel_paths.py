@@ -102,6 +102,13 @@ def test_full_width_is_asked_for_only_on_avx512(monkeypatch):
         assert os.environ.get("NUMBA_CPU_FEATURES") == wanted
         if wanted:
             assert config.CPU_FEATURES == wanted  # numba was imported first: told too
+    def unreadable():
+        raise RuntimeError("failed to get host cpu features")
+
+    monkeypatch.setattr(binding, "get_host_cpu_features", unreadable)
+    monkeypatch.delenv("NUMBA_CPU_FEATURES", raising=False)
+    cpu.full_width_vectors()
+    assert "NUMBA_CPU_FEATURES" not in os.environ
     monkeypatch.setenv("NUMBA_CPU_FEATURES", "+sse2")
     cpu.full_width_vectors()
     assert os.environ["NUMBA_CPU_FEATURES"] == "+sse2"

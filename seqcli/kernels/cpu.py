@@ -27,7 +27,10 @@ def full_width_vectors() -> None:
         return
     from llvmlite import binding
 
-    features = binding.get_host_cpu_features().flatten()
+    try:
+        features = binding.get_host_cpu_features().flatten()
+    except RuntimeError:  # LLVM cannot read this CPU's features: numba's own choice stands
+        return
     if "+avx512f" in features.split(","):
         os.environ["NUMBA_CPU_FEATURES"] = f"{features},-{HALF_WIDTH_TUNING}"
         config = sys.modules.get("numba.core.config")
