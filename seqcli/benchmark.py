@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from seqcli.kernels.numba_startup import numba_ready
 from seqcli.runtime.model import Sequential
 
 
@@ -118,6 +119,7 @@ def fma_peak(threads: int, seconds: float = 0.3, run_seconds: float = 0.005) -> 
     share a core's FMA units (hyperthreads, a virtual machine's CPUs on one core) count once."""
     import threading
 
+    numba_ready()  # numba set up as for the kernels (their vector width, their cache)
     _fma_loop(1)  # compiled, or loaded from numba's cache
     start = time.perf_counter()
     _fma_loop(1000)

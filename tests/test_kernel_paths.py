@@ -21,7 +21,7 @@ HERE = Path(__file__).parent
 ], ids=["no-avx512", "numpy-matmul"])
 def test_convolution_dense_and_recurrent_paths(env, tmp_path):
     full = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), **env)
-    if "NUMBA_CPU_NAME" in env:  # not the host's features, which seqcli.kernels set here
+    if "NUMBA_CPU_NAME" in env:  # not the host's features, which the kernel modules set here
         full.pop("NUMBA_CPU_FEATURES", None)
     probe = subprocess.run(
         [sys.executable, "-c", "from seqcli.kernels import cpu, dense; "
@@ -46,7 +46,7 @@ def test_convolution_dense_and_recurrent_paths(env, tmp_path):
 
 _WIDTH_PROBE = (
     "import os, numpy as np\n"
-    "import seqcli.kernels\n"
+    "import seqcli.kernels.dense\n"
     "from llvmlite import binding\n"
     "from numba import njit\n"
     "@njit(fastmath=True)\n"
@@ -65,8 +65,8 @@ _WIDTH_PROBE = (
 @pytest.mark.parametrize("env", [{}, {"NUMBA_CPU_NAME": "generic"}], ids=["host", "generic"])
 def test_kernels_use_the_cpus_full_vector_width(env, tmp_path):
     """On an AVX-512 CPU numba's loops use 16-float vectors (zmm registers), also where LLVM
-    tunes the CPU for 8-float ones (Intel's): `seqcli.kernels` turns that tuning off before
-    numba compiles. Without AVX-512, or where the environment names numba's target itself, it
+    tunes the CPU for 8-float ones (Intel's): seqcli's kernel modules turn that tuning off
+    before numba compiles. Without AVX-512, or where the environment names numba's target itself, it
     leaves numba's configuration as it is."""
     full = {key: value for key, value in os.environ.items()
             if key not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")}

@@ -122,13 +122,13 @@ _NO_NUMBA = """
 import json, sys
 from seqcli.cli import main
 code = main(["predict", sys.argv[1], sys.argv[2], "-o", sys.argv[3], "-q"])
-print(json.dumps({"code": code, "numba": "numba" in sys.modules}))
+print(json.dumps({"code": code, "numba": "numba" in sys.modules or "llvmlite" in sys.modules}))
 """
 
 
 def test_small_model_predicts_without_numba(tmp_path):
-    """The guide's Dense stack on a few rows: numba is never imported, and the outputs are
-    those the jitted kernels give."""
+    """The guide's Dense stack on a few rows: numba is never imported, nor LLVM, and the
+    outputs are those the jitted kernels give."""
     x = np.random.default_rng(3).standard_normal((8, 4)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "y.npy"

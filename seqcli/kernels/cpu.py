@@ -19,7 +19,7 @@ def full_width_vectors() -> None:
     kernel would run on half of each vector register (a jitted FMA loop: 103 against 212
     GFLOP/s a core), and the direct convolution, whose sums fill the 32 registers of 16 floats,
     would spill. Sets NUMBA_CPU_FEATURES to the host's features with that tuning turned off
-    (`seqcli.kernels` calls it on import, before numba compiles or loads a kernel). Left as it
+    (`numba_startup` calls it on import, before numba compiles or loads a kernel). Left as it
     is where the environment names numba's target itself (NUMBA_CPU_NAME or NUMBA_CPU_FEATURES)
     or the CPU has no AVX-512; processes started from this one inherit it, so their kernels
     share numba's cache."""
@@ -42,6 +42,7 @@ def wide_vectors() -> bool:
     """True when numba compiles for a CPU with 32 registers of 16 floats (AVX-512): the direct
     kernel keeps 12 x 32 sums in them. Elsewhere convolutions go through BLAS."""
     if not _WIDE:
+        full_width_vectors()  # numba's configuration as the kernels compile with it
         from llvmlite import binding
         from numba.core import config
 

@@ -22,6 +22,10 @@ from numba import __version__ as numba_version
 from numba import config, types
 
 from seqcli.errors import SeqcliWarning
+from seqcli.kernels.cpu import full_width_vectors
+
+full_width_vectors()  # before any kernel compiles or loads: every one that runs in numba
+# imports this module
 
 _NUMBA_READY: list = []  # [True] once prepared
 _RUNTIME_FROM_CACHE: list = []  # [True] once numba's runtime came from seqcli's cached copy
