@@ -118,6 +118,32 @@ def test_full_width_is_asked_for_only_on_avx512(monkeypatch):
     assert "NUMBA_CPU_FEATURES" not in os.environ
 
 
+_NOTICE_PROBE = (
+    "import sys, numpy as np\n"
+    "from seqcli.runtime.compiled import notify_compiling\n"
+    "heard = []\n"
+    "notify_compiling(lambda: heard.append('numba' in sys.modules))\n"
+    "before = 'numba' in sys.modules\n"
+    "from seqcli.kernels.activations import bias_activation_inplace\n"
+    "y = np.ones((4, 3), np.float32)\n"
+    "bias_activation_inplace(y, np.ones(3, np.float32), 1)\n"
+    "bias_activation_inplace(y, np.ones(3, np.float32), 1)\n"
+    "assert y[0, 0] == 3\n"
+    "print(before, heard)\n")
+
+
+def test_the_compile_notice_is_asked_for_before_numba_is_imported(tmp_path):
+    """The command line asks for its notice of a compile before anything imports numba (a
+    small model never does): numba hears of it once the first kernel module is imported, and
+    it is given once, when a kernel compiles (an empty cache), never for a cached one."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", _NOTICE_PROBE], capture_output=True,
+                           text=True, timeout=600, env=env) for _ in range(2)]
+    assert [run.returncode for run in runs] == [0, 0], runs[0].stderr[-2000:]
+    assert runs[0].stdout.split(maxsplit=1) == ["False", "[True]\n"]  # compiled: heard once
+    assert runs[1].stdout.split(maxsplit=1) == ["False", "[]\n"]  # from the cache: nothing
+
+
 def test_cached_kernels_load_without_numba_compiler_refresh(tmp_path):
     """With a warm cache, running a model loads its kernels with only numba's runtime linked in:
     numba's linear-algebra and array-math implementations (imported by its compiler refresh,

@@ -69,7 +69,7 @@ def _act_for(i: int) -> str:
 
 # Modules of seqcli.kernels that hold no kernels: what the kernels run on (CPU features, threads,
 # numba's start-up, LLVM helpers, size checks); their public functions are used elsewhere.
-NOT_KERNELS = ("cpu", "threads", "numba_startup", "intrinsics", "geometry", "memory")
+NOT_KERNELS = ("cpu", "threads", "numba_startup", "intrinsics", "geometry", "memory", "notices")
 # Public functions of kernel modules that are not kernels: the switch to a small run's numpy path,
 # and whether it could be on.
 NOT_KERNEL_FUNCTIONS = ("small_run", "numpy_may_run")

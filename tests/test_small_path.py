@@ -121,21 +121,23 @@ def test_big_work_other_dtypes_and_gelu_are_left_to_the_kernels():
 _NO_NUMBA = """
 import json, sys
 from seqcli.cli import main
-code = main(["predict", sys.argv[1], sys.argv[2], "-o", sys.argv[3], "-q"])
+code = main(["predict", sys.argv[1], sys.argv[2], "-o", sys.argv[3], *sys.argv[4:]])
 print(json.dumps({"code": code, "numba": "numba" in sys.modules or "llvmlite" in sys.modules}))
 """
 
 
 def test_small_model_predicts_without_numba(tmp_path):
-    """The guide's Dense stack on a few rows: numba is never imported, nor LLVM, and the
-    outputs are those the jitted kernels give."""
+    """The guide's Dense stack on a few rows: numba is never imported, nor LLVM, quiet or not
+    (the notice of a compile waits for numba), and the outputs are those the jitted kernels
+    give."""
     x = np.random.default_rng(3).standard_normal((8, 4)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "y.npy"
-    run = subprocess.run([sys.executable, "-c", _NO_NUMBA, "configs/dense_stack.yaml",
-                          str(tmp_path / "x.npy"), str(out)],
-                         capture_output=True, text=True, check=True)
-    assert json.loads(run.stdout.splitlines()[-1]) == {"code": 0, "numba": False}
+    for quiet in (["-q"], []):
+        run = subprocess.run([sys.executable, "-c", _NO_NUMBA, "configs/dense_stack.yaml",
+                              str(tmp_path / "x.npy"), str(out), *quiet],
+                             capture_output=True, text=True, check=True)
+        assert json.loads(run.stdout.splitlines()[-1]) == {"code": 0, "numba": False}
 
     from seqcli.runtime.model import load
 

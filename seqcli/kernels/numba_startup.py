@@ -23,9 +23,11 @@ from numba import config, types
 
 from seqcli.errors import SeqcliWarning
 from seqcli.kernels.cpu import full_width_vectors
+from seqcli.kernels.notices import listen
 
 full_width_vectors()  # before any kernel compiles or loads: every one that runs in numba
 # imports this module
+listen()  # the notice of a compile, when one was asked for before numba was imported
 
 _NUMBA_READY: list = []  # [True] once prepared
 _RUNTIME_FROM_CACHE: list = []  # [True] once numba's runtime came from seqcli's cached copy

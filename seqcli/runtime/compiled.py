@@ -4,31 +4,7 @@ settings, and the record of which kernel sources the cached kernels were built f
 from __future__ import annotations
 
 from seqcli.kernels.memory import keep_freed_memory as keep_freed_memory  # bench/ sets it first
-
-_NOTICE: list = []  # [listener] once installed; its `callback` is the latest one asked for
-
-
-def notify_compiling(callback) -> None:
-    """Call `callback()` once, when numba next starts compiling a seqcli kernel in this process
-    (a kernel its cache lacks); kernels loaded from the cache call nothing."""
-    if not _NOTICE:
-        from numba.core import event
-
-        class FirstCompile(event.Listener):
-            callback = None
-
-            def on_start(self, ev):
-                function = getattr(ev.data.get("dispatcher"), "py_func", None)
-                if self.callback and getattr(function, "__module__", "").startswith("seqcli."):
-                    call, self.callback = self.callback, None
-                    call()
-
-            def on_end(self, ev):
-                pass
-
-        _NOTICE.append(FirstCompile())
-        event.register("numba:compile", _NOTICE[0])
-    _NOTICE[0].callback = callback
+from seqcli.kernels.notices import notify_compiling as notify_compiling  # the CLI asks here
 
 
 def set_threads(threads: int | None) -> None:
