@@ -68,14 +68,18 @@ def training_plan(built: BuiltModel) -> TrainingPlan:
     return TrainingPlan(built, leaves, trainable_before, regularized, constrained, activity)
 
 
+def _plan_for(built: BuiltModel, plan: TrainingPlan | None) -> TrainingPlan:
+    """`plan` when it was made for `built`, else `built`'s own `training_plan`."""
+    return plan if plan is not None and plan.built is built else training_plan(built)
+
+
 def train_step(built: BuiltModel, weights: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
                loss: Loss, optimizer: Optimizer, rng: np.random.Generator,
                plan: TrainingPlan | None = None):
     """One batch: forward in training mode, loss, backward, update. Returns (loss, the
     batch's outputs, their mask or None); frozen weights are never written. `plan`: the
     model's `training_plan`, made once for many steps (made here when None)."""
-    if plan is None or plan.built is not built:
-        plan = training_plan(built)
+    plan = _plan_for(built, plan)
     leaves = plan.leaves
     caches, output_grads = [], []
     h, mask = x, None
@@ -125,8 +129,7 @@ def weight_penalty(built: BuiltModel, weights: dict[str, np.ndarray],
                    plan: TrainingPlan | None = None) -> float:
     """The regularizers' penalties on the trainable weights, as Keras's `Layer.losses`
     counts them (a frozen weight's regularizer adds nothing)."""
-    if plan is None or plan.built is not built:
-        plan = training_plan(built)
+    plan = _plan_for(built, plan)
     return sum((regularizers.penalty(regularizer, weights[key])
                 for key, regularizer in plan.regularized), 0.0)
 
@@ -135,8 +138,7 @@ def apply_constraints(built: BuiltModel, weights: dict[str, np.ndarray],
                       plan: TrainingPlan | None = None) -> None:
     """Project each trainable weight that has a constraint, in place, as Keras's optimizer
     does after every update."""
-    if plan is None or plan.built is not built:
-        plan = training_plan(built)
+    plan = _plan_for(built, plan)
     for key, constraint in plan.constrained:
         regularizers.constrain(constraint, weights[key])
 
