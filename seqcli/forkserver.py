@@ -1,7 +1,8 @@
 """The fork server a local Dask cluster (`--dask local`, `local:N`) forks its workers from,
 started in the background as the command line begins, before the rest of seqcli is imported:
-it imports Dask's distributed and seqcli's runtime once for all the workers while this process
-reads the model and its input. Only the standard library is imported here.
+it imports Dask's distributed, seqcli's runtime, numba and the commonest kernels once for all
+the workers while this process reads the model and its input. Only the standard library is
+imported here.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import os
 import threading
 
 LOCAL = "local"
-FORK_SERVER_PRELOAD = ["distributed", "seqcli.dask.package"]
-"""What the fork server imports once, and every worker it forks then has."""
+FORK_SERVER_PRELOAD = ["distributed", "seqcli.dask.package", "seqcli.dask.preload"]
+"""What the fork server imports once, and every worker it forks then has (seqcli.dask.preload:
+numba, and the commonest layers and kernels)."""
 _STARTED: list[bool] = []
 
 

@@ -214,6 +214,41 @@ def test_the_fork_server_starts_early_only_for_a_local_cluster(monkeypatch, argv
     assert seen == started
 
 
+def test_the_fork_servers_preload_readies_numba_without_a_thread():
+    """What the fork server imports before it forks workers: numba's runtime and the thread
+    pool's spin loops loaded, the common kernels imported, and still one thread (a fork copies
+    only the thread that forks)."""
+    from seqcli.forkserver import FORK_SERVER_PRELOAD
+
+    assert "seqcli.dask.preload" in FORK_SERVER_PRELOAD
+    code = ("import sys, threading, seqcli.dask.preload\n"
+            "from numba.core.runtime import rtsys\n"
+            "from seqcli.kernels import threads\n"
+            "print(threading.active_count(), bool(rtsys._init), len(threads._POOL.workers),\n"
+            "      all(f'seqcli.kernels.{name}' in sys.modules for name in\n"
+            "          ('conv', 'conv_direct', 'winograd', 'dense', 'pooling', 'activations')),\n"
+            "      threads._await_post.signatures != [])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "True", "0", "True", "True"]
+
+
+def test_a_failing_preload_leaves_the_fork_server_running(monkeypatch):
+    """An error while preloading is the worker's to report: the fork server's import of
+    seqcli.dask.preload never raises (the fork server would stop, and no worker start)."""
+    import importlib
+
+    import seqcli.dask.preload as preload
+    from seqcli.kernels import numba_startup
+
+    def broken():
+        raise RuntimeError("no cache")
+
+    monkeypatch.setattr(numba_startup, "numba_ready", broken)
+    importlib.reload(preload)
+
+
 @pytest.mark.parametrize("suffix", [".zarr", ".npz"])
 def test_extract_on_a_cluster_equals_one_process(cli, cluster, work, tmp_path, suffix):
     layers = ["--layer", "base/conv2d", "--layer", "dense"]

@@ -369,6 +369,12 @@ def _await_post(mailbox, taken, counters, done, rounds):
         _relax()
 
 
+def load_spin_loops() -> None:
+    """Load the pool's spin loops (and numba's runtime) from the cache now, without starting
+    a thread: for a process that forks workers which will use the pool."""
+    _spin_rounds_per_us()
+
+
 def _spin_rounds_per_us() -> float:
     """How many rounds of the spin loops take a microsecond on this machine (the worker's
     spin loaded or compiled here, on the caller's thread)."""
