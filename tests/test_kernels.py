@@ -651,6 +651,67 @@ def test_depthwise_conv_threads_share_rows(monkeypatch):
     np.testing.assert_array_equal(got[1], got[2])
 
 
+@pytest.mark.parametrize("case", [
+    # (n, h, w, c, kh, kw, f, strides, padded, activation, filters per item at 2 threads)
+    (1, 1, 500, 16, 1, 7, 128, (1, 3), False, "relu", 32),  # Conv1D at batch 1: 4 parts
+    (1, 1, 60, 8, 1, 5, 80, (1, 1), True, "tanh", 32),  # parts of 32, 32 and 16 filters
+    (2, 9, 9, 8, 3, 3, 64, (2, 2), True, "linear", 32),  # 2 tiles: each in 2 parts
+    (1, 1, 40, 8, 1, 3, 64, (1, 1), False, "softmax", 64),  # whole rows: no split
+    (1, 1, 40, 8, 1, 3, 48, (1, 1), False, "relu", 48),  # under 64 filters: no split
+])
+def test_direct_conv_splits_few_tiles_by_filters(monkeypatch, case):
+    """A direct convolution with fewer row tiles than its threads want (a Conv1D, or a small
+    feature map, at batch 1) shares each tile's filters out in parts of 32: the reference,
+    and the same bits as one thread."""
+    from seqcli.kernels.threads import _parallel, set_threads, thread_count
+
+    n, h, w, c, kh, kw, f, strides, padded, name, f_block = case
+    items = []
+
+    def shared(kernel, count, work, *args):  # every item count worth both threads
+        items.append((kernel, count))
+        _parallel(kernel, count, 1e12, *args)
+
+    monkeypatch.setattr(k_conv, "_parallel", shared)
+    rng = _rng(33)
+    x = _normal(rng, (n, h, w, c))
+    kernel = _normal(rng, (kh, kw, c, f), 1.0 / math.sqrt(kh * kw * c))
+    bias = _normal(rng, f, 0.5)
+    padding = _same2(h, w, kh, kw, strides, (1, 1)) if padded else ((0, 0), (0, 0))
+    args = (x, kernel, bias, strides, (1, 1), padding, 1)
+    before = thread_count()
+    got = {}
+    try:
+        for threads in (1, 2):
+            set_threads(threads)
+            got[threads] = k_conv.conv2d_forward(*args, activation_code(name))
+    finally:
+        set_threads(before)
+    ref = naive.naive_conv2d(*args, name)
+    _check(got[2], ref, scale=_magnitude(naive.naive_conv2d(*args, "linear")))
+    np.testing.assert_array_equal(got[1], got[2])
+    if k_conv.wide_vectors() and not k_winograd._winograd_fits(kh, kw, *strides, 1, 1, c, f, w):
+        (kernel_1, one), (kernel_2, two) = items
+        assert kernel_1 is kernel_2 is k_conv._conv_direct
+        assert two == one * -(-f // f_block)
+
+
+def test_direct_filter_block():
+    """Filters per item: all of them on one thread, with tiles enough, for softmax, or for a
+    layer whose filters are not a multiple of 16; else parts of 32 filters, a few items a
+    thread."""
+    relu, softmax = activation_code("relu"), activation_code("softmax")
+    assert k_conv._direct_filter_block(1, 128, 128, relu, 1) == 128
+    assert k_conv._direct_filter_block(1, 128, 128, relu, 2) == 32
+    assert k_conv._direct_filter_block(2, 128, 128, relu, 2) == 64
+    assert k_conv._direct_filter_block(4, 128, 128, relu, 2) == 128
+    assert k_conv._direct_filter_block(1, 256, 256, relu, 4) == 32
+    assert k_conv._direct_filter_block(3, 256, 256, relu, 2) == 128
+    assert k_conv._direct_filter_block(1, 128, 128, softmax, 2) == 128
+    assert k_conv._direct_filter_block(1, 72, 80, relu, 2) == 80
+    assert k_conv._direct_filter_block(1, 48, 48, relu, 2) == 48
+
+
 def test_depthwise_conv_mobilenet_layers():
     """The shapes of a MobileNet block at batch 2: 3x3 'same', stride 1 and 2, 32-128
     channels, relu6, against the tap-by-tap reference."""

@@ -19,17 +19,19 @@ from seqcli.kernels.activations import (
 )
 from seqcli.kernels.conv_direct import _conv_direct
 from seqcli.kernels.cpu import wide_vectors
-from seqcli.kernels.dense import _blas, dense_forward
+from seqcli.kernels.dense import _ROW_CODES, _blas, dense_forward
 from seqcli.kernels.depthwise import _depthwise_conv
 from seqcli.kernels.geometry import UsefulWindow, _int_pair, _out_size, _padding
 from seqcli.kernels.im2col import _conv_im2col, _im2col
-from seqcli.kernels.threads import _parallel
+from seqcli.kernels.threads import _parallel, thread_count
 from seqcli.kernels.winograd import _cached_winograd_filters, _conv_winograd, _winograd_fits
 
 # Upper bound on one tile's buffer (bytes): its im2col columns, or its direct-convolution sums.
 _CHUNK_BYTES = 256 << 10
 # Output pixels a direct-convolution tile aims for (a few rows: its input band stays in cache).
 _DIRECT_PIXELS = 256
+# Items a thread aims for when a direct convolution's tiles are split by filters.
+_SPLIT_ITEMS = 2
 
 
 def _full_bias(b: np.ndarray, size: int) -> np.ndarray:
@@ -84,8 +86,10 @@ def conv2d_forward(
         if f16 != f:  # zero filters up to a multiple of 16, dropped by the epilogue
             kernel = np.pad(kernel, ((0, 0), (0, 0), (0, 0), (0, f16 - f)))
         rows = max(1, min(out_h, -(-_DIRECT_PIXELS // out_w), _CHUNK_BYTES // (4 * out_w * f16)))
-        _parallel(_conv_direct, nb * -(-out_h // rows), 2.0 * out.size * k_h * k_w * c_n, x,
-                  kernel, full, out, sh, sw, dh, dw, pt, pb, pl, pr, code, rows)
+        tiles = nb * -(-out_h // rows)
+        f_block = _direct_filter_block(tiles, f, f16, code, thread_count())
+        _parallel(_conv_direct, tiles * -(-f16 // f_block), 2.0 * out.size * k_h * k_w * c_n,
+                  x, kernel, full, out, sh, sw, dh, dw, pt, pb, pl, pr, code, rows, f_block)
         return out
     fg = f // groups
     width = k_h * k_w * cg
@@ -101,6 +105,18 @@ def conv2d_forward(
                   found.ilp64, x, wstack, full, out2d, k_h, k_w, sh, sw, dh, dw, pt, pl, out_h,
                   out_w, code, tile)
     return out
+
+
+def _direct_filter_block(tiles: int, f: int, f16: int, code: int, threads: int) -> int:
+    """Filters per item of `_conv_direct`: all (F16), unless its `tiles` of output rows are too
+    few to go round the threads (a Conv1D, or a small feature map, at batch 1): then parts of
+    a multiple of 32 filters, `_SPLIT_ITEMS` items a thread. Never for softmax (whole rows), nor
+    when F is not a multiple of 16 (the sums go through a buffer of F16 columns)."""
+    if (threads < 2 or tiles >= _SPLIT_ITEMS * threads or f != f16 or code in _ROW_CODES
+            or f16 < 64):
+        return f16
+    parts = min(f16 // 32, -(-_SPLIT_ITEMS * threads // tiles))
+    return -(-(f16 // 32) // parts) * 32
 
 
 def _conv_numpy(x, wstack, b, out2d, k_h, k_w, sh, sw, dh, dw, pt, pl, out_h, out_w, code):

@@ -47,18 +47,21 @@ def _conv_row_blocks(src, row_base, pixel_step, row_step, k_h, k_w, dw, c_n, ker
 
 @njit(cache=True, nogil=True)
 def _conv_direct(counter, x, kernel, bias, out, sh, sw, dh, dw, pt, pb, pl, pr, code,
-                 tile_rows):
+                 tile_rows, f_block):
     # out[n, oh, ow, f] = act(bias[f] + sum_ijc xpad[n, oh*sh + i*dh, ow*sw + j*dw, c]
     # kernel[i, j, c, f]), kernel (KH, KW, C, F16) zero-padded to a multiple of 16 filters.
-    # Tiles of output rows; with padding, the input rows a tile needs are copied with zeros
-    # around them; sums go to a per-worker buffer, the epilogue writes them to out.
+    # Items: tiles of output rows, each split into parts of f_block filters (a multiple of 32;
+    # F16 for one part). With padding, the input rows a tile needs are copied with zeros around
+    # them; sums go to out (F a multiple of 16), else to a per-worker buffer of F16 columns
+    # (then one part of F16 filters). The epilogue writes each part's filters.
     nb, h, w, c_n = x.shape
     k_h, k_w, _, f16 = kernel.shape
     _, out_h, out_w, f = out.shape
     padded = pt + pb + pl + pr > 0
     wp = w + pl + pr
     blocks = (out_h + tile_rows - 1) // tile_rows
-    n_tiles = nb * blocks
+    parts = (f16 + f_block - 1) // f_block
+    items = nb * blocks * parts
     band_h = (tile_rows - 1) * sh + (k_h - 1) * dh + 1
     out2d = out.reshape(nb * out_h * out_w, f)
     flat_out = out.reshape(out.size)
@@ -67,9 +70,12 @@ def _conv_direct(counter, x, kernel, bias, out, sh, sw, dh, dw, pt, pb, pl, pr, 
     band = np.empty(band_h * wp * c_n if padded else 1, dtype=np.float32)  # this thread's
     sums = np.empty(1 if direct else tile_rows * out_w * f16, dtype=np.float32)
     t = _next_item(counter)
-    while t < n_tiles:
-        n = t // blocks
-        oh0 = (t % blocks) * tile_rows
+    while t < items:
+        tile = t // parts
+        fa = (t % parts) * f_block
+        fb = min(f16, fa + f_block)
+        n = tile // blocks
+        oh0 = (tile % blocks) * tile_rows
         rows = min(tile_rows, out_h - oh0)
         if padded:
             _fill_band(x, n, oh0 * sh - pt, (rows - 1) * sh + (k_h - 1) * dh + 1, pl, pr,
@@ -77,8 +83,8 @@ def _conv_direct(counter, x, kernel, bias, out, sh, sw, dh, dw, pt, pb, pl, pr, 
         first = (n * out_h + oh0) * out_w
         target = flat_out if direct else sums
         target_base = first * f16 if direct else 0
-        for f0 in range(0, f16, 32):
-            vectors = 2 if f16 - f0 >= 32 else 1
+        for f0 in range(fa, fb, 32):
+            vectors = 2 if fb - f0 >= 32 else 1
             for r in range(rows):
                 if padded:
                     _conv_row_blocks(band, r * sh * wp * c_n, sw * c_n, dh * wp * c_n, k_h,
@@ -89,7 +95,7 @@ def _conv_direct(counter, x, kernel, bias, out, sh, sw, dh, dw, pt, pb, pl, pr, 
                                      dh * w * c_n, k_h, k_w, dw, c_n, kernel, target,
                                      target_base + r * out_w * f16, out_w, f0, vectors)
         if direct:
-            _bias_act_inplace(out2d, first, rows * out_w, 0, bias, code)
+            _bias_act_inplace(out2d, first, rows * out_w, fa, bias[fa:fb], code)
         else:
             _bias_act_rows(sums.reshape(tile_rows * out_w, f16), 0, out2d, first,
                            rows * out_w, bias, code)
