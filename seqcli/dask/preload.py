@@ -30,7 +30,7 @@ def _preload() -> None:
         dense,
         pooling,
         threads,
-        winograd,  # noqa: F401
+        winograd,
     )
 
     threads.load_spin_loops()
