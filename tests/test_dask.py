@@ -29,7 +29,7 @@ from distributed.diagnostics.plugin import WorkerPlugin  # noqa: E402
 
 import seqcli  # noqa: E402
 import seqcli.dask  # noqa: E402
-from tests.conftest import CONFIGS, REPO  # noqa: E402
+from tests.conftest import CONFIGS, REPO, run_process  # noqa: E402
 from tests.test_bad_inputs import snapshot, unchanged  # noqa: E402
 
 ROWS = 101
@@ -212,6 +212,23 @@ def test_the_fork_server_starts_early_only_for_a_local_cluster(monkeypatch, argv
     monkeypatch.setattr(forkserver, "start_fork_server", seen.append)
     forkserver.start_early(argv)
     assert seen == started
+
+
+def test_a_model_of_many_weights_runs_without_dasks_large_graph_warning(cluster, tmp_path):
+    """The model travels in the graph once, on purpose: a model over Dask's 10 MB warning
+    threshold (an Embedding of 11.5 MB) prints nothing on a cluster run, and gives the
+    one-process outputs."""
+    model = tmp_path / "wide.yaml"
+    model.write_text("input_shape: [8]\nseed: 0\nlayers:\n"
+                     "  - {type: Embedding, input_dim: 30000, output_dim: 96}\n"
+                     "  - {type: GlobalAveragePooling1D}\n")
+    np.save(tmp_path / "ids.npy", np.random.default_rng(0).integers(0, 30000, (40, 8)))
+    one = run_process("predict", model, tmp_path / "ids.npy", "-o", tmp_path / "one.npy", "-q")
+    assert one.returncode == 0, one.stderr
+    done = run_process("predict", model, tmp_path / "ids.npy", "-o", tmp_path / "out.npy", "-q",
+                       "--dask", cluster[1])
+    assert (done.returncode, done.stderr) == (0, b"")
+    close(np.load(tmp_path / "out.npy"), np.load(tmp_path / "one.npy"))
 
 
 def test_the_fork_servers_preload_readies_numba_without_a_thread():

@@ -25,6 +25,7 @@ from seqcli.io.arrays import NonFiniteCounter
 from seqcli.io.chunked import row_reader
 
 OUTPUTS = "<outputs>"
+_LARGE_GRAPH = "distributed.admin.large-graph-warning-threshold"
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class ClusterRun:
     def __init__(self, client, model, data, *, chunk_rows: int, options: ChunkOptions,
                  progress, inputs: NonFiniteCounter, outputs: NonFiniteCounter):
         import dask
+        from dask.utils import parse_bytes
 
         self.client, self.options, self.progress = client, options, progress
         self.inputs, self.outputs = inputs, outputs
@@ -105,7 +107,11 @@ class ClusterRun:
         self.token = f"{package['key'][:16]}-{os.urandom(4).hex()}"
         node = dask.delayed(package, pure=True, traverse=False,
                             name=f"seqcli-model-{package['key']}")
-        (self.package,) = client.compute([node])
+        # the model travels in the graph, once and on purpose (a worker that dies has it
+        # computed again elsewhere): Dask's warning of a large graph allows for its size
+        with dask.config.set({_LARGE_GRAPH: len(package["model"]) + parse_bytes(
+                dask.config.get(_LARGE_GRAPH))}):
+            (self.package,) = client.compute([node])
         self.futures: list | deque = []
         """What is sent and not yet read: cancelled when the run stops."""
         self.stopped = False
