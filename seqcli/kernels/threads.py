@@ -369,15 +369,10 @@ def _await_post(mailbox, taken, counters, done, rounds):
         _relax()
 
 
-def load_spin_loops() -> None:
+def load_spin_loops() -> tuple:
     """Load the pool's spin loops (and numba's runtime) from the cache now, without starting
-    a thread: for a process that forks workers which will use the pool."""
-    _spin_rounds_per_us()
-
-
-def _spin_rounds_per_us() -> float:
-    """How many rounds of the spin loops take a microsecond on this machine (the worker's
-    spin loaded or compiled here, on the caller's thread)."""
+    a thread (a process that forks workers which will use the pool calls it first); returns
+    the arrays the loops ran on, for `_spin_rounds_per_us` to time them."""
     from seqcli.kernels.numba_startup import numba_ready
 
     numba_ready()
@@ -386,6 +381,13 @@ def _spin_rounds_per_us() -> float:
     done = np.zeros(_WORKER_VIEW, dtype=np.int64)
     _join(done, -1)
     _await_post(mailbox, 0, counters, done, 1000)
+    return mailbox, counters, done
+
+
+def _spin_rounds_per_us() -> float:
+    """How many rounds of the spin loops take a microsecond on this machine (the worker's
+    spin loaded or compiled here, on the caller's thread)."""
+    mailbox, counters, done = load_spin_loops()
     rounds = 20000
     start = time.perf_counter()
     _await_post(mailbox, 0, counters, done, rounds)
